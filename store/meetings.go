@@ -1,0 +1,291 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Assignment is one media handler the Global Controller assigned to a meeting.
+type Assignment struct{ MHID, WebTransportEndpoint, GRPCEndpoint string }
+
+// Meeting is a meeting's own record. Generation is not stored in the record: writes set it from the generation they
+// hold, reads from the meeting's generation counter.
+type Meeting struct {
+	ID          string
+	Generation  uint64
+	Assignments []Assignment
+	AssignedBy  string
+	CreatedAt   time.Time
+}
+
+// Participant is one roster entry.
+type Participant struct {
+	ID, UserID, Name, Role string // Role "host"|"participant"; UserID is the token's sub
+
+	AudioSelfMuted, VideoSelfMuted, AudioHostMuted, VideoHostMuted bool
+	HostMutedBy                                                    string
+
+	JoinedAt          time.Time
+	Connected         bool
+	DisconnectedSince time.Time // zero when connected
+}
+
+// Binding ties a session's correlation id to a participant and the nonce it must present next.
+type Binding struct {
+	CorrelationID, ParticipantID, UserID, Nonce string
+	ExpiresAt                                   time.Time
+}
+
+// MeetingState is everything stored for one meeting.
+type MeetingState struct {
+	Meeting      Meeting
+	Participants []Participant
+	Bindings     []Binding
+}
+
+// Acquire bumps the meeting's generation, persists it durably and returns it; the first is 1. A generation is never
+// handed out twice, across restarts and meeting deletions. Writes holding an older generation are fenced out.
+func (db *DB) Acquire(meetingID string) (uint64, error) {
+	var gen uint64
+	err := db.checked("acquire", checkKey("meeting id", meetingID), func(tx *bolt.Tx) error {
+		key := []byte(meetingID)
+		cur, err := generation(tx, key)
+		if err != nil {
+			return refuse(err)
+		}
+		if cur == math.MaxUint64 {
+			return refuse(fmt.Errorf("store: meeting %q: generation counter exhausted", meetingID))
+		}
+		gen = cur + 1
+		return tx.Bucket(bucketGenerations).Put(key, encodeGeneration(gen))
+	})
+	if err != nil {
+		return 0, err
+	}
+	return gen, nil
+}
+
+// PutMeeting creates or replaces the meeting's record, fenced on m.ID with gen; m.Generation is ignored.
+func (db *DB) PutMeeting(gen uint64, m Meeting) error {
+	value := encodeMeeting(m)
+	return db.checked("put_meeting", checkKey("meeting id", m.ID), func(tx *bolt.Tx) error {
+		key := []byte(m.ID)
+		cur, err := fence(tx, m.ID, key, gen)
+		if err != nil {
+			return err
+		}
+		mb, err := tx.Bucket(bucketMeetings).CreateBucketIfNotExists(key)
+		if err != nil {
+			return err
+		}
+		if err := raise(tx, key, cur, gen); err != nil {
+			return err
+		}
+		return mb.Put(keyMeeting, value)
+	})
+}
+
+// DeleteMeeting removes the meeting with its roster and bindings, fenced with gen. The generation counter is kept,
+// so a later Acquire still returns a newer generation. A meeting that does not exist gives ErrNotFound.
+func (db *DB) DeleteMeeting(meetingID string, gen uint64) error {
+	return db.checked("delete_meeting", checkKey("meeting id", meetingID), func(tx *bolt.Tx) error {
+		key := []byte(meetingID)
+		cur, err := fence(tx, meetingID, key, gen)
+		if err != nil {
+			return err
+		}
+		meetings := tx.Bucket(bucketMeetings)
+		if meetings.Bucket(key) == nil {
+			return refuse(fmt.Errorf("meeting %q: %w", meetingID, ErrNotFound))
+		}
+		if err := meetings.DeleteBucket(key); err != nil {
+			return err
+		}
+		return raise(tx, key, cur, gen)
+	})
+}
+
+// PutParticipant creates or replaces a roster entry, fenced with gen. The meeting must exist (ErrNotFound).
+func (db *DB) PutParticipant(meetingID string, gen uint64, p Participant) error {
+	value := encodeParticipant(p)
+	return db.putChild("put_participant", meetingID, gen, bucketRoster, "participant id", p.ID, value)
+}
+
+// DeleteParticipant removes a roster entry, fenced with gen; a missing meeting or participant gives ErrNotFound.
+func (db *DB) DeleteParticipant(meetingID string, gen uint64, participantID string) error {
+	return db.deleteChild("delete_participant", meetingID, gen, bucketRoster, "participant id", participantID)
+}
+
+// PutBinding creates or replaces the binding keyed by b.CorrelationID, fenced with gen. The meeting must exist
+// (ErrNotFound). The sweeper removes the binding once ExpiresAt has passed (never, if ExpiresAt is zero).
+func (db *DB) PutBinding(meetingID string, gen uint64, b Binding) error {
+	value := encodeBinding(b)
+	return db.putChild("put_binding", meetingID, gen, bucketBindings, "correlation id", b.CorrelationID, value)
+}
+
+// DeleteBinding removes a binding, fenced with gen; a missing meeting or binding gives ErrNotFound.
+func (db *DB) DeleteBinding(meetingID string, gen uint64, correlationID string) error {
+	return db.deleteChild("delete_binding", meetingID, gen, bucketBindings, "correlation id", correlationID)
+}
+
+func (db *DB) putChild(op, meetingID string, gen uint64, bucket []byte, what, id string, value []byte) error {
+	valid := errors.Join(checkKey("meeting id", meetingID), checkKey(what, id))
+	return db.checked(op, valid, func(tx *bolt.Tx) error {
+		key := []byte(meetingID)
+		cur, err := fence(tx, meetingID, key, gen)
+		if err != nil {
+			return err
+		}
+		mb := tx.Bucket(bucketMeetings).Bucket(key)
+		if mb == nil {
+			return refuse(fmt.Errorf("meeting %q: %w", meetingID, ErrNotFound))
+		}
+		child, err := mb.CreateBucketIfNotExists(bucket)
+		if err != nil {
+			return err
+		}
+		if err := raise(tx, key, cur, gen); err != nil {
+			return err
+		}
+		return child.Put([]byte(id), value)
+	})
+}
+
+func (db *DB) deleteChild(op, meetingID string, gen uint64, bucket []byte, what, id string) error {
+	valid := errors.Join(checkKey("meeting id", meetingID), checkKey(what, id))
+	return db.checked(op, valid, func(tx *bolt.Tx) error {
+		key := []byte(meetingID)
+		cur, err := fence(tx, meetingID, key, gen)
+		if err != nil {
+			return err
+		}
+		var child *bolt.Bucket
+		if mb := tx.Bucket(bucketMeetings).Bucket(key); mb != nil {
+			child = mb.Bucket(bucket)
+		}
+		if child == nil || child.Get([]byte(id)) == nil {
+			return refuse(fmt.Errorf("meeting %q: %s %q: %w", meetingID, what, id, ErrNotFound))
+		}
+		if err := child.Delete([]byte(id)); err != nil {
+			return err
+		}
+		return raise(tx, key, cur, gen)
+	})
+}
+
+// checked reports an argument error without queueing, or runs fn through the committer.
+func (db *DB) checked(op string, valid error, fn func(*bolt.Tx) error) error {
+	if valid != nil {
+		db.opts.Observe(op, 0, valid)
+		return valid
+	}
+	return db.write(op, fn)
+}
+
+// generation reads a meeting's generation counter (0 if never acquired).
+func generation(tx *bolt.Tx, key []byte) (uint64, error) {
+	v := tx.Bucket(bucketGenerations).Get(key)
+	if v == nil {
+		return 0, nil
+	}
+	g, err := decodeGeneration(v)
+	return g, corrupt(string(bucketGenerations), key, err)
+}
+
+// fence refuses a write holding gen when the meeting's generation is newer, and returns the current generation. It
+// writes nothing, so its errors are refusals.
+func fence(tx *bolt.Tx, meetingID string, key []byte, gen uint64) (uint64, error) {
+	if gen == 0 {
+		return 0, refuse(fmt.Errorf("%w: generation 0 is never acquired", ErrInvalid))
+	}
+	cur, err := generation(tx, key)
+	if err != nil {
+		return 0, refuse(err)
+	}
+	if gen < cur {
+		return 0, refuse(&FencedOutError{MeetingID: meetingID, Held: gen, Current: cur})
+	}
+	return cur, nil
+}
+
+// raise moves the generation counter up to gen when a write holds a generation newer than the stored one (possible
+// only if the counter was lost), so Acquire can never hand that generation out again.
+func raise(tx *bolt.Tx, key []byte, cur, gen uint64) error {
+	if gen <= cur {
+		return nil
+	}
+	return tx.Bucket(bucketGenerations).Put(key, encodeGeneration(gen))
+}
+
+// LoadAll returns every stored meeting with its current generation, roster and bindings, in meeting id order. Values
+// that cannot be decoded are skipped and reported together in the returned error (errors.Is ErrCorrupt, each
+// *CorruptError naming its key); everything that could be decoded is still returned.
+func (db *DB) LoadAll() ([]MeetingState, error) {
+	start := time.Now()
+	var (
+		states  []MeetingState
+		corrupt []error
+	)
+	err := db.view(func(tx *bolt.Tx) error {
+		meetings := tx.Bucket(bucketMeetings)
+		return meetings.ForEachBucket(func(k []byte) error {
+			st, errs := loadMeeting(tx, meetings.Bucket(k), k)
+			corrupt = append(corrupt, errs...)
+			if st != nil {
+				states = append(states, *st)
+			}
+			return nil
+		})
+	})
+	if err == nil {
+		err = errors.Join(corrupt...)
+	}
+	db.opts.Observe("load_all", time.Since(start), err)
+	return states, err
+}
+
+// loadMeeting decodes one meeting bucket; a meeting whose own record is unreadable is skipped (nil).
+func loadMeeting(tx *bolt.Tx, mb *bolt.Bucket, key []byte) (*MeetingState, []error) {
+	id := string(key)
+	bucket := "meetings/" + id
+	v := mb.Get(keyMeeting)
+	if v == nil {
+		return nil, []error{&CorruptError{Bucket: bucket, Key: string(keyMeeting), Err: errors.New("missing")}}
+	}
+	m, err := decodeMeeting(id, v)
+	if err != nil {
+		return nil, []error{corrupt(bucket, keyMeeting, err)}
+	}
+	gen, err := generation(tx, key)
+	if err != nil {
+		return nil, []error{err}
+	}
+	m.Generation = gen
+	st := &MeetingState{Meeting: m}
+	var errs []error
+	st.Participants, errs = loadChildren(mb, bucket, bucketRoster, decodeParticipant, errs)
+	st.Bindings, errs = loadChildren(mb, bucket, bucketBindings, decodeBinding, errs)
+	return st, errs
+}
+
+func loadChildren[T any](mb *bolt.Bucket, parent string, name []byte, decode func(string, []byte) (T, error), errs []error) ([]T, []error) {
+	b := mb.Bucket(name)
+	if b == nil {
+		return nil, errs
+	}
+	var out []T
+	_ = b.ForEach(func(k, v []byte) error {
+		x, err := decode(string(k), v)
+		if err != nil {
+			errs = append(errs, corrupt(parent+"/"+string(name), k, err))
+			return nil
+		}
+		out = append(out, x)
+		return nil
+	})
+	return out, errs
+}
