@@ -1,0 +1,291 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgemc/edgemc/gc"
+	"github.com/edgemc/edgemc/gc/auth"
+	"github.com/edgemc/edgemc/gc/internalpb"
+	"github.com/edgemc/edgemc/store"
+)
+
+// joinVerifier checks a participant's join token.
+type joinVerifier interface {
+	VerifyJoin(ctx context.Context, token string) (*auth.JoinClaims, error)
+}
+
+// endNotifier tells the GC that a meeting ended.
+type endNotifier interface {
+	NotifyMeetingEnded(ctx context.Context, meetingID string) error
+}
+
+// metricsSink is what the controller reports; *web.Metrics satisfies it.
+type metricsSink interface {
+	MailboxDepth(kind string, depth int)
+	PanicRecovered()
+	FencedOut()
+	NonceReplayRefused()
+	Reconnection(outcome string)
+	JoinDone(d time.Duration, outcome string)
+}
+
+type controllerConfig struct {
+	MaxMeetings, MaxParticipants uint32
+	Grace                        time.Duration
+	Now                          func() time.Time
+}
+
+// Controller owns the set of meetings. It satisfies gc.Assigner (meetings
+// are created by the GC's assignments), gc.LoadReporter and
+// webtransport.Handler (see session.go).
+type Controller struct {
+	cfg      controllerConfig
+	ctx      context.Context // parent of every meeting
+	log      *slog.Logger
+	db       *store.DB
+	verifier joinVerifier
+	binder   *binder
+	metrics  metricsSink
+	notifier atomic.Pointer[endNotifier]
+
+	assignMu sync.Mutex // serialises creation of meetings
+	mu       sync.Mutex
+	meetings map[string]*meeting
+
+	participants atomic.Int64 // roster entries over all meetings
+	draining     atomic.Bool
+	sessions     sync.WaitGroup
+	meetingsWG   sync.WaitGroup
+	notifyWG     sync.WaitGroup
+}
+
+func newController(ctx context.Context, cfg controllerConfig, log *slog.Logger, db *store.DB, v joinVerifier, b *binder, m metricsSink) *Controller {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Controller{cfg: cfg, ctx: ctx, log: log, db: db, verifier: v, binder: b, metrics: m, meetings: map[string]*meeting{}}
+}
+
+func (c *Controller) now() time.Time { return c.cfg.Now() }
+
+// SetNotifier sets where meeting ends are reported (the GC link).
+func (c *Controller) SetNotifier(n endNotifier) { c.notifier.Store(&n) }
+
+// Draining reports whether the controller has begun to drain.
+func (c *Controller) Draining() bool { return c.draining.Load() }
+
+// BeginDrain refuses new meetings and sessions from now on.
+func (c *Controller) BeginDrain() { c.draining.Store(true) }
+
+func (c *Controller) lookup(id string) *meeting {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.meetings[id]
+}
+
+func (c *Controller) forget(m *meeting) {
+	c.mu.Lock()
+	if c.meetings[m.id] == m {
+		delete(c.meetings, m.id)
+	}
+	c.mu.Unlock()
+}
+
+func (c *Controller) start(m *meeting) {
+	c.mu.Lock()
+	c.meetings[m.id] = m
+	c.mu.Unlock()
+	c.meetingsWG.Go(m.run)
+}
+
+func (c *Controller) reserveParticipant() bool {
+	for {
+		n := c.participants.Load()
+		if n >= int64(c.cfg.MaxParticipants) {
+			return false
+		}
+		if c.participants.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (c *Controller) meetingEnded(id string) {
+	n := c.notifier.Load()
+	if n == nil || *n == nil {
+		return
+	}
+	c.notifyWG.Go(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), 10*time.Second)
+		defer cancel()
+		if err := (*n).NotifyMeetingEnded(ctx, id); err != nil {
+			c.log.Warn("could not tell the GC a meeting ended", "meeting", id, "err", err)
+		}
+	})
+}
+
+// Load reports capacity and health for heartbeats and assignments.
+func (c *Controller) Load() gc.Load {
+	c.mu.Lock()
+	meetings := len(c.meetings)
+	c.mu.Unlock()
+	l := gc.Load{
+		MaxMeetings:         c.cfg.MaxMeetings,
+		CurrentMeetings:     uint32(meetings),
+		MaxParticipants:     c.cfg.MaxParticipants,
+		CurrentParticipants: uint32(max(c.participants.Load(), 0)),
+	}
+	switch {
+	case c.Draining():
+		l.Health = internalpb.HealthStatus_DRAINING
+	case c.db.Check() != nil:
+		l.Health = internalpb.HealthStatus_UNHEALTHY
+	case loadFraction(l) >= 0.80:
+		l.Health = internalpb.HealthStatus_DEGRADED
+	default:
+		l.Health = internalpb.HealthStatus_HEALTHY
+	}
+	return l
+}
+
+// loadFraction is the fuller of the two capacities, 0..1+.
+func loadFraction(l gc.Load) float64 {
+	f := 0.0
+	if l.MaxMeetings > 0 {
+		f = float64(l.CurrentMeetings) / float64(l.MaxMeetings)
+	}
+	if l.MaxParticipants > 0 {
+		f = max(f, float64(l.CurrentParticipants)/float64(l.MaxParticipants))
+	}
+	return f
+}
+
+// AssignMeeting creates (or confirms) a meeting the GC assigns to this MC.
+func (c *Controller) AssignMeeting(ctx context.Context, id string, mhs []gc.MHAssignment, gcID string) (internalpb.RejectionReason, error) {
+	if c.Draining() {
+		return internalpb.RejectionReason_REJECTION_REASON_DRAINING, nil
+	}
+	c.assignMu.Lock()
+	defer c.assignMu.Unlock()
+	assignments := make([]store.Assignment, len(mhs))
+	for i, a := range mhs {
+		assignments[i] = store.Assignment{MHID: a.MHID, WebTransportEndpoint: a.WebTransportEndpoint, GRPCEndpoint: a.GRPCEndpoint}
+	}
+	if m := c.lookup(id); m != nil {
+		// Idempotent: the meeting is already held here; take the new MH list.
+		err := m.do(ctx, func() {
+			m.assignments = assignments
+			st := store.Meeting{ID: id, Assignments: assignments, AssignedBy: gcID, CreatedAt: m.createdAt}
+			if err := c.db.PutMeeting(m.gen, st); err != nil {
+				m.storeErr("put meeting", err)
+			}
+			m.publish()
+		})
+		if err == nil {
+			return internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED, nil
+		}
+		if !errors.Is(err, errMeetingGone) {
+			return 0, err
+		}
+	}
+	l := c.Load()
+	if r := gc.CheckCapacity(l); r != internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED {
+		return r, nil
+	}
+	if loadFraction(l) >= 0.85 {
+		// Load shedding: keep room for joins to the meetings already held.
+		return internalpb.RejectionReason_REJECTION_REASON_AT_CAPACITY, nil
+	}
+	gen, err := c.db.Acquire(id)
+	if err != nil {
+		return 0, fmt.Errorf("acquire meeting %s: %w", id, err)
+	}
+	st := store.Meeting{ID: id, Generation: gen, Assignments: assignments, AssignedBy: gcID, CreatedAt: c.now()}
+	if err := c.db.PutMeeting(gen, st); err != nil {
+		return 0, fmt.Errorf("store meeting %s: %w", id, err)
+	}
+	c.start(newMeeting(c, st))
+	c.log.Info("meeting assigned", "meeting", id, "generation", gen, "media_handlers", len(mhs))
+	return internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED, nil
+}
+
+// recover reloads every meeting held before a restart, under a new
+// generation, with every participant disconnected and a fresh grace period.
+func (c *Controller) recover() (int, error) {
+	states, err := c.db.LoadAll()
+	if err != nil {
+		return 0, fmt.Errorf("read stored meetings: %w", err)
+	}
+	now := c.now()
+	for _, st := range states {
+		gen, err := c.db.Acquire(st.Meeting.ID)
+		if err != nil {
+			return 0, fmt.Errorf("acquire meeting %s: %w", st.Meeting.ID, err)
+		}
+		st.Meeting.Generation = gen
+		if err := c.db.PutMeeting(gen, st.Meeting); err != nil {
+			return 0, fmt.Errorf("store meeting %s: %w", st.Meeting.ID, err)
+		}
+		m := newMeeting(c, st.Meeting)
+		bindings := map[string]store.Binding{}
+		for _, b := range st.Bindings {
+			bindings[b.ParticipantID] = b
+		}
+		sort.Slice(st.Participants, func(i, j int) bool { return st.Participants[i].JoinedAt.Before(st.Participants[j].JoinedAt) })
+		for _, p := range st.Participants {
+			if err := m.restore(p, bindings[p.ID], now); err != nil {
+				return 0, fmt.Errorf("restore meeting %s: %w", st.Meeting.ID, err)
+			}
+		}
+		c.participants.Add(int64(len(st.Participants)))
+		m.publish()
+		c.start(m)
+		c.log.Info("meeting recovered", "meeting", st.Meeting.ID, "generation", gen, "participants", len(st.Participants))
+	}
+	return len(states), nil
+}
+
+// Snapshots returns the state of every meeting, sorted by id.
+func (c *Controller) Snapshots() []MeetingSnapshot {
+	c.mu.Lock()
+	out := make([]MeetingSnapshot, 0, len(c.meetings))
+	for _, m := range c.meetings {
+		out = append(out, *m.snapshot.Load())
+	}
+	c.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// WaitSessions waits until every session handler has returned, or ctx ends.
+func (c *Controller) WaitSessions(ctx context.Context) error {
+	return waitGroup(ctx, &c.sessions)
+}
+
+// Stop stops every meeting goroutine after it has handled what is queued,
+// and waits for them and for pending GC notifications (bounded by ctx).
+func (c *Controller) Stop(ctx context.Context, cancel context.CancelFunc) error {
+	cancel()
+	if err := waitGroup(ctx, &c.meetingsWG); err != nil {
+		return err
+	}
+	return waitGroup(ctx, &c.notifyWG)
+}
+
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

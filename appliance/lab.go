@@ -1,0 +1,117 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/gc/gcdev"
+	"github.com/edgemc/edgemc/web"
+)
+
+// DemoMeetingID is the meeting the lab's development GC assigns.
+const DemoMeetingID = "demo"
+
+// lab is the development control plane of `edgemc lab`: a token issuer
+// with a fresh Ed25519 key (JWKS on loopback) and a development GC on
+// loopback that accepts the registration and assigns the demo meeting.
+// Neither runs outside lab mode.
+type lab struct {
+	log     *slog.Logger
+	issuer  *authtest.Issuer
+	gc      *gcdev.GC
+	gcLis   net.Listener
+	jwksLis net.Listener
+	jwksURL string
+	gcAddr  string
+}
+
+func startLab(log *slog.Logger) (*lab, error) {
+	l := &lab{log: log, issuer: authtest.NewIssuer()}
+	var err error
+	if l.jwksLis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return nil, fmt.Errorf("lab issuer: %w", err)
+	}
+	if l.gcLis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		l.jwksLis.Close()
+		return nil, fmt.Errorf("lab GC: %w", err)
+	}
+	l.jwksURL = "http://" + l.jwksLis.Addr().String() + "/.well-known/jwks.json"
+	l.gcAddr = "http://" + l.gcLis.Addr().String()
+	l.gc = gcdev.New(gcdev.Config{Logger: log})
+	return l, nil
+}
+
+// run serves the issuer and the GC, and keeps the demo meeting assigned to
+// the appliance at mcAddr (re-assigning it after it ends).
+func (l *lab) run(ctx context.Context, mcAddr, wtURL string) error {
+	g, ctx := errgroup.WithContext(ctx)
+	mux := http.NewServeMux()
+	mux.Handle("/.well-known/jwks.json", l.issuer.JWKSHandler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	g.Go(func() error {
+		if err := srv.Serve(l.jwksLis); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("lab issuer: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		return srv.Close()
+	})
+	g.Go(func() error { return l.gc.Serve(ctx, l.gcLis) })
+	g.Go(func() error {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			token := l.issuer.ServiceToken("lab-gc", "global-controller")
+			if err := l.gc.AssignDemo(ctx, mcAddr, DemoMeetingID, token); err != nil && ctx.Err() == nil {
+				l.log.Debug("demo meeting not assigned yet", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+		}
+	})
+	l.log.Warn("LAB MODE: development GC and token issuer running on loopback; not for production",
+		"gc", l.gcAddr, "jwks", l.jwksURL, "webtransport", wtURL)
+	return g.Wait()
+}
+
+func (l *lab) close() {
+	l.jwksLis.Close()
+	l.gcLis.Close()
+}
+
+func (l *lab) info() *web.LabInfo {
+	return &web.LabInfo{
+		MeetingID: DemoMeetingID,
+		JoinPath:  "/lab/join",
+		Note:      "Lab mode: a development GC and token issuer run inside this process on loopback. Not for production.",
+	}
+}
+
+// labJoin satisfies web.Lab for the demo page.
+type labJoin struct{ a *appliance }
+
+func (a *appliance) labHandle() web.Lab {
+	if a.lab == nil {
+		return nil
+	}
+	return labJoin{a}
+}
+
+func (j labJoin) JoinInfo(ctx context.Context, role, name string) (web.LabJoin, error) {
+	cert := j.a.certs.Current()
+	token := j.a.lab.issuer.MeetingToken("lab-user-"+newID(), DemoMeetingID, authtest.WithRole(role))
+	return web.LabJoin{URL: j.a.wtURL(), CertSHA256: cert.SHA256[:], MeetingID: DemoMeetingID, Token: token}, nil
+}

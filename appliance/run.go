@@ -1,0 +1,345 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/edgemc/edgemc/gc"
+	"github.com/edgemc/edgemc/gc/auth"
+	"github.com/edgemc/edgemc/store"
+	"github.com/edgemc/edgemc/web"
+	"github.com/edgemc/edgemc/webtransport"
+)
+
+// RunOptions are the parts of a run that do not come from the configuration.
+type RunOptions struct {
+	Version string
+	Logger  *slog.Logger
+	// Lab runs a development GC and token issuer in the same process.
+	Lab bool
+}
+
+// Run starts the appliance and serves until ctx is cancelled (SIGTERM or
+// SIGINT), then drains and stops everything in reverse order. It returns nil
+// after a clean drain.
+func Run(ctx context.Context, cfg Config, opts RunOptions) error {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	a, err := newAppliance(cfg, opts)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	return a.run(ctx)
+}
+
+// appliance holds the parts of one running edgemc.
+type appliance struct {
+	cfg       Config
+	opts      RunOptions
+	log       *slog.Logger
+	started   time.Time
+	db        *store.DB
+	metrics   *web.Metrics
+	registry  *prometheus.Registry
+	ctrl      *Controller
+	stopCtrl  context.CancelFunc
+	certs     *webtransport.CertManager
+	verifier  *auth.Verifier
+	link      *gc.Link
+	lab       *lab
+	grpcLis   net.Listener
+	httpLis   net.Listener
+	wt        *webtransport.Server
+	statusTok string
+	sys       gc.SystemSampler
+}
+
+func newAppliance(cfg Config, opts RunOptions) (a *appliance, err error) {
+	a = &appliance{cfg: cfg, opts: opts, log: opts.Logger, started: time.Now(), sys: gc.NewGopsutilSampler()}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	a.registry = prometheus.NewRegistry()
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.metrics = web.NewMetrics(a.registry)
+
+	if a.statusTok, err = readSecretFile(cfg.StatusTokenFile, "status-token-file"); err != nil {
+		return nil, err
+	}
+	a.db, err = store.Open(cfg.DataDir, store.Options{
+		SweepInterval: cfg.SweepInterval,
+		Logger:        a.log.With("component", "store"),
+		Observe:       a.metrics.StoreOp,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open state in %s: %w", cfg.DataDir, err)
+	}
+	secret, err := loadBindingSecret(cfg.BindingSecretFile, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	b, err := newBinder(secret)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Lab {
+		if a.lab, err = startLab(a.log.With("component", "lab")); err != nil {
+			return nil, err
+		}
+		cfg.JWKSURL, cfg.JWTPublicKey = a.lab.jwksURL, ""
+		cfg.GCURL, cfg.GCTokenFile = a.lab.gcAddr, ""
+		a.cfg = cfg
+	}
+	if a.verifier, err = newVerifier(cfg, a.log); err != nil {
+		return nil, err
+	}
+	if cfg.TLSCert != "" {
+		a.certs, err = webtransport.NewFileCertManager(cfg.TLSCert, cfg.TLSKey)
+	} else {
+		a.certs, err = webtransport.NewSelfSignedManager(cfg.DataDir, a.log.With("component", "cert"))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("webtransport certificate: %w", err)
+	}
+	ctrlCtx, stop := context.WithCancel(context.Background())
+	a.stopCtrl = stop
+	a.ctrl = newController(ctrlCtx, controllerConfig{
+		MaxMeetings:     cfg.MaxMeetings,
+		MaxParticipants: cfg.MaxParticipants,
+		Grace:           cfg.DisconnectGrace,
+	}, a.log.With("component", "controller"), a.db, a.verifier, b, a.metrics)
+	n, err := a.ctrl.recover()
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		a.log.Info("recovered meetings from the store", "meetings", n)
+	}
+	if a.grpcLis, err = net.Listen("tcp", cfg.GRPCListen); err != nil {
+		return nil, fmt.Errorf("grpc-listen %s: %w", cfg.GRPCListen, err)
+	}
+	if a.httpLis, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
+		return nil, fmt.Errorf("http-listen %s: %w", cfg.HTTPListen, err)
+	}
+	a.wt, err = webtransport.NewServer(webtransport.ServerConfig{
+		Addr:              cfg.WebTransportListen,
+		TLSConfig:         a.certs.TLSConfig(),
+		FirstFrameTimeout: cfg.FirstFrameTimeout,
+		MaxSessions:       int(cfg.MaxParticipants) + int(cfg.MaxParticipants)/10 + 64,
+		Logger:            a.log.With("component", "webtransport"),
+		Observer:          a.metrics,
+	}, a.ctrl)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.GCURL != "" {
+		a.link, err = gc.NewLink(gc.LinkConfig{
+			Target:                cfg.GCURL,
+			TokenFile:             cfg.GCTokenFile,
+			ID:                    cfg.ID,
+			Region:                cfg.Region,
+			GRPCEndpoint:          a.grpcAdvertise(),
+			WebTransportEndpoint:  cfg.WebTransportAdvertise,
+			MaxMeetings:           cfg.MaxMeetings,
+			MaxParticipants:       cfg.MaxParticipants,
+			BackoffBase:           cfg.GCBackoffBase,
+			BackoffMax:            cfg.GCBackoffMax,
+			FastInterval:          cfg.FastHeartbeat,
+			ComprehensiveInterval: cfg.ComprehensiveHeartbeat,
+			Logger:                a.log.With("component", "gc"),
+			Observer:              a.metrics,
+		}, a.ctrl, a.sys)
+		if err != nil {
+			return nil, fmt.Errorf("gc link: %w", err)
+		}
+		a.ctrl.SetNotifier(a.link)
+	}
+	return a, nil
+}
+
+// grpcAdvertise is the endpoint the GC is told to call; in lab mode the
+// development GC calls the port actually bound.
+func (a *appliance) grpcAdvertise() string {
+	if a.lab != nil {
+		return "http://" + a.grpcLis.Addr().String()
+	}
+	return a.cfg.GRPCAdvertise
+}
+
+func (a *appliance) run(ctx context.Context) error {
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRun()
+	g, gctx := errgroup.WithContext(runCtx)
+
+	grpcSrv := gc.NewServer(gc.ServerConfig{Verifier: a.verifier, Logger: a.log.With("component", "grpc")}, a.ctrl)
+	g.Go(func() error {
+		if err := grpcSrv.Serve(a.grpcLis); err != nil {
+			return fmt.Errorf("grpc server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { return a.wt.ListenAndServe(gctx) })
+	g.Go(func() error { return a.certs.Run(gctx) })
+	httpSrv := &http.Server{
+		Handler:           web.NewHandler(web.Options{StatusToken: a.statusTok, Registry: a.registry, Lab: a.labHandle(), Logger: a.log}, a),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	g.Go(func() error {
+		if err := httpSrv.Serve(a.httpLis); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	if a.link != nil {
+		g.Go(func() error { return a.link.Run(gctx) })
+	}
+	if a.lab != nil {
+		g.Go(func() error { return a.lab.run(gctx, a.grpcLis.Addr().String(), a.wtURL()) })
+	}
+	select {
+	case <-a.wt.Ready():
+	case <-gctx.Done():
+	}
+	cert := a.certs.Current()
+	a.log.Info("edgemc ready",
+		"id", a.cfg.ID, "version", a.opts.Version,
+		"grpc", a.grpcLis.Addr().String(), "webtransport", a.wt.Addr().String(), "http", a.httpLis.Addr().String(),
+		"cert_sha256", fmt.Sprintf("%x", cert.SHA256), "gc", a.cfg.GCURL != "")
+	daemon.SdNotify(false, daemon.SdNotifyReady)
+	g.Go(func() error { watchdog(gctx); return nil })
+
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutting down: draining")
+	case <-gctx.Done():
+		a.log.Error("a component failed; shutting down")
+	}
+	daemon.SdNotify(false, daemon.SdNotifyStopping)
+	drainErr := a.drain(grpcSrv)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	httpSrv.Shutdown(shutdownCtx)
+	cancelRun()
+	err := g.Wait()
+	if err == nil {
+		err = drainErr
+	}
+	a.log.Info("edgemc stopped")
+	return err
+}
+
+// drain stops taking new work, tells the GC, closes client sessions with a
+// going-away reason (their bindings stay stored for the restart), and waits
+// for in-flight work, all within drain-timeout.
+func (a *appliance) drain(grpcSrv interface{ GracefulStop(); Stop() }) error {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.DrainTimeout)
+	defer cancel()
+	a.ctrl.BeginDrain()
+	if a.link != nil {
+		hctx, hcancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := a.link.SendFinalHeartbeat(hctx); err != nil {
+			a.log.Warn("final DRAINING heartbeat not delivered", "err", err)
+		}
+		hcancel()
+	}
+	a.wt.Drain(closeGoingAway, "server going away")
+	if err := a.ctrl.WaitSessions(ctx); err != nil {
+		a.log.Warn("drain timed out with sessions still open")
+	}
+	stopped := make(chan struct{})
+	go func() { grpcSrv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		grpcSrv.Stop()
+	}
+	if err := a.ctrl.Stop(ctx, a.stopCtrl); err != nil {
+		return fmt.Errorf("drain: meetings did not stop within %s", a.cfg.DrainTimeout)
+	}
+	return nil
+}
+
+func (a *appliance) close() {
+	if a.stopCtrl != nil {
+		a.stopCtrl()
+	}
+	if a.lab != nil {
+		a.lab.close()
+	}
+	for _, l := range []net.Listener{a.grpcLis, a.httpLis} {
+		if l != nil {
+			l.Close()
+		}
+	}
+	if a.db != nil {
+		if err := a.db.Close(); err != nil {
+			a.log.Error("close store", "err", err)
+		}
+	}
+}
+
+// watchdog pings systemd's watchdog at half its interval when enabled.
+func watchdog(ctx context.Context) {
+	every, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || every == 0 {
+		return
+	}
+	t := time.NewTicker(every / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+		}
+	}
+}
+
+func newVerifier(cfg Config, log *slog.Logger) (*auth.Verifier, error) {
+	var keys auth.KeySource
+	switch {
+	case cfg.JWKSURL != "":
+		keys = auth.NewJWKS(cfg.JWKSURL, &http.Client{Timeout: 10 * time.Second}, auth.JWKSOptions{Logger: log.With("component", "jwks")})
+	case cfg.JWTPublicKey != "":
+		raw, err := os.ReadFile(cfg.JWTPublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("jwt-public-key: %w", err)
+		}
+		pub, err := auth.ParsePublicKeyPEM(raw)
+		if err != nil {
+			return nil, fmt.Errorf("jwt-public-key %s: %w", cfg.JWTPublicKey, err)
+		}
+		keys = auth.NewStaticKeys(pub)
+	default:
+		return nil, fmt.Errorf("%w: set jwks-url or jwt-public-key so that tokens can be verified", ErrInvalidSetting)
+	}
+	return auth.NewVerifier(keys, auth.VerifierOptions{}), nil
+}
+
+func readSecretFile(path, setting string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", setting, err)
+	}
+	return strings.TrimSpace(string(raw)), nil
+}

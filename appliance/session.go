@@ -1,0 +1,177 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/edgemc/edgemc/webtransport"
+	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
+)
+
+// WebTransport close codes edgemc uses when it ends a session.
+const (
+	closeNormal    uint32 = 0
+	closeError     uint32 = 1 // an ErrorMessage was sent just before
+	closeGoingAway uint32 = 2 // the appliance is draining; reconnect with the binding
+	closeReplaced  uint32 = 3 // the participant reconnected on a newer session
+)
+
+const maxNameBytes = 256
+
+// codedError is an error a client sees: a contract error code and a message
+// that says nothing internal.
+type codedError struct {
+	code pb.ErrorCode
+	msg  string
+}
+
+func (e *codedError) Error() string { return e.code.String() + ": " + e.msg }
+
+func errorMessage(code pb.ErrorCode, msg string) *pb.ServerMessage {
+	return &pb.ServerMessage{Message: &pb.ServerMessage_Error{Error: &pb.ErrorMessage{Code: code, Message: msg}}}
+}
+
+func sendError(p peer, code pb.ErrorCode, msg string) {
+	p.Send(errorMessage(code, msg))
+}
+
+// session is the subset of *webtransport.Session a connection goroutine uses.
+type session interface {
+	peer
+	Next(ctx context.Context) (*pb.ClientMessage, error)
+}
+
+// ServeSession runs one participant's signaling session: the join, then every
+// message until the session ends. It satisfies webtransport.Handler.
+func (c *Controller) ServeSession(ctx context.Context, s *webtransport.Session) {
+	c.serve(ctx, s)
+}
+
+func (c *Controller) serve(ctx context.Context, s session) {
+	c.sessions.Add(1)
+	defer c.sessions.Done()
+	start := time.Now()
+	m, pid, cerr := c.admit(ctx, s)
+	if cerr != nil {
+		c.metrics.JoinDone(time.Since(start), cerr.code.String())
+		sendError(s, cerr.code, cerr.msg)
+		s.Close(closeError, cerr.msg)
+		return
+	}
+	c.metrics.JoinDone(time.Since(start), "ok")
+	for {
+		msg, err := s.Next(ctx)
+		var de *webtransport.DecodeError
+		if errors.As(err, &de) {
+			// The framing is intact: refuse this message, keep the session.
+			sendError(s, pb.ErrorCode_INVALID_REQUEST, "undecodable message")
+			continue
+		}
+		if err != nil {
+			c.ended(m, pid, s, err)
+			return
+		}
+		if cerr := c.dispatch(ctx, m, pid, msg); cerr != nil {
+			sendError(s, cerr.code, cerr.msg)
+		}
+	}
+}
+
+// admit reads and checks the first frame and joins its meeting.
+func (c *Controller) admit(ctx context.Context, s session) (*meeting, string, *codedError) {
+	msg, err := s.Next(ctx)
+	if err != nil {
+		return nil, "", frameError(err)
+	}
+	jr := msg.GetJoinRequest()
+	switch {
+	case jr == nil:
+		return nil, "", &codedError{pb.ErrorCode_INVALID_REQUEST, "the first message must be a join request"}
+	case len(jr.ParticipantName) > maxNameBytes:
+		return nil, "", &codedError{pb.ErrorCode_INVALID_REQUEST, "participant name is longer than 256 bytes"}
+	case c.Draining():
+		return nil, "", &codedError{pb.ErrorCode_CAPACITY_EXCEEDED, "meeting controller is draining"}
+	}
+	claims, err := c.verifier.VerifyJoin(ctx, jr.JoinToken)
+	if err != nil {
+		c.log.Info("join refused: invalid token", "err", err)
+		return nil, "", &codedError{pb.ErrorCode_UNAUTHORIZED, "invalid join token"}
+	}
+	if claims.MeetingID != jr.MeetingId {
+		return nil, "", &codedError{pb.ErrorCode_UNAUTHORIZED, "join token is for another meeting"}
+	}
+	m := c.lookup(jr.MeetingId)
+	if m == nil {
+		return nil, "", &codedError{pb.ErrorCode_NOT_FOUND, "meeting not found"}
+	}
+	name := jr.ParticipantName
+	if name == "" {
+		name = claims.DisplayName
+	}
+	req := joinRequest{claims: claims, name: name, correlationID: jr.CorrelationId, bindingToken: jr.BindingToken, conn: s}
+	var pid string
+	var cerr *codedError
+	if err := m.do(ctx, func() { pid, cerr = m.join(req) }); err != nil {
+		if errors.Is(err, errMeetingGone) {
+			return nil, "", &codedError{pb.ErrorCode_NOT_FOUND, "meeting not found"}
+		}
+		return nil, "", &codedError{pb.ErrorCode_INTERNAL_ERROR, "internal error"}
+	}
+	return m, pid, cerr
+}
+
+// frameError maps a failure to read a client frame to the error it sees.
+func frameError(err error) *codedError {
+	var de *webtransport.DecodeError
+	switch {
+	case errors.Is(err, webtransport.ErrFrameTooLarge):
+		return &codedError{pb.ErrorCode_INVALID_REQUEST, "frame larger than 64 KiB"}
+	case errors.As(err, &de):
+		return &codedError{pb.ErrorCode_INVALID_REQUEST, "undecodable message"}
+	default:
+		return &codedError{pb.ErrorCode_INVALID_REQUEST, "no join request received"}
+	}
+}
+
+// dispatch hands one in-meeting message to the meeting goroutine.
+func (c *Controller) dispatch(ctx context.Context, m *meeting, pid string, msg *pb.ClientMessage) *codedError {
+	var op func() *codedError
+	switch x := msg.Message.(type) {
+	case *pb.ClientMessage_MuteRequest:
+		op = func() *codedError { m.selfMute(pid, x.MuteRequest); return nil }
+	case *pb.ClientMessage_HostMuteRequest:
+		op = func() *codedError { return m.hostMute(pid, x.HostMuteRequest) }
+	case *pb.ClientMessage_UnmuteRequest:
+		op = func() *codedError { return m.unmuteRequest(pid, x.UnmuteRequest) }
+	case *pb.ClientMessage_UnmuteResponse:
+		op = func() *codedError { return m.unmuteResponse(pid, x.UnmuteResponse) }
+	case *pb.ClientMessage_JoinRequest:
+		return &codedError{pb.ErrorCode_CONFLICT, "already joined"}
+	default:
+		return &codedError{pb.ErrorCode_INVALID_REQUEST, "unsupported message"}
+	}
+	var cerr *codedError
+	if err := m.do(ctx, func() { cerr = op() }); err != nil {
+		return &codedError{pb.ErrorCode_NOT_FOUND, "meeting not found"}
+	}
+	return cerr
+}
+
+// ended tells the meeting how the session ended: a clean close is a leave,
+// anything else (a lost connection, a drain) starts the disconnect grace.
+func (c *Controller) ended(m *meeting, pid string, s session, err error) {
+	if errors.Is(err, webtransport.ErrFrameTooLarge) {
+		// The stream can no longer be framed: say so and close.
+		cerr := frameError(err)
+		sendError(s, cerr.code, cerr.msg)
+		s.Close(closeError, cerr.msg)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), 10*time.Second)
+	defer cancel()
+	if cleanClose(err) && !c.Draining() {
+		m.do(ctx, func() { m.leave(pid, s.ID(), pb.LeaveReason_VOLUNTARY) })
+		return
+	}
+	m.do(ctx, func() { m.disconnected(pid, s.ID()) })
+}
