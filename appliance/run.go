@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
 	"github.com/edgemc/edgemc/gc"
 	"github.com/edgemc/edgemc/gc/auth"
@@ -247,7 +248,7 @@ func (a *appliance) run(ctx context.Context) error {
 // drain stops taking new work, tells the GC, closes client sessions with a
 // going-away reason (their bindings stay stored for the restart), and waits
 // for in-flight work, all within drain-timeout.
-func (a *appliance) drain(grpcSrv interface{ GracefulStop(); Stop() }) error {
+func (a *appliance) drain(grpcSrv *grpc.Server) error {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.DrainTimeout)
 	defer cancel()
 	a.ctrl.BeginDrain()
