@@ -1,0 +1,276 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// MaxTokenSize is the largest token accepted, in bytes.
+const MaxTokenSize = 8 << 10
+
+// DefaultClockSkew is the allowance for clocks that disagree between the
+// issuer and edgemc: a token is accepted up to this long after its exp, and
+// its iat may be up to this far in the future.
+const DefaultClockSkew = 60 * time.Second
+
+// Token types of join tokens.
+const (
+	TokenTypeMeeting = "meeting"
+	TokenTypeGuest   = "guest"
+)
+
+// ErrInvalidToken matches (with errors.Is) every verification failure.
+var ErrInvalidToken = errors.New("invalid token")
+
+// Reasons carried by TokenError.
+const (
+	ReasonMissing        = "missing"
+	ReasonTooLarge       = "too_large"
+	ReasonMalformed      = "malformed"
+	ReasonAlgorithm      = "bad_algorithm"
+	ReasonUnknownKID     = "unknown_kid"
+	ReasonKeyUnavailable = "key_unavailable"
+	ReasonSignature      = "signature"
+	ReasonExpired        = "expired"
+	ReasonIssuedInFuture = "issued_in_future"
+	ReasonNotYetValid    = "not_yet_valid"
+	ReasonMissingClaim   = "missing_claim"
+	ReasonInvalidClaims  = "invalid_claims"
+	ReasonWrongType      = "wrong_type"
+)
+
+// TokenError describes why a token was refused. Reason is one of the Reason
+// constants; Err, when set, is the underlying cause (never the token).
+type TokenError struct {
+	Reason string
+	Err    error
+}
+
+func (e *TokenError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("invalid token (%s): %v", e.Reason, e.Err)
+	}
+	return "invalid token (" + e.Reason + ")"
+}
+
+// Is makes every TokenError match ErrInvalidToken.
+func (e *TokenError) Is(target error) bool { return target == ErrInvalidToken }
+
+func (e *TokenError) Unwrap() error { return e.Err }
+
+// VerifierOptions tunes a Verifier. Zero values select the defaults.
+type VerifierOptions struct {
+	// ClockSkew defaults to DefaultClockSkew (60 s).
+	ClockSkew time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Verifier checks token signatures and time claims. It is safe for
+// concurrent use.
+type Verifier struct {
+	keys   KeySource
+	parser *jwt.Parser
+}
+
+// NewVerifier returns a Verifier resolving keys through keys.
+func NewVerifier(keys KeySource, opts VerifierOptions) *Verifier {
+	if opts.ClockSkew <= 0 {
+		opts.ClockSkew = DefaultClockSkew
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Verifier{
+		keys: keys,
+		parser: jwt.NewParser(
+			jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
+			jwt.WithLeeway(opts.ClockSkew),
+			jwt.WithTimeFunc(opts.Now),
+			jwt.WithIssuedAt(),
+			jwt.WithExpirationRequired(),
+			jwt.WithStrictDecoding(),
+		),
+	}
+}
+
+// ServiceClaims are the claims of a service token.
+type ServiceClaims struct {
+	Subject     string
+	Scopes      []string
+	ServiceType string
+	IssuedAt    time.Time
+	ExpiresAt   time.Time
+}
+
+// HasScope reports whether the token grants scope.
+func (c *ServiceClaims) HasScope(scope string) bool {
+	for _, s := range c.Scopes {
+		if s == scope {
+			return true
+		}
+	}
+	return false
+}
+
+type serviceJWT struct {
+	jwt.RegisteredClaims
+	Scope       string `json:"scope"`
+	ServiceType string `json:"service_type"`
+	TokenType   string `json:"token_type,omitempty"`
+}
+
+// VerifyService verifies a service token (without the "Bearer " prefix).
+// Scope and service_type are returned, not judged: authorisation is the
+// caller's decision. A join token is refused (ReasonWrongType).
+func (v *Verifier) VerifyService(ctx context.Context, token string) (*ServiceClaims, error) {
+	var c serviceJWT
+	if err := v.verify(ctx, token, &c); err != nil {
+		return nil, err
+	}
+	if c.TokenType != "" {
+		return nil, &TokenError{Reason: ReasonWrongType}
+	}
+	return &ServiceClaims{
+		Subject:     c.Subject,
+		Scopes:      strings.Fields(c.Scope),
+		ServiceType: c.ServiceType,
+		IssuedAt:    c.IssuedAt.Time,
+		ExpiresAt:   c.ExpiresAt.Time,
+	}, nil
+}
+
+// JoinClaims are the claims of a meeting or guest join token.
+type JoinClaims struct {
+	Subject, TokenType, MeetingID, MeetingOrgID, HomeOrgID, ParticipantType, Role, DisplayName string
+	WaitingRoom                                                                                bool
+	Capabilities                                                                               []string
+	JTI                                                                                        string
+	IssuedAt, ExpiresAt                                                                        time.Time
+}
+
+type joinJWT struct {
+	jwt.RegisteredClaims
+	TokenType       string   `json:"token_type"`
+	MeetingID       string   `json:"meeting_id"`
+	MeetingOrgID    string   `json:"meeting_org_id"`
+	HomeOrgID       string   `json:"home_org_id"`
+	ParticipantType string   `json:"participant_type"`
+	Role            string   `json:"role"`
+	DisplayName     string   `json:"display_name"`
+	WaitingRoom     bool     `json:"waiting_room"`
+	Capabilities    []string `json:"capabilities"`
+}
+
+// VerifyJoin verifies a meeting or guest join token. token_type is checked
+// after the signature, so a forged type never reaches the caller. Matching
+// meeting_id against the join request is the caller's job.
+func (v *Verifier) VerifyJoin(ctx context.Context, token string) (*JoinClaims, error) {
+	var c joinJWT
+	if err := v.verify(ctx, token, &c); err != nil {
+		return nil, err
+	}
+	if c.TokenType != TokenTypeMeeting && c.TokenType != TokenTypeGuest {
+		return nil, &TokenError{Reason: ReasonWrongType}
+	}
+	if c.Subject == "" || c.MeetingID == "" {
+		return nil, &TokenError{Reason: ReasonMissingClaim, Err: errors.New("sub and meeting_id are required")}
+	}
+	return &JoinClaims{
+		Subject:         c.Subject,
+		TokenType:       c.TokenType,
+		MeetingID:       c.MeetingID,
+		MeetingOrgID:    c.MeetingOrgID,
+		HomeOrgID:       c.HomeOrgID,
+		ParticipantType: c.ParticipantType,
+		Role:            c.Role,
+		DisplayName:     c.DisplayName,
+		WaitingRoom:     c.WaitingRoom,
+		Capabilities:    c.Capabilities,
+		JTI:             c.ID,
+		IssuedAt:        c.IssuedAt.Time,
+		ExpiresAt:       c.ExpiresAt.Time,
+	}, nil
+}
+
+// registered gives access to the standard claims of both claim structs.
+type registered interface {
+	jwt.Claims
+	registered() *jwt.RegisteredClaims
+}
+
+func (c *serviceJWT) registered() *jwt.RegisteredClaims { return &c.RegisteredClaims }
+func (c *joinJWT) registered() *jwt.RegisteredClaims    { return &c.RegisteredClaims }
+
+// keyError marks a failure of the key source, to tell it apart from the
+// parser's own "unverifiable" errors.
+type keyError struct{ err error }
+
+func (e keyError) Error() string { return e.err.Error() }
+func (e keyError) Unwrap() error { return e.err }
+
+var errNoKID = errors.New("header kid is required")
+
+func (v *Verifier) verify(ctx context.Context, token string, claims registered) error {
+	switch {
+	case token == "":
+		return &TokenError{Reason: ReasonMissing}
+	case len(token) > MaxTokenSize:
+		return &TokenError{Reason: ReasonTooLarge}
+	case v == nil || v.keys == nil:
+		return &TokenError{Reason: ReasonKeyUnavailable, Err: errors.New("no key source configured")}
+	}
+	parsed, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		if kid == "" {
+			return nil, errNoKID
+		}
+		key, err := v.keys.Key(ctx, kid)
+		if err != nil {
+			return nil, keyError{err}
+		}
+		return key, nil
+	})
+	if err != nil {
+		return classify(parsed, err)
+	}
+	if claims.registered().IssuedAt == nil {
+		return &TokenError{Reason: ReasonMissingClaim, Err: errors.New("iat is required")}
+	}
+	return nil
+}
+
+// classify turns a parser error into a TokenError with a stable reason.
+func classify(parsed *jwt.Token, err error) error {
+	var kerr keyError
+	reason := ReasonInvalidClaims
+	switch {
+	case errors.As(err, &kerr):
+		reason = ReasonKeyUnavailable
+		if errors.Is(kerr.err, ErrUnknownKey) {
+			reason = ReasonUnknownKID
+		}
+	case errors.Is(err, errNoKID), errors.Is(err, jwt.ErrTokenMalformed):
+		reason = ReasonMalformed
+	case parsed != nil && parsed.Method != nil && parsed.Method.Alg() != jwt.SigningMethodEdDSA.Alg(),
+		errors.Is(err, jwt.ErrTokenUnverifiable):
+		// A foreign or unregistered algorithm (including "none").
+		reason = ReasonAlgorithm
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		reason = ReasonSignature
+	case errors.Is(err, jwt.ErrTokenExpired):
+		reason = ReasonExpired
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		reason = ReasonIssuedInFuture
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		reason = ReasonNotYetValid
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		reason = ReasonMissingClaim
+	}
+	return &TokenError{Reason: reason, Err: err}
+}

@@ -1,0 +1,212 @@
+package auth_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgemc/edgemc/gc/auth"
+	"github.com/edgemc/edgemc/gc/auth/authtest"
+)
+
+var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func newVerifier(iss *authtest.Issuer) *auth.Verifier {
+	return auth.NewVerifier(auth.NewStaticKeys(iss.PublicKey()), auth.VerifierOptions{
+		ClockSkew: time.Minute,
+		Now:       func() time.Time { return t0 },
+	})
+}
+
+// keysByKID is a KeySource that knows exactly one kid.
+type keysByKID map[string]ed25519.PublicKey
+
+func (k keysByKID) Key(_ context.Context, kid string) (ed25519.PublicKey, error) {
+	if key, ok := k[kid]; ok {
+		return key, nil
+	}
+	return nil, auth.ErrUnknownKey
+}
+
+func reasonOf(t *testing.T, err error) string {
+	t.Helper()
+	if err == nil {
+		return ""
+	}
+	if !errors.Is(err, auth.ErrInvalidToken) {
+		t.Fatalf("error %v does not match ErrInvalidToken", err)
+	}
+	var te *auth.TokenError
+	if !errors.As(err, &te) {
+		t.Fatalf("error %v is not a *TokenError", err)
+	}
+	return te.Reason
+}
+
+func TestVerifyJoin(t *testing.T) {
+	iss := authtest.NewIssuer().WithClock(func() time.Time { return t0 })
+	other := authtest.NewIssuer().WithClock(func() time.Time { return t0 })
+	v := auth.NewVerifier(keysByKID{iss.KID(): iss.PublicKey()}, auth.VerifierOptions{
+		Now: func() time.Time { return t0 },
+	})
+	meeting := iss.MeetingToken("user-1", "m-1", authtest.WithRole("host"))
+	header, rest, _ := strings.Cut(meeting, ".")
+	payload, sig, _ := strings.Cut(rest, ".")
+	noneHeader := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT","kid":"` + iss.KID() + `"}`))
+	hsHeader := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT","kid":"` + iss.KID() + `"}`))
+
+	tests := []struct {
+		name, token, reason string
+	}{
+		{"meeting", meeting, ""},
+		{"guest", iss.GuestToken("g-1", "m-1", "Guest"), ""},
+		{"missing", "", auth.ReasonMissing},
+		{"too large", strings.Repeat("a", auth.MaxTokenSize+1), auth.ReasonTooLarge},
+		{"garbage", "not-a-jwt", auth.ReasonMalformed},
+		{"bad base64", header + ".%%%." + sig, auth.ReasonMalformed},
+		{"no kid", iss.MeetingToken("u", "m-1", authtest.WithKID("")), auth.ReasonMalformed},
+		{"alg none", noneHeader + "." + payload + ".", auth.ReasonAlgorithm},
+		{"alg HS256", hsHeader + "." + payload + "." + sig, auth.ReasonAlgorithm},
+		{"tampered payload", header + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"admin"}`)) + "." + sig, auth.ReasonSignature},
+		{"other key same kid", other.MeetingToken("u", "m-1", authtest.WithKID(iss.KID())), auth.ReasonSignature},
+		{"unknown kid", other.MeetingToken("u", "m-1"), auth.ReasonUnknownKID},
+		{"expired", iss.MeetingToken("u", "m-1", authtest.WithIssuedAt(t0.Add(-2*time.Hour)), authtest.WithExpiresAt(t0.Add(-2*time.Minute))), auth.ReasonExpired},
+		{"expired within skew", iss.MeetingToken("u", "m-1", authtest.WithIssuedAt(t0.Add(-time.Hour)), authtest.WithExpiresAt(t0.Add(-30*time.Second))), ""},
+		{"iat in future", iss.MeetingToken("u", "m-1", authtest.WithIssuedAt(t0.Add(5*time.Minute))), auth.ReasonIssuedInFuture},
+		{"iat ahead within skew", iss.MeetingToken("u", "m-1", authtest.WithIssuedAt(t0.Add(30*time.Second))), ""},
+		{"no exp", iss.MeetingToken("u", "m-1", authtest.WithoutClaim("exp")), auth.ReasonMissingClaim},
+		{"no iat", iss.MeetingToken("u", "m-1", authtest.WithoutClaim("iat")), auth.ReasonMissingClaim},
+		{"no meeting id", iss.MeetingToken("u", ""), auth.ReasonMissingClaim},
+		{"service token", iss.ServiceToken("gc", "global-controller"), auth.ReasonWrongType},
+		{"other token type", iss.MeetingToken("u", "m-1", authtest.WithClaim("token_type", "refresh")), auth.ReasonWrongType},
+		{"claim of wrong JSON type", iss.MeetingToken("u", "m-1", authtest.WithClaim("capabilities", 7)), auth.ReasonMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			claims, err := v.VerifyJoin(context.Background(), tt.token)
+			if got := reasonOf(t, err); got != tt.reason {
+				t.Fatalf("reason = %q (%v), want %q", got, err, tt.reason)
+			}
+			if err == nil && claims.MeetingID != "m-1" {
+				t.Fatalf("claims = %+v", claims)
+			}
+		})
+	}
+}
+
+func TestVerifyJoinClaims(t *testing.T) {
+	iss := authtest.NewIssuer().WithClock(func() time.Time { return t0 })
+	v := newVerifier(iss)
+	c, err := v.VerifyJoin(context.Background(), iss.GuestToken("g-7", "m-9", "Ada", authtest.WithClaim("waiting_room", true)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Subject != "g-7" || c.TokenType != "guest" || c.MeetingID != "m-9" || c.DisplayName != "Ada" ||
+		!c.WaitingRoom || c.ParticipantType != "external" || c.Role != "participant" || c.JTI == "" ||
+		!c.IssuedAt.Equal(t0) || !c.ExpiresAt.Equal(t0.Add(authtest.DefaultTTL)) || len(c.Capabilities) != 2 {
+		t.Fatalf("claims = %+v", c)
+	}
+}
+
+func TestVerifyService(t *testing.T) {
+	iss := authtest.NewIssuer().WithClock(func() time.Time { return t0 })
+	v := newVerifier(iss)
+	c, err := v.VerifyService(context.Background(), iss.ServiceToken("gc-1", "global-controller", authtest.WithScopes("service.read.mc", "service.write.mc")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Subject != "gc-1" || c.ServiceType != "global-controller" || !c.HasScope("service.write.mc") || c.HasScope("service.write") {
+		t.Fatalf("claims = %+v", c)
+	}
+	if _, err := v.VerifyService(context.Background(), iss.MeetingToken("u", "m")); reasonOf(t, err) != auth.ReasonWrongType {
+		t.Fatalf("meeting token as service token: %v", err)
+	}
+}
+
+type failingKeys struct{}
+
+func (failingKeys) Key(context.Context, string) (ed25519.PublicKey, error) {
+	return nil, errors.New("JWKS unreachable")
+}
+
+func TestVerifyFailsClosed(t *testing.T) {
+	iss := authtest.NewIssuer()
+	tok := iss.ServiceToken("gc", "global-controller")
+	for name, v := range map[string]*auth.Verifier{
+		"nil verifier":   nil,
+		"nil keys":       auth.NewVerifier(nil, auth.VerifierOptions{}),
+		"key source err": auth.NewVerifier(failingKeys{}, auth.VerifierOptions{}),
+		"bad pinned key": auth.NewVerifier(auth.NewStaticKeys(ed25519.PublicKey{1, 2}), auth.VerifierOptions{}),
+	} {
+		if _, err := v.VerifyService(context.Background(), tok); reasonOf(t, err) != auth.ReasonKeyUnavailable {
+			t.Errorf("%s: err = %v, want key_unavailable", name, err)
+		}
+	}
+}
+
+func TestParsePublicKeyPEM(t *testing.T) {
+	iss := authtest.NewIssuer()
+	pub, err := auth.ParsePublicKeyPEM(iss.PublicKeyPEM())
+	if err != nil || !pub.Equal(iss.PublicKey()) {
+		t.Fatalf("ParsePublicKeyPEM = %x, %v", pub, err)
+	}
+	for name, in := range map[string]string{
+		"empty":     "",
+		"wrong":     "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+		"bad der":   "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+		"not a pem": "hello",
+	} {
+		if _, err := auth.ParsePublicKeyPEM([]byte(in)); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+func FuzzParsePublicKeyPEM(f *testing.F) {
+	f.Add(authtest.NewIssuer().PublicKeyPEM())
+	f.Add([]byte("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		pub, err := auth.ParsePublicKeyPEM(in)
+		if err == nil && len(pub) != ed25519.PublicKeySize {
+			t.Fatalf("accepted key of %d bytes", len(pub))
+		}
+	})
+}
+
+func FuzzVerifyJoin(f *testing.F) {
+	iss := authtest.NewIssuer().WithClock(func() time.Time { return t0 })
+	v := newVerifier(iss)
+	f.Add(iss.MeetingToken("u", "m"))
+	f.Add(iss.GuestToken("g", "m", "Guest"))
+	f.Add(iss.ServiceToken("gc", "global-controller"))
+	f.Add("eyJhbGciOiJub25lIn0.e30.")
+	f.Add("a.b.c")
+	f.Fuzz(func(t *testing.T, token string) {
+		c, err := v.VerifyJoin(context.Background(), token)
+		if err != nil {
+			if !errors.Is(err, auth.ErrInvalidToken) {
+				t.Fatalf("error %v is not ErrInvalidToken", err)
+			}
+			return
+		}
+		if c.MeetingID == "" || (c.TokenType != "meeting" && c.TokenType != "guest") {
+			t.Fatalf("accepted claims %+v", c)
+		}
+	})
+}
+
+func TestIssuerKeysAreFresh(t *testing.T) {
+	a, b := authtest.NewIssuer(), authtest.NewIssuer()
+	if a.KID() == b.KID() || a.PublicKey().Equal(b.PublicKey()) {
+		t.Fatal("two issuers share a key or kid")
+	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	if got := authtest.NewIssuerFromKey("k1", priv); got.KID() != "k1" || !got.PublicKey().Equal(priv.Public()) {
+		t.Fatal("NewIssuerFromKey did not keep the key")
+	}
+}
