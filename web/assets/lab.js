@@ -1,0 +1,246 @@
+// edgemc lab demo: joins the demo meeting from the browser over WebTransport
+// and drives the signaling protocol by hand. Development tool only.
+//
+// Automation: window.edgemcDemo exposes join/mute/hostMute/leave and the
+// state; the DOM exposes #status, #error and tr[data-participant-id] rows.
+// /lab/join?role=host&name=Alice&autojoin=1 joins on load.
+
+import { decodeServerMessage, encodeClientMessage, ErrorCode, FrameReader, frame } from './proto.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const role = params.get('role') === 'host' ? 'host' : 'participant';
+
+const state = {
+  role,
+  status: 'not joined',
+  meetingId: '',
+  selfId: '',
+  roster: new Map(), // participant id -> {id, name, audioSelfMuted, ...}
+  error: null, // {code, message}
+  log: [], // kinds of server messages received, in order
+};
+let transport = null;
+let writer = null;
+
+function setStatus(s) {
+  state.status = s;
+  $('status').textContent = s;
+}
+
+function showError(code, message) {
+  state.error = { code, message };
+  const e = $('error');
+  e.textContent = message ? `${code}: ${message}` : code;
+  e.hidden = false;
+}
+
+function clearError() {
+  state.error = null;
+  $('error').hidden = true;
+  $('error').textContent = '';
+}
+
+function hexToBytes(hex) {
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(i * 2, 2), 16);
+  return out;
+}
+
+function upsert(p) {
+  const prev = state.roster.get(p.participantId) ?? {
+    id: p.participantId, name: '', audioSelfMuted: false, videoSelfMuted: false,
+    audioHostMuted: false, videoHostMuted: false,
+  };
+  state.roster.set(p.participantId, { ...prev, ...(p.name !== undefined ? { name: p.name } : {}) });
+}
+
+function muteLabel(self, host) {
+  return host ? 'host-muted' : self ? 'muted' : 'on';
+}
+
+function renderRoster() {
+  const rows = [...state.roster.values()].map((p) => {
+    const tr = document.createElement('tr');
+    tr.dataset.participantId = p.id;
+    tr.dataset.audio = muteLabel(p.audioSelfMuted, p.audioHostMuted);
+    tr.dataset.video = muteLabel(p.videoSelfMuted, p.videoHostMuted);
+    const cell = (label, text) => {
+      const td = document.createElement('td');
+      td.dataset.label = label;
+      td.textContent = text;
+      tr.append(td);
+      return td;
+    };
+    cell('Name', p.name + (p.id === state.selfId ? ' (you)' : '')).className = 'name';
+    cell('Participant', p.id).className = 'mono';
+    cell('Audio', tr.dataset.audio);
+    cell('Video', tr.dataset.video);
+    const actions = cell('Host mute', '');
+    for (const kind of ['audio', 'video']) {
+      const muted = kind === 'audio' ? p.audioHostMuted : p.videoHostMuted;
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = `host-mute-${kind}`;
+      b.textContent = `${muted ? 'Unmute' : 'Mute'} ${kind}`;
+      b.setAttribute('aria-pressed', String(muted));
+      b.addEventListener('click', () => hostMute(p.id, kind === 'audio' ? !muted : p.audioHostMuted,
+        kind === 'video' ? !muted : p.videoHostMuted));
+      actions.append(b, ' ');
+    }
+    return tr;
+  });
+  $('roster').tBodies[0].replaceChildren(...rows);
+  $('roster-count').textContent = `(${rows.length})`;
+  const self = state.roster.get(state.selfId);
+  for (const kind of ['audio', 'video']) {
+    const muted = !!self?.[`${kind}SelfMuted`];
+    const b = $(`mute-${kind}`);
+    b.setAttribute('aria-pressed', String(muted));
+    b.textContent = `${muted ? 'Unmute' : 'Mute'} ${kind}`;
+  }
+}
+
+async function send(msg) {
+  if (!writer) throw new Error('not joined');
+  await writer.write(frame(encodeClientMessage(msg)));
+}
+
+function handle(m) {
+  state.log.push(m.kind ?? 'unknown');
+  switch (m.kind) {
+    case 'joinResponse': {
+      const j = m.joinResponse;
+      state.selfId = j.participantId;
+      for (const p of j.existingParticipants) upsert(p);
+      upsert({ participantId: j.participantId, name: $('name').value.trim() });
+      setStatus('joined');
+      $('controls').hidden = false;
+      break;
+    }
+    case 'participantJoined':
+      if (m.participantJoined.participant) upsert(m.participantJoined.participant);
+      break;
+    case 'participantLeft':
+      state.roster.delete(m.participantLeft.participantId);
+      break;
+    case 'participantMuteUpdate': {
+      const u = m.participantMuteUpdate;
+      upsert({ participantId: u.participantId });
+      Object.assign(state.roster.get(u.participantId), {
+        audioSelfMuted: u.audioSelfMuted, videoSelfMuted: u.videoSelfMuted,
+        audioHostMuted: u.audioHostMuted, videoHostMuted: u.videoHostMuted,
+      });
+      break;
+    }
+    case 'error':
+      showError(ErrorCode[m.error.code] ?? `error ${m.error.code}`, m.error.message);
+      break;
+    case 'unmuteRequest':
+      setStatus('joined: the host asks you to unmute');
+      break;
+    case 'unmuteResponse':
+      setStatus(`joined: unmute ${m.unmuteResponse.audioApproved || m.unmuteResponse.videoApproved ? 'approved' : 'declined'}`);
+      break;
+    case 'redirectToMc':
+      setStatus(`redirected to ${m.redirectToMc.newMcEndpoint}`);
+      break;
+    default:
+      break; // messages the demo does not use
+  }
+  renderRoster();
+}
+
+async function readLoop(readable) {
+  const reader = readable.getReader();
+  const frames = new FrameReader();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      for (const f of frames.push(value)) handle(decodeServerMessage(f));
+    }
+  } catch (e) {
+    if (state.status !== 'left') showError('STREAM', String(e.message ?? e));
+  }
+}
+
+async function join(name) {
+  name = (name ?? $('name').value).trim();
+  $('name').value = name;
+  if (!name) { showError('INVALID', 'enter a display name'); return; }
+  if (transport) return;
+  clearError();
+  $('join').disabled = true;
+  try {
+    setStatus('fetching join details');
+    const q = new URLSearchParams({ role, name });
+    const r = await fetch(`/lab/api/join-info?${q}`, { cache: 'no-store', credentials: 'same-origin' });
+    if (!r.ok) throw new Error(`join-info: HTTP ${r.status}`);
+    const info = await r.json();
+    state.meetingId = info.meeting_id;
+    setStatus('connecting');
+    const opts = info.cert_sha256
+      ? { serverCertificateHashes: [{ algorithm: 'sha-256', value: hexToBytes(info.cert_sha256) }] } : {};
+    transport = new WebTransport(info.url, opts);
+    transport.closed.then(() => onClosed('closed'), (e) => onClosed(`closed: ${e.message ?? e}`));
+    await transport.ready;
+    const stream = await transport.createBidirectionalStream();
+    writer = stream.writable.getWriter();
+    readLoop(stream.readable);
+    setStatus('joining');
+    await send({
+      joinRequest: {
+        meetingId: info.meeting_id,
+        joinToken: info.token,
+        participantName: name,
+        capabilities: { audioCodecs: ['opus'], videoCodecs: ['vp8'] },
+      },
+    });
+  } catch (e) {
+    showError('CONNECT', String(e.message ?? e));
+    onClosed('not joined');
+  }
+}
+
+function onClosed(status) {
+  if (state.status !== 'left') setStatus(status);
+  transport = null;
+  writer = null;
+  $('join').disabled = false;
+  $('controls').hidden = true;
+}
+
+async function mute(audioMuted, videoMuted) {
+  await send({ muteRequest: { audioMuted, videoMuted } });
+}
+
+async function hostMute(participantId, audioMuted, videoMuted) {
+  clearError();
+  await send({ hostMuteRequest: { participantId, audioMuted, videoMuted, reason: 'lab demo' } });
+}
+
+function leave() {
+  if (!transport) return;
+  setStatus('left');
+  transport.close({ closeCode: 0, reason: 'leave' });
+  state.roster.clear();
+  renderRoster();
+  onClosed('left');
+}
+
+function selfMuted(kind) { return !!state.roster.get(state.selfId)?.[`${kind}SelfMuted`]; }
+
+$('role').textContent = role;
+$('name').value = params.get('name') ?? '';
+$('join-form').addEventListener('submit', (e) => { e.preventDefault(); join(); });
+$('mute-audio').addEventListener('click', () => mute(!selfMuted('audio'), selfMuted('video')));
+$('mute-video').addEventListener('click', () => mute(selfMuted('audio'), !selfMuted('video')));
+$('leave').addEventListener('click', leave);
+
+window.edgemcDemo = {
+  state,
+  roster: () => [...state.roster.values()],
+  join, mute, hostMute, leave,
+};
+if (params.get('autojoin') === '1' && $('name').value) join();

@@ -1,0 +1,228 @@
+// edgemc status page: renders /api/v1/events (server-sent events), falling
+// back to polling /api/v1/status. Every value is written with textContent,
+// never as HTML, because display names come from meeting participants.
+
+const $ = (id) => document.getElementById(id);
+let last = null;
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') e.className = v;
+    else if (k === 'text') e.textContent = v;
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c);
+  return e;
+}
+
+const isSet = (t) => t && !t.startsWith('0001-01-01');
+
+function ago(t) {
+  if (!isSet(t)) return 'never';
+  const s = Math.round((Date.now() - Date.parse(t)) / 1000);
+  const abs = Math.abs(s);
+  const span = abs < 90 ? `${abs} s` : abs < 5400 ? `${Math.round(abs / 60)} min`
+    : abs < 172800 ? `${Math.round(abs / 3600)} h` : `${Math.round(abs / 86400)} d`;
+  return s >= 0 ? `${span} ago` : `in ${span}`;
+}
+
+function when(t) {
+  if (!isSet(t)) return el('span', { class: 'muted', text: 'never' });
+  return el('time', { datetime: t, title: new Date(t).toLocaleString(), text: ago(t) });
+}
+
+const secs = (ns) => (ns ? `${+(ns / 1e9).toFixed(1)} s` : '—');
+
+function bytes(n) {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+function badge(text, cls) { return el('span', { class: `badge ${cls}`, text }); }
+
+// fill replaces the <dl> content with [label, value, field] rows. A value may
+// be a string or a Node; field becomes data-field for tests and tooling.
+function fill(dl, rows) {
+  dl.replaceChildren(...rows.flatMap(([label, value, field]) => {
+    const dd = el('dd', field ? { 'data-field': field } : {});
+    dd.append(value);
+    return [el('dt', { text: label }), dd];
+  }));
+}
+
+// bar draws a labelled progress bar; it turns amber at 80 % and red at 95 %,
+// the appliance's degraded and not-ready thresholds.
+function bar(label, pct, text, field) {
+  pct = Math.max(0, Math.min(100, pct || 0));
+  const fill = el('div', { class: `fill${pct >= 95 ? ' bad' : pct >= 80 ? ' warn' : ''}` });
+  fill.style.width = `${pct}%`;
+  return el('div', { class: 'meter', 'data-field': field },
+    el('div', { class: 'label' }, el('span', { text: label }), el('span', { class: 'value', text })),
+    el('div', { class: 'track', role: 'meter', 'aria-valuenow': pct.toFixed(0), 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-label': label }, fill));
+}
+
+function meter(label, value = 0, max = 0, field) {
+  if (max <= 0) return bar(label, 0, `${value} (no limit)`, field);
+  const pct = (value / max) * 100;
+  return bar(label, pct, `${value} / ${max} (${pct.toFixed(0)} %)`, field);
+}
+
+const meterPercent = (label, p, field) => bar(label, p, `${(p || 0).toFixed(1)} %`, field);
+
+function muteText(self, host) {
+  if (host) return 'host-muted';
+  if (self) return 'muted';
+  return 'on';
+}
+
+function participantRow(p) {
+  const conn = p.connected ? el('span', { class: 'badge yes', text: 'connected' })
+    : el('span', {}, badge('disconnected', 'no'), ' ', when(p.disconnected_since));
+  const cell = (label, child, cls) => {
+    const td = el('td', { 'data-label': label, ...(cls ? { class: cls } : {}) });
+    td.append(child);
+    return td;
+  };
+  return el('tr', { 'data-participant-id': p.id },
+    cell('Participant', el('span', { class: 'mono', text: p.id })),
+    cell('Name', p.name, 'name'),
+    cell('Role', p.role),
+    cell('Audio', muteText(p.audio_self_muted, p.audio_host_muted)),
+    cell('Video', muteText(p.video_self_muted, p.video_host_muted)),
+    cell('Connection', conn),
+    cell('Joined', when(p.joined_at)));
+}
+
+function meetingCard(m) {
+  const parts = m.participants ?? [];
+  const head = el('header', {},
+    el('strong', { class: 'mono', text: m.id }),
+    el('span', { class: 'muted', text: `generation ${m.generation}` }),
+    el('span', { class: 'muted' }, 'created ', when(m.created_at)),
+    el('span', { class: 'muted', text: `media handlers: ${(m.media_handlers ?? []).join(', ') || 'none'}` }),
+    el('span', { class: 'muted', text: `${parts.length} participant${parts.length === 1 ? '' : 's'}` }));
+  const card = el('section', { class: 'card meeting', 'data-meeting-id': m.id }, head);
+  if (parts.length) {
+    const thead = el('thead', {}, el('tr', {}, ...['Participant', 'Name', 'Role', 'Audio', 'Video', 'Connection', 'Joined']
+      .map((h) => el('th', { text: h }))));
+    card.append(el('div', { class: 'scroll' }, el('table', { class: 'stack' }, thead, el('tbody', {}, ...parts.map(participantRow)))));
+  }
+  return card;
+}
+
+function render(s) {
+  last = s;
+  const id = s.identity ?? {};
+  $('mc-id').textContent = id.id ?? '';
+  document.title = `edgemc ${id.id ?? ''} — ${s.health}`;
+  const h = $('health');
+  h.textContent = s.draining && s.health !== 'DRAINING' ? `${s.health} (draining)` : s.health;
+  h.className = `badge ${s.health}`;
+
+  fill($('identity'), [
+    ['ID', el('span', { class: 'mono', text: id.id ?? '' }), 'identity.id'],
+    ['Region', id.region ?? '', 'identity.region'],
+    ['Version', id.version ?? '', 'identity.version'],
+    ['WebTransport', el('span', { class: 'mono', text: id.webtransport_url ?? '' }), 'identity.webtransport_url'],
+    ['gRPC', el('span', { class: 'mono', text: id.grpc_endpoint ?? '' }), 'identity.grpc_endpoint'],
+    ['Cert SHA-256', el('span', { class: 'mono', text: id.cert_sha256 ?? '' }), 'identity.cert_sha256'],
+    ['Cert expires', certExpiry(id.cert_not_after), 'identity.cert_not_after'],
+    ['Started', when(id.started_at), 'identity.started_at'],
+  ]);
+
+  const gc = s.gc ?? {};
+  const gcRows = gc.configured ? [
+    ['Target', el('span', { class: 'mono', text: gc.target }), 'gc.target'],
+    ['Registered', gc.registered ? badge('registered', 'yes') : badge('not registered', 'no'), 'gc.registered'],
+    ['Registered at', when(gc.last_registered), 'gc.last_registered'],
+    ['Fast heartbeat', el('span', {}, when(gc.last_fast), ` · every ${secs(gc.fast_interval_ns)}`), 'gc.last_fast'],
+    ['Comprehensive', el('span', {}, when(gc.last_comprehensive), ` · every ${secs(gc.comprehensive_interval_ns)}`), 'gc.last_comprehensive'],
+    ['Failures in a row', el('span', { class: gc.consecutive_failures ? 'bad' : '', text: String(gc.consecutive_failures) }), 'gc.consecutive_failures'],
+  ] : [['Mode', 'running without a global controller', 'gc.configured']];
+  if (gc.configured && isSet(gc.next_retry)) gcRows.push(['Next retry', when(gc.next_retry), 'gc.next_retry']);
+  if (gc.last_error) gcRows.push(['Last error', el('span', { class: 'bad', text: gc.last_error }), 'gc.last_error']);
+  fill($('gc'), gcRows);
+
+  const c = s.capacity ?? {};
+  $('capacity').replaceChildren(
+    meter('Meetings', c.meetings, c.max_meetings, 'capacity.meetings'),
+    meter('Participants', c.participants, c.max_participants, 'capacity.participants'));
+
+  const sys = s.system ?? {};
+  const sysDl = el('dl');
+  fill(sysDl, [['Process RSS', bytes(sys.rss_bytes ?? 0), 'system.rss_bytes'], ['Goroutines', String(sys.goroutines ?? 0), 'system.goroutines']]);
+  $('system').replaceChildren(
+    meterPercent('CPU', sys.cpu_percent ?? 0, 'system.cpu_percent'),
+    meterPercent('Memory', sys.memory_percent ?? 0, 'system.memory_percent'), sysDl);
+
+  const st = s.store ?? {};
+  const stRows = [
+    ['State', st.ok ? badge('ok', 'yes') : badge('unavailable', 'no'), 'store.ok'],
+    ['File', el('span', { class: 'mono', text: st.path ?? '' }), 'store.path'],
+    ['Size', bytes(st.file_size ?? 0), 'store.file_size'],
+    ['Meetings', String(st.meetings ?? 0), 'store.meetings'],
+    ['Generation', String(st.max_generation ?? 0), 'store.max_generation'],
+  ];
+  if (st.error) stRows.push(['Error', el('span', { class: 'bad', text: st.error }), 'store.error']);
+  fill($('store'), stRows);
+
+  const meetings = s.meetings ?? [];
+  $('meeting-count').textContent = `(${meetings.length})`;
+  $('meetings').replaceChildren(...(meetings.length ? meetings.map(meetingCard)
+    : [el('p', { class: 'muted', text: 'No meetings.' })]));
+
+  const lab = $('lab');
+  lab.hidden = !s.lab;
+  if (s.lab) {
+    $('lab-note').textContent = s.lab.note;
+    $('lab-host').href = `${s.lab.join_path}?role=host`;
+    $('lab-participant').href = `${s.lab.join_path}?role=participant`;
+  }
+  $('updated').textContent = new Date().toLocaleTimeString();
+}
+
+function certExpiry(t) {
+  if (!isSet(t)) return el('span', { class: 'muted', text: 'unknown' });
+  const days = (Date.parse(t) - Date.now()) / 86400000;
+  const span = when(t);
+  span.textContent = `${new Date(t).toLocaleDateString()} (${ago(t)})`;
+  if (days < 3) span.className = days < 0 ? 'bad' : 'warn';
+  return span;
+}
+
+function setLive(on, text) {
+  const l = $('live');
+  l.className = `live ${on ? 'on' : 'off'}`;
+  l.textContent = text;
+}
+
+async function poll() {
+  try {
+    const r = await fetch('/api/v1/status', { cache: 'no-store', credentials: 'same-origin' });
+    if (r.status === 401) { setLive(false, 'sign-in needed: reload the page'); return; }
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    render(await r.json());
+    setLive(true, 'live (polling)');
+  } catch {
+    setLive(false, 'offline, retrying');
+  }
+  setTimeout(poll, 5000);
+}
+
+function start() {
+  if (!window.EventSource) { poll(); return; }
+  const es = new EventSource('/api/v1/events');
+  es.addEventListener('status', (e) => { render(JSON.parse(e.data)); setLive(true, 'live'); });
+  es.onerror = () => {
+    if (es.readyState === EventSource.CLOSED) { poll(); return; }
+    setLive(false, 'reconnecting…');
+  };
+}
+
+// Relative times ("12 s ago") stay fresh between updates.
+setInterval(() => { if (last) render(last); }, 10000);
+window.edgemcStatus = { last: () => last };
+start();

@@ -1,0 +1,87 @@
+package web
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Lab roles accepted by the demo.
+const (
+	RoleHost        = "host"
+	RoleParticipant = "participant"
+)
+
+// MaxNameBytes is the longest display name the signaling protocol accepts.
+const MaxNameBytes = 256
+
+// Lab is optional (nil outside lab mode): the demo page asks the server for
+// what it needs to join.
+type Lab interface {
+	// JoinInfo returns the WebTransport URL, the certificate's SHA-256
+	// (raw bytes), the meeting id and a freshly minted join token for role
+	// ("host"|"participant") and display name.
+	JoinInfo(ctx context.Context, role, name string) (LabJoin, error)
+}
+
+// LabJoin is what the demo page needs to join the demo meeting.
+type LabJoin struct {
+	URL        string
+	CertSHA256 []byte
+	MeetingID  string
+	Token      string
+}
+
+// joinInfoBody is the JSON answer of /lab/api/join-info.
+type joinInfoBody struct {
+	URL        string `json:"url"`
+	CertSHA256 string `json:"cert_sha256"` // hex
+	MeetingID  string `json:"meeting_id"`
+	Token      string `json:"token"`
+	Role       string `json:"role"`
+	Name       string `json:"name"`
+}
+
+// ErrBadJoinQuery is returned by parseJoinQuery for an unusable role or name.
+var ErrBadJoinQuery = errors.New("bad join-info query")
+
+// parseJoinQuery validates the role and display name of a join-info request.
+func parseJoinQuery(role, name string) (string, string, error) {
+	if role != RoleHost && role != RoleParticipant {
+		return "", "", ErrBadJoinQuery
+	}
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > MaxNameBytes || !utf8.ValidString(name) {
+		return "", "", ErrBadJoinQuery
+	}
+	return role, name, nil
+}
+
+func (h *handler) joinInfo(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	role, name, err := parseJoinQuery(q.Get("role"), q.Get("name"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "role must be host or participant; name must be 1 to 256 bytes of UTF-8")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	j, err := h.lab.JoinInfo(ctx, role, name)
+	if err != nil {
+		h.log.Error("lab join info", "role", role, "err", err)
+		writeError(w, http.StatusInternalServerError, "could not prepare a join")
+		return
+	}
+	writeJSON(w, http.StatusOK, joinInfoBody{
+		URL:        j.URL,
+		CertSHA256: hex.EncodeToString(j.CertSHA256),
+		MeetingID:  j.MeetingID,
+		Token:      j.Token,
+		Role:       role,
+		Name:       name,
+	})
+}

@@ -1,0 +1,159 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Health values as reported to the Global Controller and shown on the page.
+const (
+	HealthPending   = "PENDING"
+	HealthHealthy   = "HEALTHY"
+	HealthDegraded  = "DEGRADED"
+	HealthUnhealthy = "UNHEALTHY"
+	HealthDraining  = "DRAINING"
+)
+
+// ReadyCapacityLimit is the capacity fraction at and above which the
+// appliance reports itself not ready.
+const ReadyCapacityLimit = 0.95
+
+// StatusSource yields a snapshot of the appliance. Implementations must not
+// put secrets, join tokens or binding tokens in it.
+type StatusSource interface {
+	Status(ctx context.Context) Status
+}
+
+// Status is everything the status page, the JSON API and the readiness
+// probe know about the appliance.
+type Status struct {
+	Identity Identity    `json:"identity"`
+	Health   string      `json:"health"`
+	Draining bool        `json:"draining"`
+	GC       GCStatus    `json:"gc"`
+	Capacity Capacity    `json:"capacity"`
+	System   System      `json:"system"`
+	Store    StoreStatus `json:"store"`
+	Meetings []Meeting   `json:"meetings"`
+	Lab      *LabInfo    `json:"lab,omitempty"`
+}
+
+// Identity names this appliance and where clients and the GC reach it.
+type Identity struct {
+	ID              string    `json:"id"`
+	Region          string    `json:"region"`
+	Version         string    `json:"version"`
+	WebTransportURL string    `json:"webtransport_url"`
+	GRPCEndpoint    string    `json:"grpc_endpoint"`
+	CertSHA256      string    `json:"cert_sha256"` // hex
+	CertNotAfter    time.Time `json:"cert_not_after,omitzero"`
+	StartedAt       time.Time `json:"started_at,omitzero"`
+}
+
+// GCStatus is the state of the link to the Global Controller. Zero times mean
+// "never"; they are omitted from JSON.
+type GCStatus struct {
+	Configured            bool          `json:"configured"`
+	Target                string        `json:"target"`
+	Registered            bool          `json:"registered"`
+	LastRegistered        time.Time     `json:"last_registered,omitzero"`
+	LastFast              time.Time     `json:"last_fast,omitzero"`
+	LastComprehensive     time.Time     `json:"last_comprehensive,omitzero"`
+	NextRetry             time.Time     `json:"next_retry,omitzero"`
+	ConsecutiveFailures   int           `json:"consecutive_failures"`
+	LastError             string        `json:"last_error,omitempty"`
+	FastInterval          time.Duration `json:"fast_interval_ns"`
+	ComprehensiveInterval time.Duration `json:"comprehensive_interval_ns"`
+}
+
+// Capacity is the configured maximum and the current load. A maximum of zero
+// means unlimited.
+type Capacity struct {
+	MaxMeetings     int `json:"max_meetings"`
+	Meetings        int `json:"meetings"`
+	MaxParticipants int `json:"max_participants"`
+	Participants    int `json:"participants"`
+}
+
+// Load returns the higher of the meeting and participant utilisation, as a
+// fraction (1 = full). Unlimited dimensions count as empty.
+func (c Capacity) Load() float64 {
+	return max(fraction(c.Meetings, c.MaxMeetings), fraction(c.Participants, c.MaxParticipants))
+}
+
+func fraction(n, limit int) float64 {
+	if limit <= 0 {
+		return 0
+	}
+	return float64(n) / float64(limit)
+}
+
+// System is host and process resource usage.
+type System struct {
+	CPUPercent    float64 `json:"cpu_percent"`
+	MemoryPercent float64 `json:"memory_percent"`
+	RSSBytes      uint64  `json:"rss_bytes"`
+	Goroutines    int     `json:"goroutines"`
+}
+
+// StoreStatus describes the state file.
+type StoreStatus struct {
+	Path          string `json:"path"`
+	OK            bool   `json:"ok"`
+	Error         string `json:"error,omitempty"`
+	FileSize      int64  `json:"file_size"`
+	Meetings      int    `json:"meetings"`
+	MaxGeneration uint64 `json:"max_generation"`
+}
+
+// Meeting is one meeting held by this appliance.
+type Meeting struct {
+	ID            string        `json:"id"`
+	Generation    uint64        `json:"generation"`
+	CreatedAt     time.Time     `json:"created_at,omitzero"`
+	MediaHandlers []string      `json:"media_handlers"`
+	Participants  []Participant `json:"participants"`
+}
+
+// Participant is one member of a meeting's roster.
+type Participant struct {
+	ID                string    `json:"id"`
+	Name              string    `json:"name"`
+	Role              string    `json:"role"`
+	AudioSelfMuted    bool      `json:"audio_self_muted"`
+	VideoSelfMuted    bool      `json:"video_self_muted"`
+	AudioHostMuted    bool      `json:"audio_host_muted"`
+	VideoHostMuted    bool      `json:"video_host_muted"`
+	Connected         bool      `json:"connected"`
+	DisconnectedSince time.Time `json:"disconnected_since,omitzero"`
+	JoinedAt          time.Time `json:"joined_at,omitzero"`
+}
+
+// LabInfo is present only in lab mode.
+type LabInfo struct {
+	MeetingID string `json:"meeting_id"`
+	JoinPath  string `json:"join_path"`
+	Note      string `json:"note"`
+}
+
+// Ready applies the readiness rule: the store is usable, the appliance is
+// registered with the GC (or runs without one), it is not draining or
+// unhealthy, and its load is below [ReadyCapacityLimit]. The reason is short
+// and safe to show to anyone.
+func Ready(s Status) (ok bool, reason string) {
+	switch {
+	case !s.Store.OK:
+		return false, "store unavailable"
+	case s.Draining || s.Health == HealthDraining:
+		return false, "draining"
+	case s.Health == HealthUnhealthy:
+		return false, "unhealthy"
+	case s.GC.Configured && !s.GC.Registered:
+		return false, "not registered with the global controller"
+	}
+	if load := s.Capacity.Load(); load >= ReadyCapacityLimit {
+		return false, fmt.Sprintf("at capacity (%.0f%%)", load*100)
+	}
+	return true, "ready"
+}
