@@ -1,0 +1,357 @@
+package webtransport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	wt "github.com/quic-go/webtransport-go"
+	"golang.org/x/sync/errgroup"
+)
+
+// Handler serves one session. ctx ends when the session or the server ends.
+// When ServeSession returns, the session is closed (code 0) if it is still
+// open.
+type Handler interface {
+	ServeSession(ctx context.Context, s *Session)
+}
+
+// Observer is told about admissions and drops (metrics). A nil Observer is
+// allowed. Its methods must not block.
+type Observer interface {
+	SessionAccepted()
+	SessionRefused(reason string)
+	SlowClientDropped()
+}
+
+// Reasons passed to Observer.SessionRefused.
+const (
+	RefusedDraining    = "draining"
+	RefusedMaxSessions = "max_sessions"
+	RefusedUpgrade     = "upgrade"   // not a valid WebTransport CONNECT
+	RefusedNoStream    = "no_stream" // no bidirectional stream within FirstFrameTimeout
+)
+
+// ServerConfig configures a Server. Zero values take the documented defaults.
+type ServerConfig struct {
+	Addr              string        // UDP listen address, e.g. ":4433" or "127.0.0.1:0"
+	TLSConfig         *tls.Config   // must provide certificates (GetCertificate is fine)
+	QueueDepth        int           // outbound frames per session, default 256
+	FirstFrameTimeout time.Duration // default 10s: stream opened and first frame read within it
+	MaxSessions       int           // 0 = unlimited; beyond it new sessions are refused
+	Logger            *slog.Logger
+	Observer          Observer
+
+	// CloseTimeout bounds a graceful Close: flushing queued frames and
+	// waiting for the client to read them. Default 2s.
+	CloseTimeout time.Duration
+	// IdleTimeout closes a QUIC connection that has been silent this long
+	// (a client lost without a close). Default 30s.
+	IdleTimeout time.Duration
+	// CheckOrigin vets the Origin of a browser's CONNECT request. Default:
+	// any origin, since clients are authenticated by their join token and
+	// the meeting web app is not served from the MC's origin.
+	CheckOrigin func(*http.Request) bool
+}
+
+func (c *ServerConfig) setDefaults() {
+	if c.QueueDepth <= 0 {
+		c.QueueDepth = 256
+	}
+	if c.FirstFrameTimeout <= 0 {
+		c.FirstFrameTimeout = 10 * time.Second
+	}
+	if c.CloseTimeout <= 0 {
+		c.CloseTimeout = 2 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
+	if c.CheckOrigin == nil {
+		c.CheckOrigin = func(*http.Request) bool { return true }
+	}
+}
+
+type nopObserver struct{}
+
+func (nopObserver) SessionAccepted()      {}
+func (nopObserver) SessionRefused(string) {}
+func (nopObserver) SlowClientDropped()    {}
+
+// signalingQUICConfig is the QUIC configuration for signaling connections:
+// one small stream each way, so flow-control windows far below quic-go's
+// defaults (512 KiB initial, up to 6/15 MiB), yet a whole maximum-size frame
+// fits in the initial stream window.
+func signalingQUICConfig(idle time.Duration) *quic.Config {
+	return &quic.Config{
+		MaxIdleTimeout:                   idle,
+		InitialStreamReceiveWindow:       80 << 10,
+		MaxStreamReceiveWindow:           256 << 10,
+		InitialConnectionReceiveWindow:   128 << 10,
+		MaxConnectionReceiveWindow:       512 << 10,
+		MaxIncomingStreams:               8, // CONNECT + the signaling stream, with slack
+		MaxIncomingUniStreams:            8, // HTTP/3 control + QPACK, with slack
+		EnableDatagrams:                  true,
+		EnableStreamResetPartialDelivery: true,
+	}
+}
+
+// Server is edgemc's WebTransport endpoint. Sessions are accepted on any
+// path.
+type Server struct {
+	cfg     ServerConfig
+	h       Handler
+	log     *slog.Logger
+	obs     Observer
+	ready   chan struct{}
+	addr    net.Addr   // set before ready is closed
+	wts     *wt.Server // set before ready is closed
+	nextID  atomic.Uint64
+	started atomic.Bool
+
+	mu          sync.Mutex
+	base        context.Context // parent of every session's context
+	sessions    map[uint64]*Session
+	pending     int // admitted, not yet in sessions
+	draining    bool
+	drainCode   uint32
+	drainReason string
+	stopped     bool
+	handlers    sync.WaitGroup
+}
+
+// NewServer checks cfg and returns a Server that serves sessions with h.
+func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
+	if h == nil {
+		return nil, errors.New("webtransport: nil handler")
+	}
+	if cfg.TLSConfig == nil || (len(cfg.TLSConfig.Certificates) == 0 && cfg.TLSConfig.GetCertificate == nil && cfg.TLSConfig.GetConfigForClient == nil) {
+		return nil, errors.New("webtransport: TLSConfig must provide a certificate")
+	}
+	cfg.setDefaults()
+	return &Server{
+		cfg:      cfg,
+		h:        h,
+		log:      cfg.Logger,
+		obs:      cfg.Observer,
+		ready:    make(chan struct{}),
+		sessions: make(map[uint64]*Session),
+	}, nil
+}
+
+// Ready is closed once the server is listening.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the bound UDP address; valid once Ready is closed.
+func (s *Server) Addr() net.Addr {
+	<-s.ready
+	return s.addr
+}
+
+// SessionCount is the number of open sessions.
+func (s *Server) SessionCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// ListenAndServe listens on cfg.Addr and serves until ctx is done. Then it
+// closes every open session (CodeServerShutdown unless Drain came first),
+// the QUIC connections and the socket, and waits for all handlers to return.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("webtransport: ListenAndServe called twice")
+	}
+	udpAddr, err := net.ResolveUDPAddr("udp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("webtransport: listen %q: %w", s.cfg.Addr, err)
+	}
+	pc, err := net.ListenUDP("udp", udpAddr)
+	if err != nil {
+		return fmt.Errorf("webtransport: listen %q: %w", s.cfg.Addr, err)
+	}
+	defer pc.Close()
+
+	tlsConf := s.cfg.TLSConfig.Clone()
+	tlsConf.MinVersion = tls.VersionTLS13
+	h3 := &http3.Server{
+		TLSConfig:  http3.ConfigureTLSConfig(tlsConf),
+		QUICConfig: signalingQUICConfig(s.cfg.IdleTimeout),
+		Handler:    http.HandlerFunc(s.serveHTTP),
+		Logger:     s.log,
+		ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
+			return context.WithValue(ctx, quicConnKey{}, c)
+		},
+	}
+	srv := &wt.Server{H3: h3, CheckOrigin: s.cfg.CheckOrigin}
+	s.wts = srv
+
+	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	s.mu.Lock()
+	s.base = base
+	s.mu.Unlock()
+	s.addr = pc.LocalAddr()
+	close(s.ready)
+	s.log.Info("webtransport listening", "addr", s.addr.String())
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(pc); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, quic.ErrServerClosed) && gctx.Err() == nil {
+			return fmt.Errorf("webtransport: serve: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		s.Drain(CodeServerShutdown, "server shutting down")
+		s.mu.Lock()
+		s.stopped = true
+		s.mu.Unlock()
+		cancelBase()
+		err := srv.Close()
+		s.handlers.Wait()
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Debug("closing http3 server", "err", err)
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// Drain stops admitting sessions and closes every open one with code and
+// reason, flushing what is queued. It returns when they have all ended
+// (bounded by CloseTimeout). Later Drains are no-ops.
+func (s *Server) Drain(code uint32, reason string) {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		return
+	}
+	s.draining, s.drainCode, s.drainReason = true, code, reason
+	open := make([]*Session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		open = append(open, ss)
+	}
+	s.mu.Unlock()
+	s.log.Info("draining webtransport sessions", "sessions", len(open), "code", code)
+	for _, ss := range open {
+		ss.Close(code, reason)
+	}
+	for _, ss := range open {
+		<-ss.done
+	}
+}
+
+type quicConnKey struct{}
+
+// admit reserves room for a new session, or says why not.
+func (s *Server) admit() (refused string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.draining || s.stopped:
+		return RefusedDraining
+	case s.cfg.MaxSessions > 0 && len(s.sessions)+s.pending >= s.cfg.MaxSessions:
+		return RefusedMaxSessions
+	}
+	s.pending++
+	s.handlers.Add(1)
+	return ""
+}
+
+// register turns a reservation into an open session. During a drain the
+// session is closed straight away with the drain's code and reason.
+func (s *Server) register(ss *Session) {
+	s.mu.Lock()
+	s.pending--
+	s.sessions[ss.id] = ss
+	draining, code, reason := s.draining, s.drainCode, s.drainReason
+	s.mu.Unlock()
+	if draining {
+		ss.Close(code, reason)
+	}
+}
+
+func (s *Server) release(id uint64) {
+	s.mu.Lock()
+	if _, ok := s.sessions[id]; ok {
+		delete(s.sessions, id)
+	} else {
+		s.pending--
+	}
+	s.mu.Unlock()
+	s.handlers.Done()
+}
+
+func (s *Server) refuse(w http.ResponseWriter, reason string, status int) {
+	s.obs.SessionRefused(reason)
+	s.log.Debug("session refused", "reason", reason)
+	w.WriteHeader(status)
+}
+
+// serveHTTP runs one session from CONNECT to close.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if reason := s.admit(); reason != "" {
+		s.refuse(w, reason, http.StatusServiceUnavailable)
+		return
+	}
+	id := s.nextID.Add(1)
+	defer s.release(id)
+	deadline := time.Now().Add(s.cfg.FirstFrameTimeout)
+	sess, err := s.wts.Upgrade(w, r)
+	if err != nil {
+		s.log.Debug("upgrade failed", "err", err)
+		s.refuse(w, RefusedUpgrade, http.StatusBadRequest)
+		return
+	}
+	defer s.closeConn(r.Context())
+	actx, cancel := context.WithDeadline(sess.Context(), deadline)
+	str, err := sess.AcceptStream(actx)
+	cancel()
+	if err != nil {
+		s.obs.SessionRefused(RefusedNoStream)
+		s.log.Debug("no stream opened in time", "remote", sess.RemoteAddr().String())
+		_ = sess.CloseWithError(wt.SessionErrorCode(CodeFirstFrameTimeout), "no stream opened in time")
+		return
+	}
+	ss := newSession(id, sess, str, &s.cfg, s.base)
+	s.register(ss)
+	s.obs.SessionAccepted()
+	ss.start(deadline)
+	s.h.ServeSession(ss.ctx, ss)
+	ss.Close(0, "")
+	<-ss.done
+}
+
+// closeConn gives the client CloseTimeout to close the QUIC connection of a
+// finished session, then closes it, so that abandoned connections do not
+// linger until their idle timeout.
+func (s *Server) closeConn(ctx context.Context) {
+	c, _ := ctx.Value(quicConnKey{}).(*quic.Conn)
+	if c == nil {
+		return
+	}
+	t := time.NewTimer(s.cfg.CloseTimeout)
+	defer t.Stop()
+	select {
+	case <-c.Context().Done():
+	case <-t.C:
+		_ = c.CloseWithError(0, "")
+	}
+}

@@ -1,0 +1,290 @@
+package webtransport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	wt "github.com/quic-go/webtransport-go"
+
+	"github.com/edgemc/edgemc/webtransport/signalingpb"
+)
+
+// Close codes the server itself uses. Handlers choose their own codes for
+// Close and Drain; these are kept clear of small numbers on purpose.
+const (
+	CodeSlowClient        uint32 = 0x10 // the outbound queue overflowed
+	CodeFirstFrameTimeout uint32 = 0x11 // no stream or first frame within FirstFrameTimeout
+	CodeServerShutdown    uint32 = 0x12 // ListenAndServe's context ended without a Drain
+)
+
+var (
+	// ErrSlowClient is returned by Send and SendFrame when the session's
+	// outbound queue was full; the session has been dropped.
+	ErrSlowClient = errors.New("webtransport: slow client dropped")
+	// ErrSessionClosed is returned once the session is closing or closed.
+	ErrSessionClosed = errors.New("webtransport: session closed")
+	// ErrFirstFrameTimeout is returned by Next when the client sent no frame
+	// within FirstFrameTimeout; the session has been closed.
+	ErrFirstFrameTimeout = errors.New("webtransport: no first frame in time")
+)
+
+// inbound is one result of the session's reader: a message or a non-fatal
+// decode error.
+type inbound struct {
+	msg *signalingpb.ClientMessage
+	err error
+}
+
+// Session is one participant's signaling session: one WebTransport session
+// with its one bidirectional stream. Send, SendFrame and Close may be called
+// from any goroutine; Next is meant for the session's handler.
+type Session struct {
+	id       uint64
+	sess     *wt.Session
+	str      *wt.Stream
+	log      *slog.Logger
+	obs      Observer
+	linger   time.Duration
+	ctx      context.Context
+	cancel   context.CancelFunc
+	out      chan Frame
+	in       chan inbound
+	readDone chan struct{} // closed when the reader stopped delivering; readErr is set
+	readErr  error
+	drained  chan struct{} // closed when the reader has stopped reading the stream
+	closing  chan struct{} // closed by the first Close or drop
+	done     chan struct{} // closed when the writer has finished and the session is closed
+
+	closeOnce   sync.Once
+	closed      atomic.Bool
+	closeCode   uint32
+	closeReason string
+	flush       bool
+}
+
+func newSession(id uint64, sess *wt.Session, str *wt.Stream, cfg *ServerConfig, parent context.Context) *Session {
+	ctx, cancel := context.WithCancel(parent)
+	context.AfterFunc(sess.Context(), cancel)
+	return &Session{
+		id:       id,
+		sess:     sess,
+		str:      str,
+		log:      cfg.Logger.With("session", id, "remote", sess.RemoteAddr().String()),
+		obs:      cfg.Observer,
+		linger:   cfg.CloseTimeout,
+		ctx:      ctx,
+		cancel:   cancel,
+		out:      make(chan Frame, cfg.QueueDepth),
+		in:       make(chan inbound),
+		readDone: make(chan struct{}),
+		drained:  make(chan struct{}),
+		closing:  make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+}
+
+// start runs the session's reader and writer. The first frame must have been
+// read by firstDeadline.
+func (s *Session) start(firstDeadline time.Time) {
+	go s.readLoop(firstDeadline)
+	go s.writeLoop()
+}
+
+// ID is the server-unique session id.
+func (s *Session) ID() uint64 { return s.id }
+
+// RemoteAddr is the client's UDP address.
+func (s *Session) RemoteAddr() net.Addr { return s.sess.RemoteAddr() }
+
+// Context is done when the session has ended.
+func (s *Session) Context() context.Context { return s.ctx }
+
+// Next returns the next client message. A *DecodeError is returned for a
+// frame whose payload does not decode; the session continues after it. The
+// first frame must arrive within FirstFrameTimeout (ErrFirstFrameTimeout).
+// Next returns io.EOF when the client ended the session cleanly,
+// ErrFrameTooLarge after an oversized frame, ErrSessionClosed after Close.
+func (s *Session) Next(ctx context.Context) (*signalingpb.ClientMessage, error) {
+	select {
+	case r := <-s.in:
+		return r.msg, r.err
+	case <-s.readDone:
+		return nil, s.readErr
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Send encodes m and queues it. It never blocks; see SendFrame.
+func (s *Session) Send(m *signalingpb.ServerMessage) error {
+	f, err := EncodeServerMessage(m)
+	if err != nil {
+		return err
+	}
+	return s.SendFrame(f)
+}
+
+// SendFrame queues a pre-encoded frame without blocking. If the queue is full
+// the client is too slow: the session is dropped and ErrSlowClient returned.
+func (s *Session) SendFrame(f Frame) error {
+	if s.closed.Load() {
+		return ErrSessionClosed
+	}
+	select {
+	case s.out <- f:
+		return nil
+	default:
+	}
+	if s.shut(CodeSlowClient, "slow client", false) {
+		s.obs.SlowClientDropped()
+		s.log.Warn("slow client dropped", "queue_depth", cap(s.out))
+	}
+	return ErrSlowClient
+}
+
+// Close flushes the frames already queued (bounded by the server's
+// CloseTimeout) and then closes the session with code and reason. It returns
+// at once; Context is done when the session has ended. Only the first Close
+// (or drop) counts.
+func (s *Session) Close(code uint32, reason string) { s.shut(code, reason, true) }
+
+// shut starts closing the session once; it reports whether this call did.
+func (s *Session) shut(code uint32, reason string, flush bool) bool {
+	first := false
+	s.closeOnce.Do(func() {
+		first = true
+		s.closeCode, s.closeReason, s.flush = code, reason, flush
+		s.closed.Store(true)
+		// Bound a Write that is blocked on a client not reading: at once
+		// when dropping, after the flush budget when closing gracefully.
+		deadline := time.Now()
+		if flush {
+			deadline = deadline.Add(s.linger)
+		}
+		_ = s.str.SetWriteDeadline(deadline)
+		_ = s.str.SetReadDeadline(deadline)
+		close(s.closing)
+	})
+	return first
+}
+
+// readLoop delivers frames to Next until the stream ends, then keeps
+// draining the stream so that a graceful close can see the client's FIN.
+func (s *Session) readLoop(firstDeadline time.Time) {
+	defer close(s.drained)
+	s.readErr = s.readFrames(firstDeadline)
+	close(s.readDone)
+	if errors.Is(s.readErr, ErrFirstFrameTimeout) {
+		s.shut(CodeFirstFrameTimeout, "no join request in time", false)
+		return
+	}
+	if errors.Is(s.readErr, ErrFrameTooLarge) || errors.Is(s.readErr, ErrSessionClosed) {
+		_, _ = io.Copy(io.Discard, s.str)
+	}
+}
+
+func (s *Session) readFrames(firstDeadline time.Time) error {
+	_ = s.str.SetReadDeadline(firstDeadline)
+	var buf []byte
+	for first := true; ; first = false {
+		b, err := ReadFrame(s.str, buf)
+		if err != nil {
+			return s.readError(err, first)
+		}
+		if first {
+			_ = s.str.SetReadDeadline(time.Time{})
+		}
+		var r inbound
+		r.msg, r.err = decodeClientMessage(b)
+		if cap(b) <= 4096 {
+			buf = b // keep a small buffer; let a large one go
+		} else {
+			buf = nil
+		}
+		select {
+		case s.in <- r:
+		case <-s.closing:
+			return ErrSessionClosed
+		case <-s.ctx.Done():
+			return ErrSessionClosed
+		}
+	}
+}
+
+// readError maps a stream read failure to what Next reports.
+func (s *Session) readError(err error, first bool) error {
+	var se *wt.SessionError
+	switch {
+	case errors.Is(err, ErrFrameTooLarge):
+		return err
+	case errors.Is(err, io.EOF):
+		return io.EOF
+	case s.closed.Load():
+		return ErrSessionClosed
+	case first && isTimeout(err):
+		return ErrFirstFrameTimeout
+	case errors.As(err, &se) && se.Remote && se.ErrorCode == 0:
+		return io.EOF
+	}
+	return fmt.Errorf("webtransport: read: %w", err)
+}
+
+// writeLoop writes queued frames until the session closes, then finishes it.
+func (s *Session) writeLoop() {
+	defer close(s.done)
+	defer s.cancel()
+	for {
+		select {
+		case f := <-s.out:
+			if _, err := s.str.Write(f); err != nil {
+				s.log.Debug("write failed", "err", err)
+				s.shut(0, "", false)
+			}
+		case <-s.closing:
+			s.finish()
+			return
+		case <-s.sess.Context().Done():
+			s.shut(0, "", false)
+			return
+		}
+	}
+}
+
+// finish writes what is still queued (when flushing), ends the stream, lets
+// the client read it, and closes the session with the chosen code.
+func (s *Session) finish() {
+	if s.flush {
+	queued:
+		for {
+			select {
+			case f := <-s.out:
+				if _, err := s.str.Write(f); err != nil {
+					break queued
+				}
+			default:
+				break queued
+			}
+		}
+		_ = s.str.Close()
+		// The client answers our FIN with its own (or closes the session);
+		// closing before that could discard frames it has not read yet.
+		select {
+		case <-s.drained:
+		case <-s.sess.Context().Done():
+		}
+	}
+	_ = s.sess.CloseWithError(wt.SessionErrorCode(s.closeCode), s.closeReason)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
