@@ -1,0 +1,21 @@
+#!/bin/sh
+# edgemc postremove (deb postrm / rpm %postun).
+# deb: $1 = remove | purge | upgrade | failed-upgrade | abort-* | disappear;
+# rpm: $1 = 0 (erase) | 1 (upgrade).
+# Removal keeps /var/lib/edgemc (the meetings' state); a deb purge deletes it.
+# rpm has no purge: after `rpm -e edgemc`, delete /var/lib/edgemc by hand.
+# The edgemc user stays in both cases, as files it owned may remain.
+set -e
+
+case "$1" in
+remove | 0)
+	if [ -d /run/systemd/system ]; then
+		systemctl daemon-reload || true
+	fi
+	;;
+purge)
+	rm -rf /var/lib/edgemc
+	rmdir /etc/edgemc 2>/dev/null || true
+	;;
+esac
+exit 0

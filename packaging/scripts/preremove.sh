@@ -1,0 +1,18 @@
+#!/bin/sh
+# edgemc preremove (deb prerm / rpm %preun): stop and disable on removal,
+# nothing on upgrade (postinstall restarts the service then).
+# deb: $1 = remove | upgrade | deconfigure | failed-upgrade; rpm: $1 = 0 (erase) | 1 (upgrade).
+set -e
+
+case "$1" in
+remove | 0) ;;
+*) exit 0 ;;
+esac
+
+if [ -d /run/systemd/system ]; then
+	systemctl stop edgemc.service || true
+fi
+if command -v systemctl >/dev/null; then
+	systemctl disable edgemc.service || true
+fi
+exit 0
