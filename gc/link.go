@@ -1,0 +1,523 @@
+package gc
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/edgemc/edgemc/gc/internalpb"
+)
+
+// Defaults of LinkConfig, from the Dark Tower contract.
+const (
+	DefaultBackoffBase           = time.Second
+	DefaultBackoffMax            = 30 * time.Second
+	DefaultFastInterval          = 10 * time.Second
+	DefaultComprehensiveInterval = 30 * time.Second
+	DefaultRPCTimeout            = 10 * time.Second
+	DefaultConnectTimeout        = 5 * time.Second
+)
+
+// maxTokenFileSize bounds the bearer token file.
+const maxTokenFileSize = 16 << 10
+
+// ErrUnknownMC is returned when the GC answers NOT_FOUND: it does not (or no
+// longer) know this MC, which must register again.
+var ErrUnknownMC = errors.New("gc: GC does not know this MC")
+
+// RejectedError is an explicit refusal of a registration by the GC.
+type RejectedError struct {
+	Message string // the GC's reason, as it sent it
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("gc: registration rejected by GC: %q", e.Message)
+}
+
+// Observer receives link events, e.g. for metrics. Methods must not block.
+type Observer interface {
+	// Heartbeat reports one heartbeat: kind "fast" or "comprehensive";
+	// outcome "ok", "not_found" or "error".
+	Heartbeat(kind, outcome string, d time.Duration)
+	// Registration reports one attempt: "accepted", "rejected" or "error".
+	Registration(outcome string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Heartbeat(string, string, time.Duration) {}
+func (nopObserver) Registration(string)                     {}
+
+// LinkConfig configures a Link. Zero durations select the contract defaults.
+type LinkConfig struct {
+	// Target is the GC address: "host:port" or "http://host:port" for
+	// plaintext gRPC, "https://host[:port]" for TLS with the system roots.
+	Target string
+	// TokenFile, when set, holds the service token sent as
+	// "authorization: Bearer <token>" on every call. It is read for every
+	// call, so a rotated token is used without a restart.
+	TokenFile string
+
+	ID, Region, GRPCEndpoint, WebTransportEndpoint string
+	MaxMeetings, MaxParticipants                   uint32
+
+	// BackoffBase and BackoffMax shape the registration retry delay, which
+	// doubles from BackoffBase up to BackoffMax (1 s, 30 s).
+	BackoffBase, BackoffMax time.Duration
+	// FastInterval and ComprehensiveInterval apply when the GC's
+	// registration response leaves its interval at 0 (10 s, 30 s).
+	FastInterval, ComprehensiveInterval time.Duration
+	// RPCTimeout bounds each call (10 s); ConnectTimeout each connection
+	// attempt (5 s).
+	RPCTimeout, ConnectTimeout time.Duration
+
+	Logger   *slog.Logger
+	Observer Observer
+}
+
+// LinkStatus is a snapshot of the link, for the status page. LastError never
+// carries secrets.
+type LinkStatus struct {
+	Registered                                  bool
+	LastRegistered, LastFast, LastComprehensive time.Time
+	ConsecutiveFailures                         int
+	NextRetry                                   time.Time
+	FastInterval, ComprehensiveInterval         time.Duration
+	LastError                                   string
+}
+
+// Link keeps the MC registered with the GC and heartbeating.
+type Link struct {
+	cfg    LinkConfig
+	load   LoadReporter
+	sys    SystemSampler
+	log    *slog.Logger
+	obs    Observer
+	conn   *grpc.ClientConn
+	client internalpb.GlobalControllerServiceClient
+	// wait sleeps between registration attempts; tests replace it.
+	wait func(ctx context.Context, d time.Duration) error
+
+	mu     sync.Mutex
+	status LinkStatus
+}
+
+// NewLink validates cfg and prepares the connection; nothing is sent until
+// Run. sys may be nil (comprehensive heartbeats then report 0 % CPU/memory).
+func NewLink(cfg LinkConfig, load LoadReporter, sys SystemSampler) (*Link, error) {
+	if cfg.ID == "" {
+		return nil, errors.New("gc: link needs the MC id")
+	}
+	if load == nil {
+		return nil, errors.New("gc: link needs a LoadReporter")
+	}
+	setDefault(&cfg.BackoffBase, DefaultBackoffBase)
+	setDefault(&cfg.BackoffMax, DefaultBackoffMax)
+	setDefault(&cfg.FastInterval, DefaultFastInterval)
+	setDefault(&cfg.ComprehensiveInterval, DefaultComprehensiveInterval)
+	setDefault(&cfg.RPCTimeout, DefaultRPCTimeout)
+	setDefault(&cfg.ConnectTimeout, DefaultConnectTimeout)
+	cfg.BackoffMax = max(cfg.BackoffMax, cfg.BackoffBase)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	addr, useTLS, err := parseTarget(cfg.Target)
+	if err != nil {
+		return nil, err
+	}
+	creds := insecure.NewCredentials()
+	if useTLS {
+		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
+	}
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay: cfg.BackoffBase, Multiplier: 2, Jitter: 0.2, MaxDelay: cfg.BackoffMax,
+			},
+			MinConnectTimeout: cfg.ConnectTimeout,
+		}),
+		grpc.WithUserAgent("edgemc"),
+	}
+	if cfg.TokenFile != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(tokenFile(cfg.TokenFile)))
+	}
+	conn, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("gc: GC client for %q: %w", cfg.Target, err)
+	}
+	l := &Link{
+		cfg: cfg, load: load, sys: sys, log: cfg.Logger, obs: cfg.Observer,
+		conn: conn, client: internalpb.NewGlobalControllerServiceClient(conn),
+		wait: sleepCtx,
+	}
+	l.status.FastInterval, l.status.ComprehensiveInterval = cfg.FastInterval, cfg.ComprehensiveInterval
+	return l, nil
+}
+
+func setDefault(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
+}
+
+// parseTarget turns a gc-url into a gRPC dial address and whether to use TLS.
+func parseTarget(target string) (addr string, useTLS bool, err error) {
+	if target == "" {
+		return "", false, errors.New("gc: empty GC target")
+	}
+	if !strings.Contains(target, "://") {
+		if _, _, err := net.SplitHostPort(target); err != nil {
+			return "", false, fmt.Errorf("gc: GC target %q: %w", target, err)
+		}
+		return target, false, nil
+	}
+	u, err := url.Parse(target)
+	if err != nil {
+		return "", false, fmt.Errorf("gc: GC target: %w", err)
+	}
+	port := map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	switch {
+	case port == "":
+		return "", false, fmt.Errorf("gc: GC target %q: scheme must be http or https", target)
+	case u.Hostname() == "":
+		return "", false, fmt.Errorf("gc: GC target %q has no host", target)
+	case u.Path != "" && u.Path != "/", u.RawQuery != "", u.User != nil:
+		return "", false, fmt.Errorf("gc: GC target %q must be scheme://host[:port] only", target)
+	}
+	if u.Port() != "" {
+		port = u.Port()
+	}
+	return net.JoinHostPort(u.Hostname(), port), u.Scheme == "https", nil
+}
+
+// tokenFile supplies the bearer token, re-reading the file on every call so
+// a rotated token takes effect at once.
+type tokenFile string
+
+func (f tokenFile) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	tok, err := readTokenFile(string(f))
+	if err != nil {
+		return nil, err
+	}
+	if tok == "" {
+		return nil, nil
+	}
+	return map[string]string{"authorization": "Bearer " + tok}, nil
+}
+
+// RequireTransportSecurity is false: plaintext GC targets are allowed (the
+// operator chose http://).
+func (tokenFile) RequireTransportSecurity() bool { return false }
+
+func readTokenFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("gc: reading token file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenFileSize+1))
+	if err != nil {
+		return "", fmt.Errorf("gc: reading token file: %w", err)
+	}
+	if len(b) > maxTokenFileSize {
+		return "", fmt.Errorf("gc: token file %s is larger than %d bytes", path, maxTokenFileSize)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// Close releases the connection to the GC. Call it after Run has returned
+// and any final heartbeat was sent.
+func (l *Link) Close() error { return l.conn.Close() }
+
+// Status returns a snapshot of the link state.
+func (l *Link) Status() LinkStatus {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.status
+}
+
+// Run registers and heartbeats until ctx is done, then returns nil. GC
+// failures are logged and retried, never returned.
+func (l *Link) Run(ctx context.Context) error {
+	// flaps counts registrations the GC forgot before a single heartbeat
+	// succeeded; they are spaced by the backoff so that a confused GC is
+	// not hammered.
+	for flaps := 0; ; {
+		fast, comp, ok := l.register(ctx)
+		if !ok {
+			return nil
+		}
+		if l.heartbeat(ctx, fast, comp) {
+			flaps = 0
+		} else {
+			flaps++
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if flaps > 0 && l.wait(ctx, backoffDelay(l.cfg.BackoffBase, l.cfg.BackoffMax, flaps)) != nil {
+			return nil
+		}
+	}
+}
+
+// register retries RegisterMC with exponential backoff until the GC accepts
+// (returning the heartbeat intervals) or ctx is done (ok false).
+func (l *Link) register(ctx context.Context) (fast, comp time.Duration, ok bool) {
+	for attempt := 1; ; attempt++ {
+		resp, err := l.registerOnce(ctx)
+		if ctx.Err() != nil {
+			return 0, 0, false
+		}
+		if err == nil {
+			fast = intervalOr(resp.GetFastHeartbeatIntervalMs(), l.cfg.FastInterval)
+			comp = intervalOr(resp.GetComprehensiveHeartbeatIntervalMs(), l.cfg.ComprehensiveInterval)
+			l.obs.Registration("accepted")
+			l.log.Info("registered with GC", "gc", l.cfg.Target, "id", l.cfg.ID,
+				"fast_interval", fast, "comprehensive_interval", comp)
+			l.update(func(s *LinkStatus) {
+				s.Registered, s.LastRegistered = true, time.Now()
+				s.ConsecutiveFailures, s.NextRetry, s.LastError = 0, time.Time{}, ""
+				s.FastInterval, s.ComprehensiveInterval = fast, comp
+			})
+			return fast, comp, true
+		}
+		delay := backoffDelay(l.cfg.BackoffBase, l.cfg.BackoffMax, attempt)
+		if rej := (*RejectedError)(nil); errors.As(err, &rej) {
+			l.obs.Registration("rejected")
+			l.log.Warn("GC REJECTED registration; retrying", "gc", l.cfg.Target, "id", l.cfg.ID,
+				"gc_message", rej.Message, "retry_in", delay)
+		} else {
+			l.obs.Registration("error")
+			l.log.Warn("GC registration failed; retrying", "gc", l.cfg.Target, "error", err, "retry_in", delay)
+		}
+		l.fail(err, time.Now().Add(delay))
+		if l.wait(ctx, delay) != nil {
+			return 0, 0, false
+		}
+	}
+}
+
+func (l *Link) registerOnce(ctx context.Context) (*internalpb.RegisterMCResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.RPCTimeout)
+	defer cancel()
+	resp, err := l.client.RegisterMC(ctx, &internalpb.RegisterMCRequest{
+		Id:                   l.cfg.ID,
+		Region:               l.cfg.Region,
+		GrpcEndpoint:         l.cfg.GRPCEndpoint,
+		WebtransportEndpoint: l.cfg.WebTransportEndpoint,
+		MaxMeetings:          l.cfg.MaxMeetings,
+		MaxParticipants:      l.cfg.MaxParticipants,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gc: RegisterMC: %w", err)
+	}
+	if !resp.GetAccepted() {
+		return nil, &RejectedError{Message: resp.GetMessage()}
+	}
+	return resp, nil
+}
+
+// heartbeat sends fast and comprehensive heartbeats, one of each at once and
+// then at their intervals, until ctx is done or the GC forgets the MC. It
+// reports whether any heartbeat was acknowledged.
+func (l *Link) heartbeat(ctx context.Context, fast, comp time.Duration) (acked bool) {
+	fastTick, compTick := time.NewTicker(fast), time.NewTicker(comp)
+	defer fastTick.Stop()
+	defer compTick.Stop()
+	known := func(err error) bool {
+		acked = acked || err == nil
+		if !errors.Is(err, ErrUnknownMC) {
+			return true
+		}
+		l.log.Info("GC no longer knows this MC; registering again", "gc", l.cfg.Target)
+		l.update(func(s *LinkStatus) { s.Registered = false })
+		return false
+	}
+	if !known(l.sendFast(ctx)) || !known(l.sendComprehensive(ctx)) {
+		return acked
+	}
+	for {
+		var err error
+		select {
+		case <-ctx.Done():
+			return acked
+		case <-fastTick.C:
+			err = l.sendFast(ctx)
+		case <-compTick.C:
+			err = l.sendComprehensive(ctx)
+		}
+		if !known(err) {
+			return acked
+		}
+	}
+}
+
+func (l *Link) sendFast(ctx context.Context) error {
+	return l.fastHeartbeat(ctx, l.load.Load())
+}
+
+func (l *Link) fastHeartbeat(ctx context.Context, load Load) error {
+	start := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, l.cfg.RPCTimeout)
+	defer cancel()
+	resp, err := l.client.FastHeartbeat(rctx, &internalpb.FastHeartbeatRequest{
+		ControllerId: l.cfg.ID,
+		Capacity:     capacity(load),
+		Health:       load.Health,
+	})
+	return l.heartbeatDone(ctx, "fast", start, resp.GetAcknowledged(), err,
+		func(s *LinkStatus, t time.Time) { s.LastFast = t })
+}
+
+func (l *Link) sendComprehensive(ctx context.Context) error {
+	start := time.Now()
+	load := l.load.Load()
+	var cpuPct, memPct float64
+	if l.sys != nil {
+		var err error
+		if cpuPct, memPct, err = l.sys.Sample(ctx); err != nil {
+			l.log.Debug("sampling CPU/memory failed; reporting 0", "error", err)
+			cpuPct, memPct = 0, 0
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, l.cfg.RPCTimeout)
+	defer cancel()
+	resp, err := l.client.ComprehensiveHeartbeat(rctx, &internalpb.ComprehensiveHeartbeatRequest{
+		ControllerId:       l.cfg.ID,
+		Capacity:           capacity(load),
+		Health:             load.Health,
+		CpuUsagePercent:    float32(clampPercent(cpuPct)),
+		MemoryUsagePercent: float32(clampPercent(memPct)),
+	})
+	return l.heartbeatDone(ctx, "comprehensive", start, resp.GetAcknowledged(), err,
+		func(s *LinkStatus, t time.Time) { s.LastComprehensive = t })
+}
+
+// heartbeatDone records the outcome of one heartbeat. A NOT_FOUND answer
+// becomes ErrUnknownMC.
+func (l *Link) heartbeatDone(ctx context.Context, kind string, start time.Time, acked bool, err error, mark func(*LinkStatus, time.Time)) error {
+	d := time.Since(start)
+	if status.Code(err) == codes.NotFound {
+		l.obs.Heartbeat(kind, "not_found", d)
+		return fmt.Errorf("gc: %s heartbeat: %w", kind, ErrUnknownMC)
+	}
+	if err == nil && !acked {
+		err = errors.New("not acknowledged")
+	}
+	if err != nil {
+		err = fmt.Errorf("gc: %s heartbeat: %w", kind, err)
+		if ctx.Err() == nil { // not merely shutting down
+			l.obs.Heartbeat(kind, "error", d)
+			l.log.Warn("GC heartbeat failed; will retry", "kind", kind, "gc", l.cfg.Target, "error", err)
+			l.fail(err, time.Time{})
+		}
+		return err
+	}
+	l.obs.Heartbeat(kind, "ok", d)
+	l.update(func(s *LinkStatus) {
+		mark(s, time.Now())
+		s.ConsecutiveFailures, s.LastError = 0, ""
+	})
+	return nil
+}
+
+// SendFinalHeartbeat sends one fast heartbeat saying DRAINING, whatever the
+// LoadReporter says, so the GC stops assigning meetings here at once. Used
+// on shutdown; it may run before or after Run has returned.
+func (l *Link) SendFinalHeartbeat(ctx context.Context) error {
+	load := l.load.Load()
+	load.Health = internalpb.HealthStatus_DRAINING
+	return l.fastHeartbeat(ctx, load)
+}
+
+// NotifyMeetingEnded tells the GC that a meeting held here has ended.
+func (l *Link) NotifyMeetingEnded(ctx context.Context, meetingID string) error {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.RPCTimeout)
+	defer cancel()
+	resp, err := l.client.NotifyMeetingEnded(ctx, &internalpb.NotifyMeetingEndedRequest{
+		MeetingId: meetingID,
+		Region:    l.cfg.Region,
+	})
+	switch {
+	case status.Code(err) == codes.NotFound:
+		return fmt.Errorf("gc: NotifyMeetingEnded: %w", ErrUnknownMC)
+	case err != nil:
+		return fmt.Errorf("gc: NotifyMeetingEnded: %w", err)
+	case !resp.GetAcknowledged():
+		return errors.New("gc: NotifyMeetingEnded: not acknowledged")
+	}
+	return nil
+}
+
+func capacity(l Load) *internalpb.ControllerCapacity {
+	return &internalpb.ControllerCapacity{
+		MaxMeetings:         l.MaxMeetings,
+		CurrentMeetings:     l.CurrentMeetings,
+		MaxParticipants:     l.MaxParticipants,
+		CurrentParticipants: l.CurrentParticipants,
+	}
+}
+
+func (l *Link) update(f func(*LinkStatus)) {
+	l.mu.Lock()
+	f(&l.status)
+	l.mu.Unlock()
+}
+
+func (l *Link) fail(err error, nextRetry time.Time) {
+	l.update(func(s *LinkStatus) {
+		s.ConsecutiveFailures++
+		s.LastError = err.Error()
+		s.NextRetry = nextRetry
+	})
+}
+
+// backoffDelay is the wait after the attempt-th consecutive failure (1-based):
+// base doubled attempt-1 times, capped at limit.
+func backoffDelay(base, limit time.Duration, attempt int) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// intervalOr converts a GC interval in milliseconds, using def for 0.
+func intervalOr(ms uint64, def time.Duration) time.Duration {
+	if ms == 0 || ms > uint64(24*time.Hour/time.Millisecond) {
+		return def
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
