@@ -5,17 +5,19 @@
 # Removal keeps /var/lib/edgemc (the meetings' state); a deb purge deletes it.
 # rpm has no purge: after `rpm -e edgemc`, delete /var/lib/edgemc by hand.
 # The edgemc user stays in both cases, as files it owned may remain.
+# Paths are under $DPKG_ROOT, as in postinstall.sh.
 set -e
+root=${DPKG_ROOT:-}
 
 case "$1" in
 remove | 0)
-	if [ -d /run/systemd/system ]; then
+	if [ -d "$root/run/systemd/system" ]; then
 		systemctl daemon-reload || true
 	fi
 	;;
 purge)
-	rm -rf /var/lib/edgemc
-	rmdir /etc/edgemc 2>/dev/null || true
+	rm -rf "$root/var/lib/edgemc"
+	rmdir "$root/etc/edgemc" 2>/dev/null || true
 	;;
 esac
 exit 0
