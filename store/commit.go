@@ -98,7 +98,7 @@ func (c *committer) close() {
 func (c *committer) commit(calls []*call) {
 	for len(calls) > 0 {
 		failed := -1
-		err := c.db.Update(func(tx *bolt.Tx) error {
+		err := c.update(func(tx *bolt.Tx) error {
 			for i, cl := range calls {
 				cl.err = safeCall(cl.fn, tx)
 				var r refusal
@@ -132,7 +132,7 @@ func (c *committer) commit(calls []*call) {
 // solo runs one function in its own transaction.
 func (c *committer) solo(fn func(*bolt.Tx) error) error {
 	fnFailed := false
-	err := c.db.Update(func(tx *bolt.Tx) error {
+	err := c.update(func(tx *bolt.Tx) error {
 		err := safeCall(fn, tx)
 		fnFailed = err != nil
 		return err
@@ -143,6 +143,17 @@ func (c *committer) solo(fn func(*bolt.Tx) error) error {
 		return r.err
 	}
 	return err
+}
+
+// update is bolt's Update with a panic inside bbolt itself (a damaged page met while writing) turned into an
+// error; Update has already rolled the transaction back by then.
+func (c *committer) update(fn func(*bolt.Tx) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("store: commit: %w: %v", ErrCorrupt, p)
+		}
+	}()
+	return c.db.Update(fn)
 }
 
 // setHealth records whether the last transaction failed for a reason of its own (I/O, disk full) rather than

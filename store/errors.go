@@ -17,8 +17,9 @@ var (
 	ErrNonceUsed = errors.New("store: nonce already used")
 	// ErrNotFound: the meeting, participant or binding does not exist.
 	ErrNotFound = errors.New("store: not found")
-	// ErrCorrupt: a stored value could not be decoded; the concrete error is a *CorruptError.
-	ErrCorrupt = errors.New("store: corrupt value")
+	// ErrCorrupt: a stored value could not be decoded (the concrete error is then a *CorruptError), or the file
+	// itself is damaged.
+	ErrCorrupt = errors.New("store: corrupt data")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store: closed")
 	// ErrInvalid: an argument cannot be stored (empty or oversized id, generation 0).

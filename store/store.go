@@ -98,18 +98,9 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("store: create data dir: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: opts.LockTimeout,
-		// The freelist is rebuilt by scanning the file at open instead of being written on every commit: one page
-		// less per commit, and edgemc's file stays small.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
-	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, fmt.Errorf("store: open %s: %w (is another edgemc running with this data dir?)", path, ErrLocked)
-	}
+	bdb, err := openBolt(path, opts.LockTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, err
 	}
 	err = bdb.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketGenerations, bucketMeetings, bucketNonces} {
@@ -137,6 +128,37 @@ func Open(dir string, opts Options) (*DB, error) {
 	db.group.Go(func() error { db.commit.run(); return nil })
 	db.group.Go(func() error { db.sweepLoop(ctx); return nil })
 	db.log.Info("store opened", "path", path)
+	return db, nil
+}
+
+// openBolt opens the file, turning bbolt's panics on a damaged file into ErrCorrupt and checking that the file
+// holds every page its meta page claims (a truncated copy or a short disk would otherwise fault on read).
+func openBolt(path string, lockTimeout time.Duration) (db *bolt.DB, err error) {
+	defer func() {
+		// bbolt has mapped the file by then and keeps it (and its lock) until the process exits; the appliance
+		// stops on this error anyway, and the operator moves the file aside.
+		if p := recover(); p != nil {
+			err = fmt.Errorf("store: open %s: %w: %v", path, ErrCorrupt, p)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: lockTimeout,
+		// The freelist stays synced: without it bbolt rebuilds it at open by walking the whole file in a goroutine
+		// of its own, which crashes the process on a damaged file instead of returning an error.
+		FreelistType: bolt.FreelistMapType,
+	})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("store: open %s: %w (is another edgemc running with this data dir?)", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	var need int64
+	_ = db.View(func(tx *bolt.Tx) error { need = tx.Size(); return nil })
+	if fi, err := os.Stat(path); err != nil || fi.Size() < need {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w: file is shorter than the %d bytes its header names", path, ErrCorrupt, need)
+	}
 	return db, nil
 }
 
@@ -229,9 +251,15 @@ func countKeys(b *bolt.Bucket) int {
 	return b.Stats().KeyN
 }
 
-// view runs a read transaction, reporting a closed store as ErrClosed.
-func (db *DB) view(fn func(*bolt.Tx) error) error {
-	err := db.bolt.View(fn)
+// view runs a read transaction, reporting a closed store as ErrClosed and a damaged page (bbolt panics) as
+// ErrCorrupt.
+func (db *DB) view(fn func(*bolt.Tx) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("store: read %s: %w: %v", db.path, ErrCorrupt, p)
+		}
+	}()
+	err = db.bolt.View(fn)
 	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}
