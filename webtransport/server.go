@@ -278,6 +278,11 @@ func (s *Server) admit() (refused string) {
 // register turns a reservation into an open session. During a drain the
 // session is closed straight away with the drain's code and reason.
 func (s *Server) register(ss *Session) {
+	ss.onDone = func() {
+		s.mu.Lock()
+		delete(s.sessions, ss.id)
+		s.mu.Unlock()
+	}
 	s.mu.Lock()
 	s.pending--
 	s.sessions[ss.id] = ss
@@ -288,14 +293,14 @@ func (s *Server) register(ss *Session) {
 	}
 }
 
-func (s *Server) release(id uint64) {
-	s.mu.Lock()
-	if _, ok := s.sessions[id]; ok {
-		delete(s.sessions, id)
-	} else {
+// release ends a handler; a session that never registered frees its
+// reservation.
+func (s *Server) release(registered *bool) {
+	if !*registered {
+		s.mu.Lock()
 		s.pending--
+		s.mu.Unlock()
 	}
-	s.mu.Unlock()
 	s.handlers.Done()
 }
 
@@ -311,8 +316,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, reason, http.StatusServiceUnavailable)
 		return
 	}
-	id := s.nextID.Add(1)
-	defer s.release(id)
+	registered := false
+	defer s.release(&registered)
 	deadline := time.Now().Add(s.cfg.FirstFrameTimeout)
 	sess, err := s.wts.Upgrade(w, r)
 	if err != nil {
@@ -330,8 +335,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = sess.CloseWithError(wt.SessionErrorCode(CodeFirstFrameTimeout), "no stream opened in time")
 		return
 	}
-	ss := newSession(id, sess, str, &s.cfg, s.base)
+	ss := newSession(s.nextID.Add(1), sess, str, &s.cfg, s.base)
 	s.register(ss)
+	registered = true
 	s.obs.SessionAccepted()
 	ss.start(deadline)
 	s.h.ServeSession(ss.ctx, ss)

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 	wt "github.com/quic-go/webtransport-go"
 
 	"github.com/edgemc/edgemc/webtransport/signalingpb"
@@ -63,8 +65,10 @@ type Session struct {
 	closing  chan struct{} // closed by the first Close or drop
 	done     chan struct{} // closed when the writer has finished and the session is closed
 
+	onDone      func() // called when the session has ended, before done closes
 	closeOnce   sync.Once
-	closed      atomic.Bool
+	closed      atomic.Bool // no more frames are accepted
+	local       atomic.Bool // the server chose to close
 	closeCode   uint32
 	closeReason string
 	flush       bool
@@ -119,7 +123,13 @@ func (s *Session) Next(ctx context.Context) (*signalingpb.ClientMessage, error) 
 	case <-s.readDone:
 		return nil, s.readErr
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		if s.ctx.Err() == nil {
+			return nil, ctx.Err()
+		}
+		// The session itself ended: say how, which the reader knows as
+		// soon as its stream read fails.
+		<-s.readDone
+		return nil, s.readErr
 	}
 }
 
@@ -161,6 +171,7 @@ func (s *Session) shut(code uint32, reason string, flush bool) bool {
 	first := false
 	s.closeOnce.Do(func() {
 		first = true
+		s.local.Store(true)
 		s.closeCode, s.closeReason, s.flush = code, reason, flush
 		s.closed.Store(true)
 		// Bound a Write that is blocked on a client not reading: at once
@@ -181,11 +192,10 @@ func (s *Session) shut(code uint32, reason string, flush bool) bool {
 func (s *Session) readLoop(firstDeadline time.Time) {
 	defer close(s.drained)
 	s.readErr = s.readFrames(firstDeadline)
-	close(s.readDone)
 	if errors.Is(s.readErr, ErrFirstFrameTimeout) {
 		s.shut(CodeFirstFrameTimeout, "no join request in time", false)
-		return
 	}
+	close(s.readDone)
 	if errors.Is(s.readErr, ErrFrameTooLarge) || errors.Is(s.readErr, ErrSessionClosed) {
 		_, _ = io.Copy(io.Discard, s.str)
 	}
@@ -221,18 +231,22 @@ func (s *Session) readFrames(firstDeadline time.Time) error {
 
 // readError maps a stream read failure to what Next reports.
 func (s *Session) readError(err error, first bool) error {
-	var se *wt.SessionError
+	var (
+		se *wt.SessionError
+		ae *quic.ApplicationError
+	)
 	switch {
 	case errors.Is(err, ErrFrameTooLarge):
 		return err
-	case errors.Is(err, io.EOF):
-		return io.EOF
-	case s.closed.Load():
+	case s.local.Load():
 		return ErrSessionClosed
+	case errors.Is(err, io.EOF), errors.As(err, &se) && se.Remote && se.ErrorCode == 0,
+		errors.As(err, &ae) && ae.Remote && (ae.ErrorCode == 0 || ae.ErrorCode == quic.ApplicationErrorCode(http3.ErrCodeNoError)):
+		// The client closed its stream, its session (code 0) or its
+		// connection without an error: a clean end.
+		return io.EOF
 	case first && isTimeout(err):
 		return ErrFirstFrameTimeout
-	case errors.As(err, &se) && se.Remote && se.ErrorCode == 0:
-		return io.EOF
 	}
 	return fmt.Errorf("webtransport: read: %w", err)
 }
@@ -240,6 +254,7 @@ func (s *Session) readError(err error, first bool) error {
 // writeLoop writes queued frames until the session closes, then finishes it.
 func (s *Session) writeLoop() {
 	defer close(s.done)
+	defer s.onDone()
 	defer s.cancel()
 	for {
 		select {
@@ -252,7 +267,10 @@ func (s *Session) writeLoop() {
 			s.finish()
 			return
 		case <-s.sess.Context().Done():
-			s.shut(0, "", false)
+			s.closeOnce.Do(func() { // ended by the client or the network
+				s.closed.Store(true)
+				close(s.closing)
+			})
 			return
 		}
 	}
