@@ -1,0 +1,276 @@
+// Command edgemc is the Dark Tower Meeting Controller appliance: one static
+// binary that runs meetings over WebTransport, registers with the Global
+// Controller over gRPC and serves a status page. `edgemc help` lists its
+// subcommands and settings.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/edgemc/edgemc/appliance"
+)
+
+// version is set at build time: -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the appliance or a command failed while running
+	exitUsage   = 2 // bad command line or configuration
+)
+
+// cli is what a command may touch of the process, so tests can run commands
+// in-process.
+type cli struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	environ        []string
+	// stderrTerminal is true when stderr is a terminal (for log-format auto).
+	stderrTerminal bool
+	// exit ends the process; a second signal calls it.
+	exit func(int)
+}
+
+func main() {
+	c := cli{
+		stdout:         os.Stdout,
+		stderr:         os.Stderr,
+		getenv:         os.Getenv,
+		environ:        os.Environ(),
+		stderrTerminal: isTerminal(os.Stderr),
+		exit:           os.Exit,
+	}
+	os.Exit(c.run(context.Background(), os.Args[1:]))
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// command is one subcommand.
+type command struct {
+	name, args, summary string
+	run                 func(c cli, ctx context.Context, args []string) int
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "[settings]", "run the Meeting Controller (what the systemd unit runs)", cli.serve},
+		{"lab", "[settings]", "run it with a development Global Controller and token issuer on loopback", cli.lab},
+		{"cert-hash", "[settings]", "print the SHA-256 of the WebTransport certificate (for serverCertificateHashes)", cli.certHash},
+		{"client", "join [options]", "join a meeting and print every server message as a JSON line", cli.client},
+		{"loadgen", "[options]", "generate signaling load against an edgemc", cli.loadgen},
+		{"version", "", "print the version", cli.version},
+		{"help", "[command]", "print this help, or a command's options", cli.help},
+	}
+}
+
+// run dispatches to a subcommand and returns the exit code.
+func (c cli) run(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		writeUsage(c.stderr)
+		return exitUsage
+	}
+	for _, cmd := range commands() {
+		if cmd.name == args[0] {
+			return cmd.run(c, ctx, args[1:])
+		}
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		return c.help(ctx, nil)
+	}
+	return c.usageError(fmt.Errorf("unknown command %q (edgemc help lists them)", args[0]))
+}
+
+// usageError prints err as the one line a usage or configuration error gets.
+func (c cli) usageError(err error) int {
+	fmt.Fprintf(c.stderr, "edgemc: %v\n", err)
+	return exitUsage
+}
+
+// buildVersion is version, or for an unstamped build the VCS revision the
+// Go toolchain recorded.
+func buildVersion() string {
+	if version != "dev" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return version
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision" && len(s.Value) >= 12:
+			rev = s.Value[:12]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "-dirty"
+		}
+	}
+	if rev == "" {
+		return version
+	}
+	return version + "-" + rev + dirty
+}
+
+func (c cli) version(_ context.Context, args []string) int {
+	if len(args) > 0 {
+		return c.usageError(fmt.Errorf("version takes no arguments"))
+	}
+	fmt.Fprintf(c.stdout, "edgemc %s (%s %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return exitOK
+}
+
+// loadConfig parses the settings of a serving command. done is true when
+// the command should return code at once (help was asked for, or an error).
+func (c cli) loadConfig(name string, args []string) (cfg appliance.Config, code int, done bool) {
+	fs := flag.NewFlagSet("edgemc "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg, err := appliance.LoadConfig(fs, args, c.getenv, c.environ)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		writeCommandHelp(c.stdout, name)
+		return cfg, exitOK, true
+	case err != nil:
+		return cfg, c.usageError(err), true
+	case fs.NArg() > 0:
+		return cfg, c.usageError(fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))), true
+	}
+	return cfg, exitOK, false
+}
+
+// logger builds the logger the configuration asks for and logs the
+// warnings and the effective configuration.
+func (c cli) logger(cfg appliance.Config) (*slog.Logger, error) {
+	// Under systemd stderr goes to the journal: JSON even if it is a tty.
+	terminal := c.stderrTerminal && c.getenv("JOURNAL_STREAM") == "" && c.getenv("INVOCATION_ID") == ""
+	log, err := appliance.NewLogger(cfg.LogFormat, cfg.LogLevel, c.stderr, terminal)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+	log.Info("edgemc starting", "version", buildVersion(), "settings", cfg)
+	return log, nil
+}
+
+func (c cli) serve(ctx context.Context, args []string) int {
+	return c.runAppliance(ctx, "serve", args, false)
+}
+
+func (c cli) lab(ctx context.Context, args []string) int {
+	return c.runAppliance(ctx, "lab", args, true)
+}
+
+func (c cli) runAppliance(ctx context.Context, name string, args []string, lab bool) int {
+	cfg, code, done := c.loadConfig(name, args)
+	if done {
+		return code
+	}
+	log, err := c.logger(cfg)
+	if err != nil {
+		return c.usageError(err)
+	}
+	ctx, stop := c.signalContext(ctx, log)
+	defer stop()
+	if err := appliance.Run(ctx, cfg, appliance.RunOptions{Version: buildVersion(), Logger: log, Lab: lab}); err != nil {
+		log.Error("edgemc failed", "err", err)
+		return exitFailure
+	}
+	log.Info("edgemc stopped")
+	return exitOK
+}
+
+// signalContext is cancelled by the first SIGINT or SIGTERM, which starts
+// the drain; a second one exits at once with exitFailure. The returned stop
+// releases the signals.
+func (c cli) signalContext(parent context.Context, log *slog.Logger) (context.Context, context.CancelFunc) {
+	return notifyTwice(parent, log, c.exit, syscall.SIGINT, syscall.SIGTERM)
+}
+
+// notifyTwice is signalContext for any signals (tests use SIGUSR1). Every
+// signal reaches both channels, so the second is never lost to a race with
+// the first.
+func notifyTwice(parent context.Context, log *slog.Logger, exit func(int), sigs ...os.Signal) (context.Context, context.CancelFunc) {
+	ctx, stopCtx := signal.NotifyContext(parent, sigs...)
+	seen := make(chan os.Signal, 2)
+	signal.Notify(seen, sigs...)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-seen:
+			log.Info("signal received: draining; a second signal exits at once", "signal", s.String())
+		case <-done:
+			return
+		}
+		select {
+		case s := <-seen:
+			log.Error("second signal received: exiting without finishing the drain", "signal", s.String())
+			exit(exitFailure)
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(seen)
+		stopCtx()
+		close(done)
+	}
+}
+
+func (c cli) certHash(_ context.Context, args []string) int {
+	cfg, code, done := c.loadConfig("cert-hash", args)
+	if done {
+		return code
+	}
+	hash, notAfter, err := appliance.CertHash(cfg)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "edgemc: cert-hash: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintln(c.stdout, hash)
+	fmt.Fprintf(c.stderr, "certificate valid until %s\n", notAfter.UTC().Format("2006-01-02T15:04:05Z"))
+	return exitOK
+}
+
+func (c cli) loadgen(_ context.Context, args []string) int {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		writeCommandHelp(c.stdout, "loadgen")
+		return exitOK
+	}
+	fmt.Fprintln(c.stderr, "edgemc: loadgen is not part of this build")
+	return exitFailure
+}
+
+func (c cli) help(_ context.Context, args []string) int {
+	switch {
+	case len(args) == 0:
+		writeUsage(c.stdout)
+	case len(args) == 1 && isCommand(args[0]):
+		writeCommandHelp(c.stdout, args[0])
+	default:
+		return c.usageError(fmt.Errorf("help: unknown command %q", args[0]))
+	}
+	return exitOK
+}
+
+func isCommand(name string) bool {
+	for _, cmd := range commands() {
+		if cmd.name == name {
+			return true
+		}
+	}
+	return false
+}
