@@ -32,6 +32,7 @@ GOBIN=$STAGE go install "$nfpm_module"
 gzip -9n <packaging/edgemc.1 >"$STAGE/edgemc.1.gz"
 
 mkdir -p "$out"
+rm -f "$out"/edgemc_*.deb "$out"/edgemc-*.rpm
 for ARCH in $arches; do
 	BINARY=$bindir/edgemc-linux-$ARCH
 	[ -f "$BINARY" ] || {
