@@ -292,17 +292,18 @@ func (l *Link) register(ctx context.Context) (fast, comp time.Duration, ok bool)
 		if err == nil {
 			fast = intervalOr(resp.GetFastHeartbeatIntervalMs(), l.cfg.FastInterval)
 			comp = intervalOr(resp.GetComprehensiveHeartbeatIntervalMs(), l.cfg.ComprehensiveInterval)
-			l.obs.Registration("accepted")
-			l.log.Info("registered with GC", "gc", l.cfg.Target, "id", l.cfg.ID,
-				"fast_interval", fast, "comprehensive_interval", comp)
 			l.update(func(s *LinkStatus) {
 				s.Registered, s.LastRegistered = true, time.Now()
 				s.ConsecutiveFailures, s.NextRetry, s.LastError = 0, time.Time{}, ""
 				s.FastInterval, s.ComprehensiveInterval = fast, comp
 			})
+			l.obs.Registration("accepted")
+			l.log.Info("registered with GC", "gc", l.cfg.Target, "id", l.cfg.ID,
+				"fast_interval", fast, "comprehensive_interval", comp)
 			return fast, comp, true
 		}
 		delay := backoffDelay(l.cfg.BackoffBase, l.cfg.BackoffMax, attempt)
+		l.fail(err, time.Now().Add(delay))
 		if rej := (*RejectedError)(nil); errors.As(err, &rej) {
 			l.obs.Registration("rejected")
 			l.log.Warn("GC REJECTED registration; retrying", "gc", l.cfg.Target, "id", l.cfg.ID,
@@ -311,7 +312,6 @@ func (l *Link) register(ctx context.Context) (fast, comp time.Duration, ok bool)
 			l.obs.Registration("error")
 			l.log.Warn("GC registration failed; retrying", "gc", l.cfg.Target, "error", err, "retry_in", delay)
 		}
-		l.fail(err, time.Now().Add(delay))
 		if l.wait(ctx, delay) != nil {
 			return 0, 0, false
 		}
@@ -351,7 +351,6 @@ func (l *Link) heartbeat(ctx context.Context, fast, comp time.Duration) (acked b
 			return true
 		}
 		l.log.Info("GC no longer knows this MC; registering again", "gc", l.cfg.Target)
-		l.update(func(s *LinkStatus) { s.Registered = false })
 		return false
 	}
 	if !known(l.sendFast(ctx)) || !known(l.sendComprehensive(ctx)) {
@@ -419,6 +418,7 @@ func (l *Link) sendComprehensive(ctx context.Context) error {
 func (l *Link) heartbeatDone(ctx context.Context, kind string, start time.Time, acked bool, err error, mark func(*LinkStatus, time.Time)) error {
 	d := time.Since(start)
 	if status.Code(err) == codes.NotFound {
+		l.update(func(s *LinkStatus) { s.Registered = false })
 		l.obs.Heartbeat(kind, "not_found", d)
 		return fmt.Errorf("gc: %s heartbeat: %w", kind, ErrUnknownMC)
 	}
@@ -428,17 +428,17 @@ func (l *Link) heartbeatDone(ctx context.Context, kind string, start time.Time, 
 	if err != nil {
 		err = fmt.Errorf("gc: %s heartbeat: %w", kind, err)
 		if ctx.Err() == nil { // not merely shutting down
+			l.fail(err, time.Time{})
 			l.obs.Heartbeat(kind, "error", d)
 			l.log.Warn("GC heartbeat failed; will retry", "kind", kind, "gc", l.cfg.Target, "error", err)
-			l.fail(err, time.Time{})
 		}
 		return err
 	}
-	l.obs.Heartbeat(kind, "ok", d)
 	l.update(func(s *LinkStatus) {
 		mark(s, time.Now())
 		s.ConsecutiveFailures, s.LastError = 0, ""
 	})
+	l.obs.Heartbeat(kind, "ok", d)
 	return nil
 }
 

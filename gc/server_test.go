@@ -72,7 +72,7 @@ type serverEnv struct {
 	a      *heldAssigner
 }
 
-func startServer(t *testing.T, v *auth.Verifier, iss *authtest.Issuer) *serverEnv {
+func startServer(t testing.TB, v *auth.Verifier, iss *authtest.Issuer) *serverEnv {
 	t.Helper()
 	a := &heldAssigner{
 		load: Load{MaxMeetings: 2, MaxParticipants: 100, Health: internalpb.HealthStatus_HEALTHY},
@@ -95,7 +95,7 @@ func startServer(t *testing.T, v *auth.Verifier, iss *authtest.Issuer) *serverEn
 		gcTok: iss.ServiceToken("gc-1", ServiceTypeGC)}
 }
 
-func newServerEnv(t *testing.T) *serverEnv {
+func newServerEnv(t testing.TB) *serverEnv {
 	iss := authtest.NewIssuer()
 	v := auth.NewVerifier(auth.NewStaticKeys(iss.PublicKey()), auth.VerifierOptions{})
 	return startServer(t, v, iss)

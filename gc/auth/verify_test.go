@@ -210,3 +210,29 @@ func TestIssuerKeysAreFresh(t *testing.T) {
 		t.Fatal("NewIssuerFromKey did not keep the key")
 	}
 }
+
+func BenchmarkVerifyService(b *testing.B) {
+	iss := authtest.NewIssuer()
+	v := auth.NewVerifier(auth.NewStaticKeys(iss.PublicKey()), auth.VerifierOptions{})
+	tok := iss.ServiceToken("gc-1", "global-controller")
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.VerifyService(ctx, tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerifyJoin(b *testing.B) {
+	iss := authtest.NewIssuer()
+	v := auth.NewVerifier(auth.NewStaticKeys(iss.PublicKey()), auth.VerifierOptions{})
+	tok := iss.MeetingToken("user-1", "m-1")
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.VerifyJoin(ctx, tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
