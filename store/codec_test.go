@@ -113,7 +113,7 @@ func TestDecodeRejects(t *testing.T) {
 }
 
 // poke writes a raw value into a closed store's file, as a damaged or foreign file would hold it.
-func poke(t *testing.T, dir string, value []byte, path ...string) {
+func poke(t *testing.T, dir string, value []byte, bucket []byte, key []byte) {
 	t.Helper()
 	bdb, err := bolt.Open(dir+"/"+FileName, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
@@ -121,11 +121,7 @@ func poke(t *testing.T, dir string, value []byte, path ...string) {
 	}
 	defer bdb.Close()
 	err = bdb.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(path[0]))
-		for _, name := range path[1 : len(path)-1] {
-			b = b.Bucket([]byte(name))
-		}
-		return b.Put([]byte(path[len(path)-1]), value)
+		return tx.Bucket(bucket).Put(key, value)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -146,9 +142,9 @@ func TestCorruptValuesAreReported(t *testing.T) {
 	db.Close()
 
 	m := sampleMeeting.ID
-	poke(t, dir, encodeParticipant(sampleParticipants[0])[:5], "meetings", m, "roster", "p-1") // truncated
-	poke(t, dir, []byte{7, 1, 2, 3}, "meetings", m, "bindings", "corr-1")                      // unknown version
-	poke(t, dir, []byte{formatV1, 1}, "generations", "broken")                                 // short counter
+	poke(t, dir, encodeParticipant(sampleParticipants[0])[:5], bucketRoster, childKey(m, "p-1")) // truncated
+	poke(t, dir, []byte{7, 1, 2, 3}, bucketBindings, childKey(m, "corr-1"))                      // unknown version
+	poke(t, dir, []byte{formatV1, 1}, bucketGenerations, []byte("broken"))                       // short counter
 
 	db = openTest(t, dir, Options{})
 	states, err := db.LoadAll()
@@ -157,7 +153,7 @@ func TestCorruptValuesAreReported(t *testing.T) {
 	}
 	t.Logf("LoadAll error: %v", err)
 	var ce *CorruptError
-	if !errors.As(err, &ce) || ce.Key != "p-1" || ce.Bucket != "meetings/"+m+"/roster" {
+	if !errors.As(err, &ce) || ce.Key != m+"\x00p-1" || ce.Bucket != "roster" {
 		t.Errorf("first corrupt value = %+v, want the roster entry p-1", ce)
 	}
 	// Everything decodable is still returned.

@@ -150,11 +150,7 @@ func TestGroupIsolatesFailures(t *testing.T) {
 				errs[i] = db.PutParticipant("m", old, Participant{ID: fmt.Sprint(i)})
 			case 2: // fails after writing: must be rolled back alone
 				errs[i] = db.commit.do(func(tx *bolt.Tx) error {
-					roster, err := tx.Bucket(bucketMeetings).Bucket([]byte("m")).CreateBucketIfNotExists(bucketRoster)
-					if err != nil {
-						return err
-					}
-					if err := roster.Put([]byte(fmt.Sprint(i)), encodeParticipant(Participant{})); err != nil {
+					if err := tx.Bucket(bucketRoster).Put(childKey("m", fmt.Sprint(i)), encodeParticipant(Participant{})); err != nil {
 						return err
 					}
 					return fmt.Errorf("late failure %d", i)
@@ -222,7 +218,7 @@ func TestQueuedWritesShareOneCommit(t *testing.T) {
 		wg.Go(func() {
 			err := db.commit.do(func(tx *bolt.Tx) error {
 				txIDs[i] = tx.ID()
-				return tx.Bucket(bucketMeetings).Bucket([]byte("m")).Put([]byte(fmt.Sprint("k", i)), []byte{1})
+				return tx.Bucket(bucketNonces).Put(childKey("m", fmt.Sprint(i)), encodeNonce(t0))
 			})
 			if err != nil {
 				t.Error(err)

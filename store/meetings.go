@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -51,7 +52,7 @@ type MeetingState struct {
 // handed out twice, across restarts and meeting deletions. Writes holding an older generation are fenced out.
 func (db *DB) Acquire(meetingID string) (uint64, error) {
 	var gen uint64
-	err := db.checked("acquire", checkKey("meeting id", meetingID), func(tx *bolt.Tx) error {
+	err := db.checked("acquire", checkMeetingID(meetingID), func(tx *bolt.Tx) error {
 		key := []byte(meetingID)
 		cur, err := generation(tx, key)
 		if err != nil {
@@ -72,38 +73,39 @@ func (db *DB) Acquire(meetingID string) (uint64, error) {
 // PutMeeting creates or replaces the meeting's record, fenced on m.ID with gen; m.Generation is ignored.
 func (db *DB) PutMeeting(gen uint64, m Meeting) error {
 	value := encodeMeeting(m)
-	return db.checked("put_meeting", checkKey("meeting id", m.ID), func(tx *bolt.Tx) error {
+	return db.checked("put_meeting", checkMeetingID(m.ID), func(tx *bolt.Tx) error {
 		key := []byte(m.ID)
 		cur, err := fence(tx, m.ID, key, gen)
-		if err != nil {
-			return err
-		}
-		mb, err := tx.Bucket(bucketMeetings).CreateBucketIfNotExists(key)
 		if err != nil {
 			return err
 		}
 		if err := raise(tx, key, cur, gen); err != nil {
 			return err
 		}
-		return mb.Put(keyMeeting, value)
+		return tx.Bucket(bucketMeetings).Put(key, value)
 	})
 }
 
 // DeleteMeeting removes the meeting with its roster and bindings, fenced with gen. The generation counter is kept,
 // so a later Acquire still returns a newer generation. A meeting that does not exist gives ErrNotFound.
 func (db *DB) DeleteMeeting(meetingID string, gen uint64) error {
-	return db.checked("delete_meeting", checkKey("meeting id", meetingID), func(tx *bolt.Tx) error {
+	return db.checked("delete_meeting", checkMeetingID(meetingID), func(tx *bolt.Tx) error {
 		key := []byte(meetingID)
 		cur, err := fence(tx, meetingID, key, gen)
 		if err != nil {
 			return err
 		}
 		meetings := tx.Bucket(bucketMeetings)
-		if meetings.Bucket(key) == nil {
+		if meetings.Get(key) == nil {
 			return refuse(fmt.Errorf("meeting %q: %w", meetingID, ErrNotFound))
 		}
-		if err := meetings.DeleteBucket(key); err != nil {
+		if err := meetings.Delete(key); err != nil {
 			return err
+		}
+		for _, name := range [][]byte{bucketRoster, bucketBindings} {
+			if err := deletePrefix(tx.Bucket(name), childPrefix(meetingID)); err != nil {
+				return err
+			}
 		}
 		return raise(tx, key, cur, gen)
 	})
@@ -133,44 +135,36 @@ func (db *DB) DeleteBinding(meetingID string, gen uint64, correlationID string) 
 }
 
 func (db *DB) putChild(op, meetingID string, gen uint64, bucket []byte, what, id string, value []byte) error {
-	valid := errors.Join(checkKey("meeting id", meetingID), checkKey(what, id))
+	valid := errors.Join(checkMeetingID(meetingID), checkKey(what, id))
 	return db.checked(op, valid, func(tx *bolt.Tx) error {
 		key := []byte(meetingID)
 		cur, err := fence(tx, meetingID, key, gen)
 		if err != nil {
 			return err
 		}
-		mb := tx.Bucket(bucketMeetings).Bucket(key)
-		if mb == nil {
+		if tx.Bucket(bucketMeetings).Get(key) == nil {
 			return refuse(fmt.Errorf("meeting %q: %w", meetingID, ErrNotFound))
-		}
-		child, err := mb.CreateBucketIfNotExists(bucket)
-		if err != nil {
-			return err
 		}
 		if err := raise(tx, key, cur, gen); err != nil {
 			return err
 		}
-		return child.Put([]byte(id), value)
+		return tx.Bucket(bucket).Put(childKey(meetingID, id), value)
 	})
 }
 
 func (db *DB) deleteChild(op, meetingID string, gen uint64, bucket []byte, what, id string) error {
-	valid := errors.Join(checkKey("meeting id", meetingID), checkKey(what, id))
+	valid := errors.Join(checkMeetingID(meetingID), checkKey(what, id))
 	return db.checked(op, valid, func(tx *bolt.Tx) error {
 		key := []byte(meetingID)
 		cur, err := fence(tx, meetingID, key, gen)
 		if err != nil {
 			return err
 		}
-		var child *bolt.Bucket
-		if mb := tx.Bucket(bucketMeetings).Bucket(key); mb != nil {
-			child = mb.Bucket(bucket)
-		}
-		if child == nil || child.Get([]byte(id)) == nil {
+		child, ck := tx.Bucket(bucket), childKey(meetingID, id)
+		if child.Get(ck) == nil {
 			return refuse(fmt.Errorf("meeting %q: %s %q: %w", meetingID, what, id, ErrNotFound))
 		}
-		if err := child.Delete([]byte(id)); err != nil {
+		if err := child.Delete(ck); err != nil {
 			return err
 		}
 		return raise(tx, key, cur, gen)
@@ -227,65 +221,64 @@ func raise(tx *bolt.Tx, key []byte, cur, gen uint64) error {
 func (db *DB) LoadAll() ([]MeetingState, error) {
 	start := time.Now()
 	var (
-		states  []MeetingState
-		corrupt []error
+		states []MeetingState
+		errs   []error
 	)
 	err := db.view(func(tx *bolt.Tx) error {
-		meetings := tx.Bucket(bucketMeetings)
-		return meetings.ForEachBucket(func(k []byte) error {
-			st, errs := loadMeeting(tx, meetings.Bucket(k), k)
-			corrupt = append(corrupt, errs...)
-			if st != nil {
-				states = append(states, *st)
+		return tx.Bucket(bucketMeetings).ForEach(func(k, v []byte) error {
+			id := string(k)
+			m, err := decodeMeeting(id, v)
+			if err != nil {
+				errs = append(errs, corrupt(string(bucketMeetings), k, err))
+				return nil
 			}
+			if m.Generation, err = generation(tx, k); err != nil {
+				errs = append(errs, err)
+				return nil
+			}
+			st := MeetingState{Meeting: m}
+			st.Participants, errs = loadChildren(tx, bucketRoster, id, decodeParticipant, errs)
+			st.Bindings, errs = loadChildren(tx, bucketBindings, id, decodeBinding, errs)
+			states = append(states, st)
 			return nil
 		})
 	})
 	if err == nil {
-		err = errors.Join(corrupt...)
+		err = errors.Join(errs...)
 	}
 	db.opts.Observe("load_all", time.Since(start), err)
 	return states, err
 }
 
-// loadMeeting decodes one meeting bucket; a meeting whose own record is unreadable is skipped (nil).
-func loadMeeting(tx *bolt.Tx, mb *bolt.Bucket, key []byte) (*MeetingState, []error) {
-	id := string(key)
-	bucket := "meetings/" + id
-	v := mb.Get(keyMeeting)
-	if v == nil {
-		return nil, []error{&CorruptError{Bucket: bucket, Key: string(keyMeeting), Err: errors.New("missing")}}
-	}
-	m, err := decodeMeeting(id, v)
-	if err != nil {
-		return nil, []error{corrupt(bucket, keyMeeting, err)}
-	}
-	gen, err := generation(tx, key)
-	if err != nil {
-		return nil, []error{err}
-	}
-	m.Generation = gen
-	st := &MeetingState{Meeting: m}
-	var errs []error
-	st.Participants, errs = loadChildren(mb, bucket, bucketRoster, decodeParticipant, errs)
-	st.Bindings, errs = loadChildren(mb, bucket, bucketBindings, decodeBinding, errs)
-	return st, errs
-}
-
-func loadChildren[T any](mb *bolt.Bucket, parent string, name []byte, decode func(string, []byte) (T, error), errs []error) ([]T, []error) {
-	b := mb.Bucket(name)
-	if b == nil {
-		return nil, errs
-	}
+// loadChildren decodes a meeting's entries of a roster-like bucket, collecting undecodable ones in errs.
+func loadChildren[T any](tx *bolt.Tx, bucket []byte, meetingID string, decode func(string, []byte) (T, error), errs []error) ([]T, []error) {
 	var out []T
-	_ = b.ForEach(func(k, v []byte) error {
-		x, err := decode(string(k), v)
+	prefix := childPrefix(meetingID)
+	c := tx.Bucket(bucket).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		x, err := decode(string(k[len(prefix):]), v)
 		if err != nil {
-			errs = append(errs, corrupt(parent+"/"+string(name), k, err))
-			return nil
+			errs = append(errs, corrupt(string(bucket), k, err))
+			continue
 		}
 		out = append(out, x)
-		return nil
-	})
+	}
 	return out, errs
+}
+
+// Keys of per-meeting entries are the meeting id, a NUL byte, then the entry's own id; meeting ids cannot contain
+// NUL, so one meeting's entries are one contiguous key range.
+func childPrefix(meetingID string) []byte { return append([]byte(meetingID), 0) }
+
+func childKey(meetingID, id string) []byte { return append(childPrefix(meetingID), id...) }
+
+// deletePrefix deletes every key of b that starts with prefix.
+func deletePrefix(b *bolt.Bucket, prefix []byte) error {
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }

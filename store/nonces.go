@@ -17,30 +17,25 @@ const sweepChunk = 1000
 // is stored, which is at least ttl: the sweeper removes it some time after it expires. The record is durable when
 // the call returns, so a nonce accepted before a crash is still refused after it.
 func (db *DB) ConsumeNonce(meetingID, nonce string, ttl time.Duration) error {
-	valid := errors.Join(checkKey("meeting id", meetingID), checkKey("nonce", nonce))
+	valid := errors.Join(checkMeetingID(meetingID), checkKey("nonce", nonce))
 	if valid == nil && ttl <= 0 {
 		valid = fmt.Errorf("%w: nonce ttl must be positive", ErrInvalid)
 	}
 	value := encodeNonce(db.opts.Now().Add(ttl))
 	return db.checked("consume_nonce", valid, func(tx *bolt.Tx) error {
-		nonces := tx.Bucket(bucketNonces)
-		mkey, nkey := []byte(meetingID), []byte(nonce)
-		if nb := nonces.Bucket(mkey); nb != nil && nb.Get(nkey) != nil {
+		nonces, key := tx.Bucket(bucketNonces), childKey(meetingID, nonce)
+		if nonces.Get(key) != nil {
 			// The nonce itself stays out of the error: it is a credential.
 			return refuse(fmt.Errorf("meeting %q: %w", meetingID, ErrNonceUsed))
 		}
-		nb, err := nonces.CreateBucketIfNotExists(mkey)
-		if err != nil {
-			return err
-		}
-		return nb.Put(nkey, value)
+		return nonces.Put(key, value)
 	})
 }
 
-// expired names one entry the sweeper removes: a nonce or a binding of a meeting.
+// expired names one entry the sweeper removes: a nonce or a binding.
 type expired struct {
-	nonce         bool // else a binding
-	meeting, name []byte
+	nonce bool // else a binding
+	key   []byte
 }
 
 // Sweep removes nonces and bindings that expired at or before Options.Now and returns how many it removed. The
@@ -85,36 +80,34 @@ func (db *DB) sweep(now time.Time) (int, error) {
 func (db *DB) findExpired(now time.Time) ([]expired, error) {
 	var out []expired
 	errFull := errors.New("chunk full")
-	collect := func(nonce bool, m []byte, b *bolt.Bucket) error {
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
-			if isExpired(nonce, v, now) {
-				out = append(out, expired{nonce: nonce, meeting: clone(m), name: clone(k)})
-			}
-			if len(out) >= sweepChunk {
-				return errFull
-			}
-			return nil
-		})
-	}
 	err := db.view(func(tx *bolt.Tx) error {
-		nonces, meetings := tx.Bucket(bucketNonces), tx.Bucket(bucketMeetings)
-		err := nonces.ForEachBucket(func(m []byte) error {
-			return collect(true, m, nonces.Bucket(m))
-		})
-		if err != nil {
-			return err
+		for _, nonce := range []bool{true, false} {
+			err := tx.Bucket(bucketOf(nonce)).ForEach(func(k, v []byte) error {
+				if isExpired(nonce, v, now) {
+					out = append(out, expired{nonce: nonce, key: append([]byte(nil), k...)})
+				}
+				if len(out) >= sweepChunk {
+					return errFull
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
 		}
-		return meetings.ForEachBucket(func(m []byte) error {
-			return collect(false, m, meetings.Bucket(m).Bucket(bucketBindings))
-		})
+		return nil
 	})
 	if errors.Is(err, errFull) {
 		err = nil
 	}
 	return out, err
+}
+
+func bucketOf(nonce bool) []byte {
+	if nonce {
+		return bucketNonces
+	}
+	return bucketBindings
 }
 
 // isExpired reports whether a nonce (undecodable counts as expired) or a binding (undecodable or without expiry
@@ -130,32 +123,12 @@ func isExpired(nonce bool, v []byte, now time.Time) bool {
 
 // deleteIfExpired deletes e if it is still expired (a writer may have replaced it since findExpired looked).
 func deleteIfExpired(tx *bolt.Tx, e expired, now time.Time) (bool, error) {
-	nonces := tx.Bucket(bucketNonces)
-	var b *bolt.Bucket
-	if e.nonce {
-		b = nonces.Bucket(e.meeting)
-	} else if mb := tx.Bucket(bucketMeetings).Bucket(e.meeting); mb != nil {
-		b = mb.Bucket(bucketBindings)
-	}
-	if b == nil {
+	b := tx.Bucket(bucketOf(e.nonce))
+	if v := b.Get(e.key); v == nil || !isExpired(e.nonce, v, now) {
 		return false, nil
 	}
-	if v := b.Get(e.name); v == nil || !isExpired(e.nonce, v, now) {
-		return false, nil
-	}
-	if err := b.Delete(e.name); err != nil {
-		return false, err
-	}
-	if k, _ := b.Cursor().First(); e.nonce && k == nil {
-		// Drop the meeting's nonce bucket once it is empty.
-		if err := nonces.DeleteBucket(e.meeting); err != nil {
-			return false, err
-		}
-	}
-	return true, nil
+	return true, b.Delete(e.key)
 }
-
-func clone(b []byte) []byte { return append([]byte(nil), b...) }
 
 // sweepLoop runs Sweep every SweepInterval until ctx ends. A failed sweep is logged and retried next time.
 func (db *DB) sweepLoop(ctx context.Context) {

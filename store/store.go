@@ -6,13 +6,15 @@
 // returns; concurrent writers share commits through a group committer, so throughput grows with concurrency instead
 // of paying one fsync per write. A background sweeper removes expired nonces and bindings.
 //
-// Layout (bucket/key → value; every value starts with a format version byte):
+// Layout (bucket/key → value; every value starts with a format version byte). Buckets are flat — per-meeting
+// entries are keyed "<meeting>\x00<id>" — because a commit costs one page per distinct leaf it touches, and nested
+// per-meeting buckets would add two more pages per meeting written:
 //
-//	generations/<meeting>                 → generation counter (kept when the meeting is deleted)
-//	meetings/<meeting>/meeting            → MH assignments, assigned-by, created-at
-//	meetings/<meeting>/roster/<participant> → participant
-//	meetings/<meeting>/bindings/<correlation> → binding
-//	nonces/<meeting>/<nonce>              → expiry
+//	generations/<meeting>               → generation counter (kept when the meeting is deleted)
+//	meetings/<meeting>                  → MH assignments, assigned-by, created-at
+//	roster/<meeting>\x00<participant>    → participant
+//	bindings/<meeting>\x00<correlation>  → binding
+//	nonces/<meeting>\x00<nonce>          → expiry
 package store
 
 import (
@@ -22,6 +24,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,10 +44,10 @@ const maxGroup = 4096
 var (
 	bucketGenerations = []byte("generations")
 	bucketMeetings    = []byte("meetings")
-	bucketNonces      = []byte("nonces")
-	keyMeeting        = []byte("meeting")
 	bucketRoster      = []byte("roster")
 	bucketBindings    = []byte("bindings")
+	bucketNonces      = []byte("nonces")
+	allBuckets        = [][]byte{bucketGenerations, bucketMeetings, bucketRoster, bucketBindings, bucketNonces}
 )
 
 // Options configure Open. The zero value is usable.
@@ -103,7 +106,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	err = bdb.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketGenerations, bucketMeetings, bucketNonces} {
+		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -185,8 +188,10 @@ func (db *DB) Check() error {
 		return fmt.Errorf("store: last commit failed: %w", err)
 	}
 	return db.view(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketGenerations) == nil {
-			return &CorruptError{Bucket: string(bucketGenerations), Err: errors.New("bucket missing")}
+		for _, name := range allBuckets {
+			if tx.Bucket(name) == nil {
+				return &CorruptError{Bucket: string(name), Err: errors.New("bucket missing")}
+			}
 		}
 		return nil
 	})
@@ -220,35 +225,19 @@ func (db *DB) Stats() (Stats, error) {
 		if err != nil {
 			return err
 		}
-		meetings := tx.Bucket(bucketMeetings)
-		err = meetings.ForEachBucket(func(k []byte) error {
-			mb := meetings.Bucket(k)
-			s.Meetings++
-			s.Participants += countKeys(mb.Bucket(bucketRoster))
-			s.Bindings += countKeys(mb.Bucket(bucketBindings))
-			return nil
-		})
-		if err != nil {
-			return err
+		for _, c := range []struct {
+			n      *int
+			bucket []byte
+		}{{&s.Meetings, bucketMeetings}, {&s.Participants, bucketRoster}, {&s.Bindings, bucketBindings}, {&s.Nonces, bucketNonces}} {
+			*c.n = tx.Bucket(c.bucket).Stats().KeyN
 		}
-		nonces := tx.Bucket(bucketNonces)
-		return nonces.ForEachBucket(func(k []byte) error {
-			s.Nonces += countKeys(nonces.Bucket(k))
-			return nil
-		})
+		return nil
 	})
 	if fi, statErr := os.Stat(db.path); statErr == nil {
 		s.FileSize = fi.Size()
 	}
 	db.opts.Observe("stats", time.Since(start), err)
 	return s, err
-}
-
-func countKeys(b *bolt.Bucket) int {
-	if b == nil {
-		return 0
-	}
-	return b.Stats().KeyN
 }
 
 // view runs a read transaction, reporting a closed store as ErrClosed and a damaged page (bbolt panics) as
@@ -272,6 +261,14 @@ func (db *DB) write(op string, fn func(*bolt.Tx) error) error {
 	err := db.commit.do(fn)
 	db.opts.Observe(op, time.Since(start), err)
 	return err
+}
+
+// checkMeetingID validates a meeting id: a key, and the prefix of its entries' keys.
+func checkMeetingID(id string) error {
+	if strings.IndexByte(id, 0) >= 0 {
+		return fmt.Errorf("%w: meeting id contains NUL", ErrInvalid)
+	}
+	return checkKey("meeting id", id)
 }
 
 // checkKey validates an id used as a key.
