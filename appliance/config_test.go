@@ -18,12 +18,12 @@ import (
 	"time"
 )
 
-// env is a fake environment for LoadConfig.
-type env map[string]string
+// cfgEnv is a fake environment for LoadConfig.
+type cfgEnv map[string]string
 
-func (e env) get(k string) string { return e[k] }
+func (e cfgEnv) get(k string) string { return e[k] }
 
-func (e env) list() []string {
+func (e cfgEnv) list() []string {
 	var out []string
 	for k, v := range e {
 		out = append(out, k+"="+v)
@@ -31,9 +31,9 @@ func (e env) list() []string {
 	return out
 }
 
-// load runs loadConfig with a fresh FlagSet, host "testhost" and a default
+// loadCfg runs loadConfig with a fresh FlagSet, host "testhost" and a default
 // config file that does not exist unless the test passes one.
-func load(t *testing.T, args []string, e env, defaultFile string) (Config, error) {
+func loadCfg(t *testing.T, args []string, e cfgEnv, defaultFile string) (Config, error) {
 	t.Helper()
 	if defaultFile == "" {
 		defaultFile = filepath.Join(t.TempDir(), "absent.toml")
@@ -43,7 +43,7 @@ func load(t *testing.T, args []string, e env, defaultFile string) (Config, error
 	return loadConfig(fs, args, e.get, e.list(), "testhost", defaultFile)
 }
 
-func writeFile(t *testing.T, name, content string) string {
+func writeCfgFile(t *testing.T, name, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
@@ -62,11 +62,11 @@ func ed25519PEM(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return writeFile(t, "jwt.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
+	return writeCfgFile(t, "jwt.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
 }
 
 func TestDefaults(t *testing.T) {
-	c, err := load(t, nil, env{}, "")
+	c, err := loadCfg(t, nil, cfgEnv{}, "")
 	if err != nil {
 		t.Fatalf("defaults do not load: %v", err)
 	}
@@ -114,7 +114,7 @@ func TestSettingsTable(t *testing.T) {
 	}
 
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
-	if _, err := loadConfig(fs, nil, env{}.get, nil, "h", filepath.Join(t.TempDir(), "none")); err != nil {
+	if _, err := loadConfig(fs, nil, cfgEnv{}.get, nil, "h", filepath.Join(t.TempDir(), "none")); err != nil {
 		t.Fatal(err)
 	}
 	for _, info := range Settings() {
@@ -166,25 +166,25 @@ func TestPrecedence(t *testing.T) {
 				}
 			}
 			get := func(c Config) any { return reflect.ValueOf(s.field(&c)).Elem().Interface() }
-			file := writeFile(t, "edgemc.toml", k.name+" = "+k.file+"\n")
+			file := writeCfgFile(t, "edgemc.toml", k.name+" = "+k.file+"\n")
 			flagArgs := []string{"--" + k.name + "=" + k.flag}
-			e := env{envName(k.name): k.env}
+			e := cfgEnv{envName(k.name): k.env}
 			layers := []struct {
 				name string
 				args []string
-				env  env
+				env  cfgEnv
 				def  string
 				want any
 			}{
-				{"default", nil, env{}, "", k.wantDefault},
-				{"default file", nil, env{}, file, k.wantFile},
-				{"explicit file", []string{"--config", file}, env{}, "", k.wantFile},
+				{"default", nil, cfgEnv{}, "", k.wantDefault},
+				{"default file", nil, cfgEnv{}, file, k.wantFile},
+				{"explicit file", []string{"--config", file}, cfgEnv{}, "", k.wantFile},
 				{"env over file", nil, e, file, k.wantEnv},
 				{"flag over env and file", flagArgs, e, file, k.wantFlag},
-				{"flag over default", flagArgs, env{}, "", k.wantFlag},
+				{"flag over default", flagArgs, cfgEnv{}, "", k.wantFlag},
 			}
 			for _, l := range layers {
-				c, err := load(t, l.args, l.env, l.def)
+				c, err := loadCfg(t, l.args, l.env, l.def)
 				if err != nil {
 					t.Fatalf("%s: %v", l.name, err)
 				}
@@ -197,8 +197,8 @@ func TestPrecedence(t *testing.T) {
 }
 
 func TestConfigFileFromEnv(t *testing.T) {
-	file := writeFile(t, "x.toml", `region = "from-env-file"`)
-	c, err := load(t, nil, env{"EDGEMC_CONFIG": file}, "")
+	file := writeCfgFile(t, "x.toml", `region = "from-env-file"`)
+	c, err := loadCfg(t, nil, cfgEnv{"EDGEMC_CONFIG": file}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,32 +206,32 @@ func TestConfigFileFromEnv(t *testing.T) {
 		t.Errorf("region %q, config file %q", c.Region, c.ConfigFile)
 	}
 	// --config wins over EDGEMC_CONFIG.
-	other := writeFile(t, "y.toml", `region = "from-flag-file"`)
-	c, err = load(t, []string{"-config", other}, env{"EDGEMC_CONFIG": file}, "")
+	other := writeCfgFile(t, "y.toml", `region = "from-flag-file"`)
+	c, err = loadCfg(t, []string{"-config", other}, cfgEnv{"EDGEMC_CONFIG": file}, "")
 	if err != nil || c.Region != "from-flag-file" {
 		t.Errorf("got %q, %v", c.Region, err)
 	}
 }
 
 func TestMissingConfigFile(t *testing.T) {
-	if c, err := load(t, nil, env{}, "/nonexistent/edgemc.toml"); err != nil || c.ConfigFile != "" {
+	if c, err := loadCfg(t, nil, cfgEnv{}, "/nonexistent/edgemc.toml"); err != nil || c.ConfigFile != "" {
 		t.Errorf("missing default file: config file %q, err %v", c.ConfigFile, err)
 	}
 	missing := filepath.Join(t.TempDir(), "nope.toml")
 	for _, tc := range []struct {
 		name string
 		args []string
-		env  env
+		env  cfgEnv
 	}{
-		{"flag", []string{"--config", missing}, env{}},
-		{"env", nil, env{"EDGEMC_CONFIG": missing}},
+		{"flag", []string{"--config", missing}, cfgEnv{}},
+		{"env", nil, cfgEnv{"EDGEMC_CONFIG": missing}},
 	} {
-		_, err := load(t, tc.args, tc.env, "")
+		_, err := loadCfg(t, tc.args, tc.env, "")
 		checkOneLine(t, err, "config", "no such file")
 	}
 	// A default file that exists but cannot be read is an error too.
 	dir := t.TempDir()
-	_, err := load(t, nil, env{}, dir)
+	_, err := loadCfg(t, nil, cfgEnv{}, dir)
 	checkOneLine(t, err, "config", "cannot be read")
 }
 
@@ -257,7 +257,7 @@ func checkOneLine(t *testing.T, err error, setting, want string) {
 
 func TestInvalidValues(t *testing.T) {
 	dir := t.TempDir()
-	notPEM := writeFile(t, "notpem", "hello")
+	notPEM := writeCfgFile(t, "notpem", "hello")
 	cases := []struct {
 		setting, value, want string
 	}{
@@ -289,18 +289,18 @@ func TestInvalidValues(t *testing.T) {
 		t.Run(tc.setting+"="+tc.value, func(t *testing.T) {
 			// The same bad value fails the same way from every source, and
 			// the error says which source.
-			_, err := load(t, []string{"--" + tc.setting + "=" + tc.value}, env{}, "")
+			_, err := loadCfg(t, []string{"--" + tc.setting + "=" + tc.value}, cfgEnv{}, "")
 			checkOneLine(t, err, tc.setting, tc.want)
 			checkOneLine(t, err, tc.setting, "(from flag --"+tc.setting+")")
 
 			if tc.value != "" { // an empty variable counts as unset
-				_, err = load(t, nil, env{envName(tc.setting): tc.value}, "")
+				_, err = loadCfg(t, nil, cfgEnv{envName(tc.setting): tc.value}, "")
 				checkOneLine(t, err, tc.setting, tc.want)
 				checkOneLine(t, err, tc.setting, "(from env "+envName(tc.setting)+")")
 			}
 
-			file := writeFile(t, "edgemc.toml", tc.setting+" = '"+tc.value+"'")
-			_, err = load(t, nil, env{}, file)
+			file := writeCfgFile(t, "edgemc.toml", tc.setting+" = '"+tc.value+"'")
+			_, err = loadCfg(t, nil, cfgEnv{}, file)
 			checkOneLine(t, err, tc.setting, tc.want)
 			checkOneLine(t, err, tc.setting, "(from "+file+")")
 		})
@@ -308,15 +308,15 @@ func TestInvalidValues(t *testing.T) {
 }
 
 func TestBadValueOverriddenIsFine(t *testing.T) {
-	file := writeFile(t, "edgemc.toml", `max-meetings = "lots"`)
-	c, err := load(t, []string{"--max-meetings", "5"}, env{}, file)
+	file := writeCfgFile(t, "edgemc.toml", `max-meetings = "lots"`)
+	c, err := loadCfg(t, []string{"--max-meetings", "5"}, cfgEnv{}, file)
 	if err != nil || c.MaxMeetings != 5 {
 		t.Errorf("got %d, %v", c.MaxMeetings, err)
 	}
 }
 
 func TestErrorFormat(t *testing.T) {
-	_, err := load(t, []string{"--max-meetings=abc"}, env{}, "")
+	_, err := loadCfg(t, []string{"--max-meetings=abc"}, cfgEnv{}, "")
 	want := `invalid setting max-meetings: "abc" is not a whole number (from flag --max-meetings)`
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v\nwant %s", err, want)
@@ -326,30 +326,30 @@ func TestErrorFormat(t *testing.T) {
 func TestSecretSettingValueNotEchoed(t *testing.T) {
 	const secret = "eyJhbGciOiJFZERTQSJ9.secret-token"
 	for _, name := range []string{"gc-token-file", "status-token-file", "binding-secret-file"} {
-		_, err := load(t, []string{"--" + name, secret}, env{}, "")
+		_, err := loadCfg(t, []string{"--" + name, secret}, cfgEnv{}, "")
 		checkOneLine(t, err, name, "no such file")
 		if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), "secret-token") {
 			t.Errorf("%s error echoes its value: %v", name, err)
 		}
 	}
 	// A readable file is accepted; its contents are not read into Config.
-	tok := writeFile(t, "tok", secret)
-	c, err := load(t, []string{"--status-token-file", tok}, env{}, "")
+	tok := writeCfgFile(t, "tok", secret)
+	c, err := loadCfg(t, []string{"--status-token-file", tok}, cfgEnv{}, "")
 	if err != nil || c.StatusTokenFile != tok {
 		t.Errorf("got %q, %v", c.StatusTokenFile, err)
 	}
 }
 
 func TestCrossChecks(t *testing.T) {
-	cert, key := writeFile(t, "c.pem", "c"), writeFile(t, "k.pem", "k")
-	_, err := load(t, []string{"--tls-cert", cert}, env{}, "")
+	cert, key := writeCfgFile(t, "c.pem", "c"), writeCfgFile(t, "k.pem", "k")
+	_, err := loadCfg(t, []string{"--tls-cert", cert}, cfgEnv{}, "")
 	checkOneLine(t, err, "tls-key", "must be set when tls-cert is")
-	_, err = load(t, []string{"--tls-key", key}, env{}, "")
+	_, err = loadCfg(t, []string{"--tls-key", key}, cfgEnv{}, "")
 	checkOneLine(t, err, "tls-cert", "must be set when tls-key is")
-	if c, err := load(t, []string{"--tls-cert", cert, "--tls-key", key}, env{}, ""); err != nil || c.TLSCert != cert || c.TLSKey != key {
+	if c, err := loadCfg(t, []string{"--tls-cert", cert, "--tls-key", key}, cfgEnv{}, ""); err != nil || c.TLSCert != cert || c.TLSKey != key {
 		t.Errorf("both set: %+v, %v", c, err)
 	}
-	_, err = load(t, []string{"--gc-backoff-base", "1m"}, env{}, "")
+	_, err = loadCfg(t, []string{"--gc-backoff-base", "1m"}, cfgEnv{}, "")
 	checkOneLine(t, err, "gc-backoff-base", "gc-backoff-max (30s)")
 }
 
@@ -369,15 +369,15 @@ func TestTOMLErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			file := writeFile(t, "edgemc.toml", tc.toml)
-			_, err := load(t, []string{"--config", file}, env{}, "")
+			file := writeCfgFile(t, "edgemc.toml", tc.toml)
+			_, err := loadCfg(t, []string{"--config", file}, cfgEnv{}, "")
 			checkOneLine(t, err, tc.setting, tc.want)
 		})
 	}
 }
 
 func TestUnknownEnvIsAWarning(t *testing.T) {
-	c, err := load(t, nil, env{"EDGEMC_MAX_MEETING": "5", "EDGEMC_REGION": "eu", "EDGEMC_CONFIG": "", "HOME": "/root"}, "")
+	c, err := loadCfg(t, nil, cfgEnv{"EDGEMC_MAX_MEETING": "5", "EDGEMC_REGION": "eu", "EDGEMC_CONFIG": "", "HOME": "/root"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,23 +390,23 @@ func TestUnknownEnvIsAWarning(t *testing.T) {
 }
 
 func TestFlagErrors(t *testing.T) {
-	if _, err := load(t, []string{"--no-such-flag"}, env{}, ""); err == nil || !strings.Contains(err.Error(), "no-such-flag") {
+	if _, err := loadCfg(t, []string{"--no-such-flag"}, cfgEnv{}, ""); err == nil || !strings.Contains(err.Error(), "no-such-flag") {
 		t.Errorf("unknown flag: %v", err)
 	}
-	if _, err := load(t, []string{"-h"}, env{}, ""); !errors.Is(err, flag.ErrHelp) {
+	if _, err := loadCfg(t, []string{"-h"}, cfgEnv{}, ""); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v, want flag.ErrHelp", err)
 	}
 	// Arguments after the flags are left for the caller.
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
-	if _, err := loadConfig(fs, []string{"--region", "eu", "extra"}, env{}.get, nil, "h", "/nonexistent"); err != nil || fs.Arg(0) != "extra" {
+	if _, err := loadConfig(fs, []string{"--region", "eu", "extra"}, cfgEnv{}.get, nil, "h", "/nonexistent"); err != nil || fs.Arg(0) != "extra" {
 		t.Errorf("args %q, %v", fs.Args(), err)
 	}
 }
 
 func TestLogValue(t *testing.T) {
 	const secret = "very-secret-status-token"
-	tok := writeFile(t, "status.token", secret)
-	c, err := load(t, []string{"--status-token-file", tok}, env{}, "")
+	tok := writeCfgFile(t, "status.token", secret)
+	c, err := loadCfg(t, []string{"--status-token-file", tok}, cfgEnv{}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
