@@ -571,26 +571,19 @@ func (c Config) LogValue() slog.Value {
 // whose key names a token, secret, password or authorization are redacted,
 // as a second line of defence.
 func NewLogger(format, level string, w io.Writer, isTerminal bool) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := oneOf("debug", "info", "warn", "error")(level); err != nil {
-		return nil, &SettingError{Setting: "log-level", Value: level, Reason: err.Error()}
-	}
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, &SettingError{Setting: "log-level", Value: level, Reason: err.Error()}
+	levels := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+	lvl, ok := levels[level]
+	if !ok {
+		return nil, &SettingError{Setting: "log-level", Value: level, Reason: "must be one of debug, info, warn, error"}
 	}
 	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: redact}
-	switch format {
-	case "text":
-	case "json":
+	switch {
+	case format == "text" || format == "auto" && isTerminal:
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case format == "json" || format == "auto":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	case "auto":
-		if !isTerminal {
-			return slog.New(slog.NewJSONHandler(w, opts)), nil
-		}
-	default:
-		return nil, &SettingError{Setting: "log-format", Value: format, Reason: "must be one of auto, text, json"}
 	}
-	return slog.New(slog.NewTextHandler(w, opts)), nil
+	return nil, &SettingError{Setting: "log-format", Value: format, Reason: "must be one of auto, text, json"}
 }
 
 // redact hides the value of any attribute whose key says it carries a
