@@ -198,7 +198,7 @@ func (c *ClientConn) Recv(ctx context.Context) (*signalingpb.ServerMessage, erro
 	if err != nil {
 		return nil, err
 	}
-	return decodeServerMessage(b)
+	return DecodeServerMessage(b)
 }
 
 // RecvFrame is Recv without decoding: the payload of the next frame, valid
@@ -225,23 +225,27 @@ func (c *ClientConn) RecvFrame(ctx context.Context) ([]byte, error) {
 // server closed the session. A server closing gracefully ends the stream
 // first; answering with our own FIN lets it send the close.
 func (c *ClientConn) closedError(ctx context.Context, err error) error {
+	wait := 0 * time.Second // only ask whether the session is already closed
+	if errors.Is(err, io.EOF) {
+		c.wmu.Lock()
+		_ = c.str.Close()
+		c.wmu.Unlock()
+		wait = closeWait
+	}
 	var se *wt.SessionError
-	if errors.As(err, &se) && se.Remote {
+	if !errors.As(err, &se) {
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		_, aerr := c.sess.AcceptStream(wctx) // fails with the close reason once closed
+		cancel()
+		errors.As(aerr, &se)
+	}
+	if se != nil && se.Remote {
 		return &SessionClosedError{Code: uint32(se.ErrorCode), Reason: se.Message}
 	}
-	if !errors.Is(err, io.EOF) {
-		return fmt.Errorf("webtransport: read: %w", err)
+	if errors.Is(err, io.EOF) {
+		return err
 	}
-	c.wmu.Lock()
-	_ = c.str.Close()
-	c.wmu.Unlock()
-	wctx, cancel := context.WithTimeout(ctx, closeWait)
-	defer cancel()
-	_, aerr := c.sess.AcceptStream(wctx) // returns once the session is closed
-	if errors.As(aerr, &se) && se.Remote {
-		return &SessionClosedError{Code: uint32(se.ErrorCode), Reason: se.Message}
-	}
-	return err
+	return fmt.Errorf("webtransport: read: %w", err)
 }
 
 // Close closes the session cleanly (code 0) and the connection.

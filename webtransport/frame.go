@@ -99,9 +99,9 @@ func EncodeServerMessage(m *signalingpb.ServerMessage) (Frame, error) {
 	return Frame(b), nil
 }
 
-// decodeClientMessage decodes one frame payload. Decoding copies everything
-// it keeps, so b may be reused afterwards.
-func decodeClientMessage(b []byte) (*signalingpb.ClientMessage, error) {
+// DecodeClientMessage decodes one frame payload; a failure is a
+// *DecodeError. Decoding copies everything it keeps, so b may be reused.
+func DecodeClientMessage(b []byte) (*signalingpb.ClientMessage, error) {
 	m := new(signalingpb.ClientMessage)
 	if err := proto.Unmarshal(b, m); err != nil {
 		return nil, &DecodeError{Err: err}
@@ -109,8 +109,8 @@ func decodeClientMessage(b []byte) (*signalingpb.ClientMessage, error) {
 	return m, nil
 }
 
-// decodeServerMessage is decodeClientMessage's counterpart for the client.
-func decodeServerMessage(b []byte) (*signalingpb.ServerMessage, error) {
+// DecodeServerMessage is DecodeClientMessage's counterpart for clients.
+func DecodeServerMessage(b []byte) (*signalingpb.ServerMessage, error) {
 	m := new(signalingpb.ServerMessage)
 	if err := proto.Unmarshal(b, m); err != nil {
 		return nil, &DecodeError{Err: err}

@@ -2,6 +2,7 @@ package webtransport_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -52,16 +53,19 @@ func (o *countingObserver) refusedCount(reason string) int {
 // startServer runs a Server on 127.0.0.1:0 until the test ends.
 func startServer(t testing.TB, cfg webtransport.ServerConfig, h webtransport.Handler) *testServer {
 	t.Helper()
-	ci, err := webtransport.LoadOrCreateSelfSigned(t.TempDir(), time.Now())
-	if err != nil {
-		t.Fatal(err)
+	if cfg.TLSConfig == nil {
+		ci, err := webtransport.LoadOrCreateSelfSigned(t.TempDir(), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.TLSConfig = &tls.Config{Certificates: []tls.Certificate{ci.Certificate}}
 	}
+	hash := sha256.Sum256(cfg.TLSConfig.Certificates[0].Certificate[0])
 	cfg.Addr = "127.0.0.1:0"
-	cfg.TLSConfig = &tls.Config{Certificates: []tls.Certificate{ci.Certificate}}
 	obs := &countingObserver{}
 	cfg.Observer = obs
 	if cfg.CloseTimeout == 0 {
-		cfg.CloseTimeout = time.Second
+		cfg.CloseTimeout = 300 * time.Millisecond
 	}
 	srv, err := webtransport.NewServer(cfg, h)
 	if err != nil {
@@ -84,7 +88,7 @@ func startServer(t testing.TB, cfg webtransport.ServerConfig, h webtransport.Han
 	return &testServer{
 		srv:  srv,
 		url:  fmt.Sprintf("https://%s/meeting", srv.Addr()),
-		opts: webtransport.DialOptions{CertHashes: [][32]byte{ci.SHA256}, Timeout: 5 * time.Second},
+		opts: webtransport.DialOptions{CertHashes: [][32]byte{hash}, Timeout: 5 * time.Second},
 		obs:  obs,
 		stop: stop,
 	}

@@ -223,9 +223,12 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 		s.mu.Lock()
 		s.stopped = true
 		s.mu.Unlock()
+		// Handlers end with their sessions; each waits (CloseTimeout at
+		// most) for its client to close the connection, so that the close
+		// codes arrive before srv.Close cuts every connection.
 		cancelBase()
-		err := srv.Close()
 		s.handlers.Wait()
+		err := srv.Close()
 		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Debug("closing http3 server", "err", err)
 		}
@@ -325,8 +328,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, RefusedUpgrade, http.StatusBadRequest)
 		return
 	}
-	defer s.closeConn(r.Context())
-	actx, cancel := context.WithDeadline(sess.Context(), deadline)
+	conn, _ := r.Context().Value(quicConnKey{}).(*quic.Conn)
+	localClose := true
+	defer func() { s.closeConn(conn, localClose) }()
+	actx, cancel := context.WithDeadline(s.base, deadline)
 	str, err := sess.AcceptStream(actx)
 	cancel()
 	if err != nil {
@@ -335,7 +340,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = sess.CloseWithError(wt.SessionErrorCode(CodeFirstFrameTimeout), "no stream opened in time")
 		return
 	}
-	ss := newSession(s.nextID.Add(1), sess, str, &s.cfg, s.base)
+	ss := newSession(s.nextID.Add(1), sess, conn, str, &s.cfg, s.base)
 	s.register(ss)
 	registered = true
 	s.obs.SessionAccepted()
@@ -343,14 +348,20 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.h.ServeSession(ss.ctx, ss)
 	ss.Close(0, "")
 	<-ss.done
+	localClose = ss.local.Load()
 }
 
-// closeConn gives the client CloseTimeout to close the QUIC connection of a
-// finished session, then closes it, so that abandoned connections do not
-// linger until their idle timeout.
-func (s *Server) closeConn(ctx context.Context) {
-	c, _ := ctx.Value(quicConnKey{}).(*quic.Conn)
+// closeConn closes the QUIC connection of a finished session, so that
+// abandoned connections do not linger until their idle timeout. When the
+// server closed the session, the client first gets CloseTimeout to close the
+// connection itself: closing it at once could overtake the session's close
+// code on its way to the client.
+func (s *Server) closeConn(c *quic.Conn, localClose bool) {
 	if c == nil {
+		return
+	}
+	if !localClose {
+		_ = c.CloseWithError(0, "")
 		return
 	}
 	t := time.NewTimer(s.cfg.CloseTimeout)

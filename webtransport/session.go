@@ -51,6 +51,7 @@ type inbound struct {
 type Session struct {
 	id       uint64
 	sess     *wt.Session
+	conn     *quic.Conn // the session's QUIC connection; nil if unknown
 	str      *wt.Stream
 	log      *slog.Logger
 	obs      Observer
@@ -74,12 +75,13 @@ type Session struct {
 	flush       bool
 }
 
-func newSession(id uint64, sess *wt.Session, str *wt.Stream, cfg *ServerConfig, parent context.Context) *Session {
+func newSession(id uint64, sess *wt.Session, conn *quic.Conn, str *wt.Stream, cfg *ServerConfig, parent context.Context) *Session {
 	ctx, cancel := context.WithCancel(parent)
 	context.AfterFunc(sess.Context(), cancel)
 	return &Session{
 		id:       id,
 		sess:     sess,
+		conn:     conn,
 		str:      str,
 		log:      cfg.Logger.With("session", id, "remote", sess.RemoteAddr().String()),
 		obs:      cfg.Observer,
@@ -213,7 +215,7 @@ func (s *Session) readFrames(firstDeadline time.Time) error {
 			_ = s.str.SetReadDeadline(time.Time{})
 		}
 		var r inbound
-		r.msg, r.err = decodeClientMessage(b)
+		r.msg, r.err = DecodeClientMessage(b)
 		if cap(b) <= 4096 {
 			buf = b // keep a small buffer; let a large one go
 		} else {
@@ -231,22 +233,20 @@ func (s *Session) readFrames(firstDeadline time.Time) error {
 
 // readError maps a stream read failure to what Next reports.
 func (s *Session) readError(err error, first bool) error {
-	var (
-		se *wt.SessionError
-		ae *quic.ApplicationError
-	)
+	var se *wt.SessionError
 	switch {
 	case errors.Is(err, ErrFrameTooLarge):
 		return err
 	case s.local.Load():
 		return ErrSessionClosed
-	case errors.Is(err, io.EOF), errors.As(err, &se) && se.Remote && se.ErrorCode == 0,
-		errors.As(err, &ae) && ae.Remote && (ae.ErrorCode == 0 || ae.ErrorCode == quic.ApplicationErrorCode(http3.ErrCodeNoError)):
+	case errors.Is(err, io.EOF), errors.As(err, &se) && se.Remote && se.ErrorCode == 0, isCleanAppClose(err):
 		// The client closed its stream, its session (code 0) or its
 		// connection without an error: a clean end.
 		return io.EOF
 	case first && isTimeout(err):
 		return ErrFirstFrameTimeout
+	case s.connClosedCleanly():
+		return io.EOF
 	}
 	return fmt.Errorf("webtransport: read: %w", err)
 }
@@ -300,6 +300,33 @@ func (s *Session) finish() {
 		}
 	}
 	_ = s.sess.CloseWithError(wt.SessionErrorCode(s.closeCode), s.closeReason)
+}
+
+// connClosedCleanly reports whether the client closed the whole connection
+// without an error. A browser closing a session often closes its connection
+// right after; the stream then fails with whatever the session saw first.
+func (s *Session) connClosedCleanly() bool {
+	if s.conn == nil {
+		return false
+	}
+	t := time.NewTimer(connCloseWait)
+	defer t.Stop()
+	select {
+	case <-s.conn.Context().Done():
+	case <-t.C:
+		return false
+	}
+	return isCleanAppClose(context.Cause(s.conn.Context()))
+}
+
+// connCloseWait bounds how long a failed read waits to learn whether the
+// connection is closing (it closes its streams just before its context).
+const connCloseWait = 100 * time.Millisecond
+
+func isCleanAppClose(err error) bool {
+	var ae *quic.ApplicationError
+	return errors.As(err, &ae) && ae.Remote &&
+		(ae.ErrorCode == 0 || ae.ErrorCode == quic.ApplicationErrorCode(http3.ErrCodeNoError))
 }
 
 func isTimeout(err error) bool {
