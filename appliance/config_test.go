@@ -484,3 +484,17 @@ func TestNewLogger(t *testing.T) {
 		t.Errorf("bad level: %v", err)
 	}
 }
+
+func BenchmarkLoadConfig(b *testing.B) {
+	file := filepath.Join(b.TempDir(), "edgemc.toml")
+	if err := os.WriteFile(file, []byte("region = 'eu'\nmax-meetings = 500\ndrain-timeout = '10s'\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	e := cfgEnv{"EDGEMC_LOG_LEVEL": "debug"}
+	for b.Loop() {
+		fs := flag.NewFlagSet("edgemc", flag.ContinueOnError)
+		if _, err := loadConfig(fs, []string{"--config", file, "--http-listen=127.0.0.1:0"}, e.get, e.list(), "h", ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

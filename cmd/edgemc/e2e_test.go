@@ -114,9 +114,16 @@ func loopbackArgs() []string {
 // are printed if the test failed.
 func startEdgemc(t *testing.T, args []string, env ...string) *edgemcProc {
 	t.Helper()
+	return startEdgemcIn(t, t.TempDir(), args, env...)
+}
+
+// startEdgemcIn is startEdgemc in a given directory, e.g. the directory of
+// an earlier run, to restart on the same ./edgemc-data.
+func startEdgemcIn(t *testing.T, dir string, args []string, env ...string) *edgemcProc {
+	t.Helper()
 	p := &edgemcProc{
 		t:       t,
-		Dir:     t.TempDir(),
+		Dir:     dir,
 		changed: make(chan struct{}),
 		exited:  make(chan struct{}),
 	}
