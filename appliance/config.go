@@ -495,7 +495,7 @@ func advertiseURL(schemes ...string) func(string) error {
 	return func(v string) error {
 		u, err := url.Parse(v)
 		if err != nil || !slices.Contains(schemes, u.Scheme) || u.Host == "" || u.Hostname() == "" {
-			return fmt.Errorf("is not a %s URL with a host", want)
+			return fmt.Errorf("is not an %s URL with a host", want)
 		}
 		if p := u.Port(); p != "" {
 			if _, err := strconv.ParseUint(p, 10, 16); err != nil {
