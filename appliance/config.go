@@ -499,7 +499,7 @@ func advertiseURL(schemes ...string) func(string) error {
 		}
 		if p := u.Port(); p != "" {
 			if _, err := strconv.ParseUint(p, 10, 16); err != nil {
-				return fmt.Errorf("has a port out of range")
+				return errors.New("has a port out of range")
 			}
 		}
 		return nil
