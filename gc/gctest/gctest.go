@@ -32,9 +32,10 @@ const (
 	// ModeReject refuses registrations (accepted=false) with a message;
 	// heartbeats are answered as in ModeAccept.
 	ModeReject
-	// ModeUnavailable answers every call with UNAVAILABLE.
+	// ModeUnavailable answers every call with UNAVAILABLE (calls are still
+	// recorded, with OK false). Stop makes the GC unreachable instead.
 	ModeUnavailable
-	// ModeSlow holds every call until the caller gives up.
+	// ModeSlow holds every call, unrecorded, until the caller gives up.
 	ModeSlow
 )
 
