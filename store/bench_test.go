@@ -1,4 +1,4 @@
-package store
+package store_test
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgemc/edgemc/store"
 	"github.com/edgemc/edgemc/store/internal/workload"
 )
 
@@ -16,11 +17,12 @@ var benchWriters = []int{1, 8, 64}
 func BenchmarkFencedWrite(b *testing.B) {
 	for _, writers := range benchWriters {
 		b.Run("writers="+strconv.Itoa(writers), func(b *testing.B) {
-			db := openTest(b, b.TempDir(), Options{})
-			write, err := FencedWriteOp(db, writers)
+			db := openBench(b)
+			write, err := workload.FencedWrites(db, writers)
 			if err != nil {
 				b.Fatal(err)
 			}
+			b.ResetTimer()
 			report(b, workload.Run(workload.Config{Writers: writers, Ops: b.N}, write))
 		})
 	}
@@ -30,30 +32,33 @@ func BenchmarkFencedWrite(b *testing.B) {
 func BenchmarkConsumeNonce(b *testing.B) {
 	for _, writers := range benchWriters {
 		b.Run("writers="+strconv.Itoa(writers), func(b *testing.B) {
-			db := openTest(b, b.TempDir(), Options{})
-			report(b, workload.Run(workload.Config{Writers: writers, Ops: b.N}, NonceOp(db, b.Name())))
+			db := openBench(b)
+			report(b, workload.Run(workload.Config{Writers: writers, Ops: b.N}, workload.Nonces(db, b.Name())))
 		})
 	}
 }
 
 // BenchmarkLoadAll measures start-up recovery of 100 meetings with 20 participants and 20 bindings each.
 func BenchmarkLoadAll(b *testing.B) {
-	db := openTest(b, b.TempDir(), Options{})
+	db := openBench(b)
 	for m := range 100 {
 		id := fmt.Sprint("meeting-", m)
-		gen := mustAcquire(b, db, id)
-		mt := sampleMeeting
-		mt.ID = id
-		if err := db.PutMeeting(gen, mt); err != nil {
+		gen, err := db.Acquire(id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		err = db.PutMeeting(gen, store.Meeting{ID: id, AssignedBy: "gc-1", CreatedAt: time.Now(),
+			Assignments: []store.Assignment{{MHID: "mh-1", WebTransportEndpoint: "https://mh-1:4433", GRPCEndpoint: "mh-1:50051"}}})
+		if err != nil {
 			b.Fatal(err)
 		}
 		r := workload.Run(workload.Config{Writers: 20, Ops: 20}, func(w, _ int) error {
-			p := sampleParticipants[0]
-			p.ID = fmt.Sprint("p-", w)
+			p := store.Participant{ID: fmt.Sprint("p-", w), UserID: fmt.Sprint("user-", w), Name: "Participant",
+				Role: "participant", Connected: true, JoinedAt: time.Now()}
 			if err := db.PutParticipant(id, gen, p); err != nil {
 				return err
 			}
-			return db.PutBinding(id, gen, Binding{CorrelationID: fmt.Sprint("c-", w), ParticipantID: p.ID,
+			return db.PutBinding(id, gen, store.Binding{CorrelationID: fmt.Sprint("c-", w), ParticipantID: p.ID,
 				ExpiresAt: time.Now().Add(time.Hour)})
 		})
 		if r.Err != nil {
@@ -66,6 +71,16 @@ func BenchmarkLoadAll(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func openBench(b *testing.B) *store.DB {
+	b.Helper()
+	db, err := store.Open(b.TempDir(), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	return db
 }
 
 func report(b *testing.B, r workload.Result) {

@@ -213,7 +213,6 @@ func (db *DB) Stats() (Stats, error) {
 	start := time.Now()
 	s := Stats{Path: db.path}
 	err := db.view(func(tx *bolt.Tx) error {
-		s.FileSize = tx.Size()
 		err := tx.Bucket(bucketGenerations).ForEach(func(k, v []byte) error {
 			g, err := decodeGeneration(v)
 			if err != nil {

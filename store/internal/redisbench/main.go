@@ -86,7 +86,7 @@ func run(ctx context.Context, redisBin, writersList string, d time.Duration, dir
 		return err
 	}
 	defer rd.Close()
-	fenced, err := store.FencedWriteOp(db, maxW)
+	fenced, err := workload.FencedWrites(db, maxW)
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func run(ctx context.Context, redisBin, writersList string, d time.Duration, dir
 		edge  func(string) func(int, int) error
 	}{
 		{"fenced write (generation check + roster write)", rd.fencedOp, func(string) func(int, int) error { return fenced }},
-		{"one-time nonce (Redis SET NX EX)", rd.nonceOp, func(p string) func(int, int) error { return store.NonceOp(db, p) }},
+		{"one-time nonce (Redis SET NX EX)", rd.nonceOp, func(p string) func(int, int) error { return workload.Nonces(db, p) }},
 	} {
 		rows, err := measure(w.title[:5], w.redis, w.edge)
 		if err != nil {
@@ -154,7 +154,7 @@ func run(ctx context.Context, redisBin, writersList string, d time.Duration, dir
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// startRedis runs redis-server on a free loopback port with AOF on, data in dir, until ctx ends.
+// startRedis runs redis-server on a free loopback port with AOF on and data in dir; CommandContext ends it with ctx.
 func startRedis(ctx context.Context, bin, dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
@@ -180,7 +180,6 @@ func startRedis(ctx context.Context, bin, dir string) (string, error) {
 			_, err = c.Do("PING")
 			c.Close()
 			if err == nil {
-				context.AfterFunc(ctx, func() {}) // the process ends with ctx via CommandContext
 				return addr, nil
 			}
 		}

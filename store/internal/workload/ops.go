@@ -1,14 +1,15 @@
-package store
+package workload
 
 import (
 	"fmt"
 	"time"
+
+	"github.com/edgemc/edgemc/store"
 )
 
-// FencedWriteOp prepares the fenced-write benchmark workload on db: writer w owns meeting "bench-<w>" (acquired and
-// created here) and its i-th call durably rewrites participant i%100 of that meeting. Exported for edgemc's
-// store-versus-Redis comparison program, which runs the same workload against Redis.
-func FencedWriteOp(db *DB, writers int) (func(w, i int) error, error) {
+// FencedWrites prepares the fenced-write workload on db: writer w owns meeting "bench-<w>" (acquired and created
+// here) and its i-th call durably rewrites participant i%100 of that meeting.
+func FencedWrites(db *store.DB, writers int) (func(w, i int) error, error) {
 	gens := make([]uint64, writers)
 	for w := range gens {
 		id := fmt.Sprint("bench-", w)
@@ -16,24 +17,24 @@ func FencedWriteOp(db *DB, writers int) (func(w, i int) error, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := db.PutMeeting(gen, Meeting{ID: id}); err != nil {
+		if err := db.PutMeeting(gen, store.Meeting{ID: id}); err != nil {
 			return nil, err
 		}
 		gens[w] = gen
 	}
 	return func(w, i int) error {
-		return db.PutParticipant(fmt.Sprint("bench-", w), gens[w], BenchParticipant(i))
+		return db.PutParticipant(fmt.Sprint("bench-", w), gens[w], benchParticipant(i))
 	}, nil
 }
 
-// BenchParticipant is the roster entry the fenced-write benchmark writes on its i-th call.
-func BenchParticipant(i int) Participant {
-	return Participant{ID: fmt.Sprint("p-", i%100), UserID: fmt.Sprint("user-", i%100), Name: "Benchmark Participant",
+// benchParticipant is the roster entry the fenced-write workload writes on its i-th call.
+func benchParticipant(i int) store.Participant {
+	return store.Participant{ID: fmt.Sprint("p-", i%100), UserID: fmt.Sprint("user-", i%100), Name: "Benchmark Participant",
 		Role: "participant", Connected: true, JoinedAt: time.Unix(1767225600, 0)}
 }
 
-// NonceOp is the nonce benchmark workload: every call consumes a new nonce of meeting "bench-<w>".
-func NonceOp(db *DB, prefix string) func(w, i int) error {
+// Nonces is the nonce workload: every call consumes a new nonce of meeting "bench-<w>"; prefix keeps runs apart.
+func Nonces(db *store.DB, prefix string) func(w, i int) error {
 	return func(w, i int) error {
 		return db.ConsumeNonce(fmt.Sprint("bench-", w), fmt.Sprint(prefix, "-", i), time.Hour)
 	}

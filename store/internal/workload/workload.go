@@ -1,6 +1,6 @@
 // Package workload drives a write operation from a fixed number of concurrent writers and reports throughput and
-// latency percentiles. edgemc's store benchmarks and the Redis comparison program share it, so both measure the
-// same way.
+// latency percentiles, and defines edgemc's store benchmark workloads. The store's benchmarks and the Redis
+// comparison program share it, so both run and measure the same thing.
 package workload
 
 import (
