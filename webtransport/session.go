@@ -224,9 +224,23 @@ func (s *Session) readFrames(firstDeadline time.Time) error {
 		select {
 		case s.in <- r:
 		case <-s.closing:
-			return ErrSessionClosed
+			return s.undelivered()
 		case <-s.ctx.Done():
-			return ErrSessionClosed
+			return s.undelivered()
+		}
+	}
+}
+
+// undelivered ends reading while a message waits for a Next that may never
+// come. Closed by the server: ErrSessionClosed. Otherwise the stream says
+// how the client's side ended.
+func (s *Session) undelivered() error {
+	if s.local.Load() {
+		return ErrSessionClosed
+	}
+	for {
+		if _, err := ReadFrame(s.str, nil); err != nil {
+			return s.readError(err, false)
 		}
 	}
 }
