@@ -10,6 +10,9 @@ import (
 	"time"
 )
 
+// maxReply bounds a bulk string's length and an array's element count; the benchmark's replies are tiny.
+const maxReply = 1 << 20
+
 // respConn is a minimal RESP2 client: one request at a time on one connection, enough for the benchmark.
 type respConn struct {
 	conn net.Conn
@@ -57,7 +60,7 @@ func (c *respConn) reply() (any, error) {
 	case ':':
 		return strconv.ParseInt(body, 10, 64)
 	case '$':
-		n, err := strconv.Atoi(body)
+		n, err := length(body)
 		if err != nil || n < 0 {
 			return nil, err
 		}
@@ -67,7 +70,7 @@ func (c *respConn) reply() (any, error) {
 		}
 		return string(buf[:n]), nil
 	case '*':
-		n, err := strconv.Atoi(body)
+		n, err := length(body)
 		if err != nil || n < 0 {
 			return nil, err
 		}
@@ -80,4 +83,13 @@ func (c *respConn) reply() (any, error) {
 		return out, nil
 	}
 	return nil, fmt.Errorf("resp: unknown reply type %q", kind)
+}
+
+// length parses a bulk or array length; -1 is RESP's nil.
+func length(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < -1 || n > maxReply {
+		return 0, fmt.Errorf("resp: bad length %q", s)
+	}
+	return n, nil
 }
