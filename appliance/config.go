@@ -52,7 +52,8 @@ type Config struct {
 
 	LogFormat, LogLevel string
 
-	GCBackoffBase, GCBackoffMax, FastHeartbeat, ComprehensiveHeartbeat, FirstFrameTimeout, SweepInterval time.Duration
+	GCBackoffBase, GCBackoffMax, FastHeartbeat, ComprehensiveHeartbeat time.Duration
+	FirstFrameTimeout, SessionIdleTimeout, SweepInterval               time.Duration
 
 	// ConfigFile is the TOML file that was read ("" if none).
 	ConfigFile string
@@ -180,6 +181,8 @@ func settings() []setting {
 			field: func(c *Config) any { return &c.ComprehensiveHeartbeat }},
 		{name: "first-frame-timeout", def: "10s", advanced: true, help: "how long a new session may take to send its join",
 			field: func(c *Config) any { return &c.FirstFrameTimeout }},
+		{name: "session-idle-timeout", def: "15s", advanced: true, help: "how long a silent client connection lives before the participant counts as disconnected",
+			field: func(c *Config) any { return &c.SessionIdleTimeout }},
 		{name: "sweep-interval", def: "10s", advanced: true, help: "how often expired state is removed",
 			field: func(c *Config) any { return &c.SweepInterval }},
 	}

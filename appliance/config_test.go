@@ -79,7 +79,7 @@ func TestDefaults(t *testing.T) {
 		LogFormat: "auto", LogLevel: "info",
 		GCBackoffBase: time.Second, GCBackoffMax: 30 * time.Second,
 		FastHeartbeat: 10 * time.Second, ComprehensiveHeartbeat: 30 * time.Second,
-		FirstFrameTimeout: 10 * time.Second, SweepInterval: 10 * time.Second,
+		FirstFrameTimeout: 10 * time.Second, SessionIdleTimeout: 15 * time.Second, SweepInterval: 10 * time.Second,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)

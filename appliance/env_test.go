@@ -42,6 +42,7 @@ func testConfig(t *testing.T, issuer *authtest.Issuer) Config {
 	cfg.DrainTimeout = 10 * time.Second
 	cfg.FirstFrameTimeout = 2 * time.Second
 	cfg.DisconnectGrace = 30 * time.Second
+	cfg.SessionIdleTimeout = time.Second
 	return cfg
 }
 

@@ -276,11 +276,11 @@ func (m *meeting) join(req joinRequest) (string, *codedError) {
 	}
 	m.participants[p.rec.ID] = p
 	m.order = append(m.order, p.rec.ID)
+	m.publish()
 	m.sendJoinResponse(p, token)
 	m.broadcast(&pb.ServerMessage{Message: &pb.ServerMessage_ParticipantJoined{
 		ParticipantJoined: &pb.ParticipantJoined{Participant: p.wire()},
 	}}, p.rec.ID)
-	m.publish()
 	m.log.Info("participant joined", "participant", p.rec.ID, "role", p.rec.Role)
 	return p.rec.ID, nil
 }
@@ -346,8 +346,8 @@ func (m *meeting) reattach(p *participant, conn peer) *codedError {
 		old.Close(closeReplaced, "replaced by a newer session")
 	}
 	m.c.metrics.Reconnection("recovered")
-	m.sendJoinResponse(p, token)
 	m.publish()
+	m.sendJoinResponse(p, token)
 	m.log.Info("participant reconnected", "participant", p.rec.ID)
 	return nil
 }

@@ -236,24 +236,39 @@ func TestCapacity(t *testing.T) {
 func TestSlowReaderDoesNotDelayOthers(t *testing.T) {
 	e := newEnv(t)
 	e.assign("m1")
-	host := e.join("m1", "host", "host")
-	fast := e.join("m1", "fast", "participant")
-	slow := e.join("m1", "slow", "participant")
-	_ = slow // never reads again
-	host.until("slow joined", isJoined(slow.resp.ParticipantId))
+	fast := e.join("m1", "fast", "host")
+	slow := e.join("m1", "slow", "participant") // never reads again
 	fast.until("slow joined", isJoined(slow.resp.ParticipantId))
 	// Far more updates than the slow client's queue and flow-control window
 	// hold: the fast one gets every one of them, the slow one is dropped.
 	const n = 3000
-	for i := range n {
-		host.send(&pb.ClientMessage{Message: &pb.ClientMessage_MuteRequest{MuteRequest: &pb.MuteRequest{AudioMuted: i%2 == 0}}})
-	}
+	sent := make(chan error, 1)
+	go func() {
+		for i := range n {
+			if err := fast.Send(&pb.ClientMessage{Message: &pb.ClientMessage_MuteRequest{MuteRequest: &pb.MuteRequest{AudioMuted: i%2 == 0}}}); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
 	got := 0
 	fast.until("all updates", func(m *pb.ServerMessage) bool {
-		if m.GetParticipantMuteUpdate().GetParticipantId() == host.resp.ParticipantId {
+		if m.GetParticipantMuteUpdate().GetParticipantId() == fast.resp.ParticipantId {
 			got++
 		}
 		return got == n
+	})
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "slow client dropped", func() bool {
+		for _, p := range e.a.ctrl.Snapshots()[0].Participants {
+			if p.ID == slow.resp.ParticipantId {
+				return !p.Connected
+			}
+		}
+		return false
 	})
 }
 

@@ -142,6 +142,7 @@ func newAppliance(cfg Config, opts RunOptions) (a *appliance, err error) {
 		Addr:              cfg.WebTransportListen,
 		TLSConfig:         a.certs.TLSConfig(),
 		FirstFrameTimeout: cfg.FirstFrameTimeout,
+		IdleTimeout:       cfg.SessionIdleTimeout,
 		MaxSessions:       int(cfg.MaxParticipants) + int(cfg.MaxParticipants)/10 + 64,
 		Logger:            a.log.With("component", "webtransport"),
 		Observer:          a.metrics,

@@ -3,6 +3,7 @@ package appliance
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/edgemc/edgemc/webtransport"
@@ -175,3 +176,6 @@ func (c *Controller) ended(m *meeting, pid string, s session, err error) {
 	}
 	m.do(ctx, func() { m.disconnected(pid, s.ID()) })
 }
+
+// cleanClose reports whether a session ended because its client closed it.
+func cleanClose(err error) bool { return errors.Is(err, io.EOF) }
