@@ -2,51 +2,24 @@ package packaging
 
 import (
 	"bufio"
+	"flag"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/BurntSushi/toml"
+	"github.com/edgemc/edgemc/appliance"
 )
-
-// setting is one edgemc setting as the config file documents it.
-type setting struct {
-	name string
-	// def is the default as a TOML value; "" when it is computed at start
-	// (from the host name), in which case the file shows an example.
-	def string
-}
-
-// settings lists every edgemc setting with its default.
-var settings = []setting{
-	{"id", ""},
-	{"region", `"local"`},
-	{"data-dir", `"./edgemc-data"`},
-	{"webtransport-listen", `":4433"`},
-	{"webtransport-advertise", ""},
-	{"grpc-listen", `":50052"`},
-	{"grpc-advertise", ""},
-	{"http-listen", `"127.0.0.1:8081"`},
-	{"gc-url", `""`},
-	{"gc-token-file", `""`},
-	{"jwks-url", `""`},
-	{"jwt-public-key", `""`},
-	{"max-meetings", "1000"},
-	{"max-participants", "10000"},
-	{"tls-cert", `""`},
-	{"tls-key", `""`},
-	{"drain-timeout", `"30s"`},
-	{"disconnect-grace", `"30s"`},
-	{"status-token-file", `""`},
-	{"binding-secret-file", `""`},
-	{"log-format", `"auto"`},
-	{"log-level", `"info"`},
-}
 
 // packageDataDir is the data-dir the package sets, the unit's state directory.
 const packageDataDir = "/var/lib/edgemc"
+
+// hostPlaceholder stands for the host name in a default (see appliance.SettingInfo).
+const hostPlaceholder = "<host>"
 
 func readSource(t *testing.T, name string) string {
 	t.Helper()
@@ -57,10 +30,29 @@ func readSource(t *testing.T, name string) string {
 	return string(b)
 }
 
+// tomlLiteral is a setting's default as the config file writes it.
+func tomlLiteral(def string) string {
+	if _, err := strconv.ParseUint(def, 10, 32); err == nil {
+		return def
+	}
+	return strconv.Quote(def)
+}
+
+func settingDefault(t *testing.T, name string) string {
+	t.Helper()
+	for _, s := range appliance.Settings() {
+		if s.Name == name {
+			return s.Default
+		}
+	}
+	t.Fatalf("edgemc has no setting %s", name)
+	return ""
+}
+
 var assignment = regexp.MustCompile(`^(#?)([a-z-]+) = (.*)$`)
 
-// TestConfigFile checks that edgemc.toml shows every setting commented out
-// with its default, sets only data-dir, and is valid TOML either way.
+// TestConfigFile checks that edgemc.toml shows every setting of edgemc
+// commented out with its default and sets only data-dir.
 func TestConfigFile(t *testing.T) {
 	src := readSource(t, "edgemc.toml")
 
@@ -84,62 +76,79 @@ func TestConfigFile(t *testing.T) {
 			t.Errorf("edgemc.toml shows %s twice", m[2])
 		}
 		shown[m[2]] = m[3]
-		if m[1] == "#" {
-			uncommented.WriteString(m[2] + " = " + m[3] + "\n")
-		}
-	}
-	// Uncommented, the examples must be valid TOML of the right types.
-	var all map[string]any
-	if _, err := toml.Decode(uncommented.String(), &all); err != nil {
-		t.Errorf("commented settings are not valid TOML: %v", err)
+		uncommented.WriteString(m[2] + " = " + m[3] + "\n")
 	}
 
-	for _, s := range settings {
-		got, ok := shown[s.name]
+	for _, s := range appliance.Settings() {
+		got, ok := shown[s.Name]
+		delete(shown, s.Name)
 		switch {
 		case !ok:
-			t.Errorf("edgemc.toml does not show %s", s.name)
-		case s.name == "data-dir":
-			if got != `"`+packageDataDir+`"` || !strings.Contains(src, "Default: "+s.def) {
-				t.Errorf("data-dir = %s, want %q with its default %s in a comment", got, packageDataDir, s.def)
+			t.Errorf("edgemc.toml does not show %s", s.Name)
+		case strings.Contains(s.Default, hostPlaceholder) || s.Name == "data-dir":
+			// An example (or the package's value) is shown; the default is in the comment.
+			if !strings.Contains(src, "Default: "+tomlLiteral(s.Default)) {
+				t.Errorf("edgemc.toml: %s: no comment saying Default: %s", s.Name, tomlLiteral(s.Default))
 			}
-		case s.def == "":
-			if !strings.Contains(src, "Default: ") {
-				t.Errorf("%s: no default described", s.name)
-			}
-		case got != s.def:
-			t.Errorf("edgemc.toml shows %s = %s, want the default %s", s.name, got, s.def)
+		case got != tomlLiteral(s.Default):
+			t.Errorf("edgemc.toml shows %s = %s, want the default %s", s.Name, got, tomlLiteral(s.Default))
 		}
-		delete(shown, s.name)
 	}
 	for name := range shown {
-		t.Errorf("edgemc.toml shows unknown setting %s", name)
+		t.Errorf("edgemc.toml shows %s, which is no setting of edgemc", name)
+	}
+
+	// edgemc itself loads the file with every line uncommented, and the
+	// result is its defaults but for the shown examples.
+	dir := t.TempDir()
+	load := func(name, body string) appliance.Config {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		noEnv := func(string) string { return "" }
+		cfg, err := appliance.LoadConfig(flag.NewFlagSet(name, flag.ContinueOnError), []string{"--config", path}, noEnv, nil)
+		if err != nil {
+			t.Fatalf("edgemc cannot load %s: %v", name, err)
+		}
+		cfg.ConfigFile = ""
+		return cfg
+	}
+	defaults := load("empty.toml", "")
+	load("edgemc.toml", src)
+	all := load("uncommented.toml", uncommented.String())
+	all.ID, all.WebTransportAdvertise, all.GRPCAdvertise, all.DataDir = defaults.ID, defaults.WebTransportAdvertise, defaults.GRPCAdvertise, defaults.DataDir
+	if !reflect.DeepEqual(all, defaults) {
+		t.Errorf("edgemc.toml uncommented loads as\n%+v\nnot the defaults\n%+v", all, defaults)
 	}
 }
 
 // TestManPage checks that edgemc.1 documents every setting with its default.
 func TestManPage(t *testing.T) {
+	roff := func(s string) string { return strings.ReplaceAll(s, "-", `\-`) }
 	src := readSource(t, "edgemc.1")
 	entries := strings.Split(src, "\n.TP\n")
-	for _, s := range settings {
-		flag := `\-\-` + strings.ReplaceAll(s.name, "-", `\-`)
+	for _, s := range appliance.Settings() {
 		var entry string
 		for _, e := range entries {
-			if strings.HasPrefix(e, ".BI "+flag+" ") {
+			if strings.HasPrefix(e, ".BI "+roff("--"+s.Name)+" ") {
 				entry = e
 				break
 			}
 		}
-		if entry == "" {
-			t.Errorf("edgemc.1 has no entry for --%s", s.name)
-			continue
+		want := "Default"
+		if s.Default != "" && !strings.Contains(s.Default, hostPlaceholder) {
+			want = roff(s.Default)
 		}
-		if !strings.Contains(entry, "Default") {
-			t.Errorf("edgemc.1: --%s entry gives no default", s.name)
+		if entry == "" {
+			t.Errorf("edgemc.1 has no entry for --%s", s.Name)
+		} else if !strings.Contains(entry, "Default") || !strings.Contains(entry, want) {
+			t.Errorf("edgemc.1: --%s entry does not give its default %s:\n%s", s.Name, want, entry)
 		}
 	}
 	for _, word := range []string{"EDGEMC_", "SIGTERM", "/etc/edgemc/edgemc.toml", "/etc/edgemc/edgemc.env", packageDataDir} {
-		if !strings.Contains(src, strings.ReplaceAll(word, "-", `\-`)) {
+		if !strings.Contains(src, roff(word)) {
 			t.Errorf("edgemc.1 does not mention %s", word)
 		}
 	}
@@ -148,8 +157,8 @@ func TestManPage(t *testing.T) {
 // TestEnvFile checks that edgemc.env only names real settings.
 func TestEnvFile(t *testing.T) {
 	known := map[string]bool{}
-	for _, s := range settings {
-		known["EDGEMC_"+strings.ToUpper(strings.ReplaceAll(s.name, "-", "_"))] = true
+	for _, s := range appliance.Settings() {
+		known[s.Env] = true
 	}
 	vars := regexp.MustCompile(`(?m)^#?(EDGEMC_[A-Z_]+)=`).FindAllStringSubmatch(readSource(t, "edgemc.env"), -1)
 	if len(vars) == 0 {

@@ -52,17 +52,6 @@ func (u unitFile) one(t *testing.T, section, key string) string {
 	return vs[0]
 }
 
-func defaultOf(t *testing.T, name string) string {
-	t.Helper()
-	for _, s := range settings {
-		if s.name == name {
-			return strings.Trim(s.def, `"`)
-		}
-	}
-	t.Fatalf("no setting %s", name)
-	return ""
-}
-
 // TestUnitSettings checks the unit's promises: readiness, user, state,
 // restarts, a stop that outlasts the drain, and the hardening asked for.
 func TestUnitSettings(t *testing.T) {
@@ -93,7 +82,7 @@ func TestUnitSettings(t *testing.T) {
 		t.Errorf("WantedBy=%s", got)
 	}
 
-	drain, err := time.ParseDuration(defaultOf(t, "drain-timeout"))
+	drain, err := time.ParseDuration(settingDefault(t, "drain-timeout"))
 	if err != nil {
 		t.Fatal(err)
 	}
