@@ -5,7 +5,9 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN := bin/edgemc
 
-.PHONY: help build run test test-short vet proto bench bench-store bench-signaling fuzz faults package test-package clean
+.PHONY: help build run test proto bench bench-store bench-signaling fuzz faults package test-package clean
+
+PKG_ARCHES := amd64 arm64
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -27,6 +29,18 @@ proto: ## regenerate the protobuf Go code (protoc 3.21.12, protoc-gen-go v1.36.1
 		--go_out=. --go_opt=paths=source_relative \
 		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
 		gc/internalpb/internal.proto webtransport/signalingpb/signaling.proto
+
+bench-store: ## fenced durable writes and nonces: edgemc's store vs redis-server (Lua, appendfsync always/everysec)
+	$(GO) run ./store/internal/redisbench -duration 3s -writers 1,8,64
+
+package: ## .deb and .rpm for amd64 and arm64 in dist/ (nfpm)
+	for arch in $(PKG_ARCHES); do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/edgemc-linux-$$arch ./cmd/edgemc || exit 1; \
+	done
+	packaging/build.sh '$(VERSION)' dist
+
+test-package: package ## build the packages, inspect them and (as root) install, run and purge the .deb
+	EDGEMC_PACKAGES_DIR=$(CURDIR)/dist EDGEMC_INSTALL_TEST=1 $(GO) test -race -count=1 ./packaging/
 
 clean: ## remove build outputs
 	rm -rf bin dist
