@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgemc/edgemc/gc/auth/authtest"
 )
 
 // edgemcBin is the binary TestMain built; set once before any test runs.
@@ -360,8 +362,19 @@ func TestE2EBadSettingExitsTwoWithOneLine(t *testing.T) {
 	}
 }
 
+// writeJWTKey writes the issuer's public key as a PEM file and returns the
+// --jwt-public-key flag for it; serve needs a token key (or jwks-url).
+func writeJWTKey(t *testing.T, issuer *authtest.Issuer) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "jwt.pem")
+	if err := os.WriteFile(path, issuer.PublicKeyPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return "--jwt-public-key=" + path
+}
+
 func TestE2EServeReadyAndSIGTERM(t *testing.T) {
-	p := startEdgemc(t, append([]string{"serve"}, loopbackArgs()...))
+	p := startEdgemc(t, append([]string{"serve", writeJWTKey(t, authtest.NewIssuer())}, loopbackArgs()...))
 	ready := p.WaitReady()
 	if ready.Str("version") != e2eVersion {
 		t.Errorf("ready line version %q, want %q", ready.Str("version"), e2eVersion)

@@ -190,7 +190,6 @@ func (c cli) runAppliance(ctx context.Context, name string, args []string, lab b
 		log.Error("edgemc failed", "err", err)
 		return exitFailure
 	}
-	log.Info("edgemc stopped")
 	return exitOK
 }
 
