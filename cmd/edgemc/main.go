@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/edgemc/edgemc/appliance"
 )
@@ -193,33 +194,45 @@ func (c cli) runAppliance(ctx context.Context, name string, args []string, lab b
 	return exitOK
 }
 
+// signalRepeat is how soon after the first signal a repeat counts as the
+// same event: some senders (timeout(1), a kill of the process group after
+// one of the process) deliver one stop request twice.
+const signalRepeat = 500 * time.Millisecond
+
 // signalContext is cancelled by the first SIGINT or SIGTERM, which starts
 // the drain; a second one exits at once with exitFailure. The returned stop
 // releases the signals.
 func (c cli) signalContext(parent context.Context, log *slog.Logger) (context.Context, context.CancelFunc) {
-	return notifyTwice(parent, log, c.exit, syscall.SIGINT, syscall.SIGTERM)
+	return notifyTwice(parent, log, c.exit, signalRepeat, syscall.SIGINT, syscall.SIGTERM)
 }
 
-// notifyTwice is signalContext for any signals (tests use SIGUSR1). Every
-// signal reaches both channels, so the second is never lost to a race with
-// the first.
-func notifyTwice(parent context.Context, log *slog.Logger, exit func(int), sigs ...os.Signal) (context.Context, context.CancelFunc) {
+// notifyTwice is signalContext for any signals and repeat window (tests use
+// SIGUSR1). Every signal reaches both channels, so none is lost to a race
+// between the context and the counter.
+func notifyTwice(parent context.Context, log *slog.Logger, exit func(int), repeat time.Duration, sigs ...os.Signal) (context.Context, context.CancelFunc) {
 	ctx, stopCtx := signal.NotifyContext(parent, sigs...)
 	seen := make(chan os.Signal, 2)
 	signal.Notify(seen, sigs...)
 	done := make(chan struct{})
 	go func() {
-		select {
-		case s := <-seen:
-			log.Info("signal received: draining; a second signal exits at once", "signal", s.String())
-		case <-done:
-			return
-		}
-		select {
-		case s := <-seen:
-			log.Error("second signal received: exiting without finishing the drain", "signal", s.String())
-			exit(exitFailure)
-		case <-done:
+		var first time.Time
+		for {
+			select {
+			case s := <-seen:
+				switch {
+				case first.IsZero():
+					first = time.Now()
+					log.Info("signal received: draining; a second signal exits at once", "signal", s.String())
+				case time.Since(first) < repeat:
+					log.Debug("repeated signal ignored", "signal", s.String(), "after", time.Since(first).String())
+				default:
+					log.Error("second signal received: exiting without finishing the drain", "signal", s.String())
+					exit(exitFailure)
+					return
+				}
+			case <-done:
+				return
+			}
 		}
 	}()
 	return ctx, func() {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/edgemc/edgemc/appliance"
 )
@@ -140,34 +141,68 @@ func TestLogFormatAuto(t *testing.T) {
 	}
 }
 
+// msgHandler sends every log message to a channel.
+type msgHandler chan string
+
+func (h msgHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h msgHandler) Handle(_ context.Context, r slog.Record) error {
+	h <- r.Message
+	return nil
+}
+func (h msgHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h msgHandler) WithGroup(string) slog.Handler      { return h }
+
 // TestSecondSignalExits drives notifyTwice with SIGUSR1 (so the test
 // process is never at risk from SIGINT/SIGTERM).
 func TestSecondSignalExits(t *testing.T) {
-	exited := make(chan int, 1)
-	ctx, stop := notifyTwice(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)),
-		func(code int) { exited <- code }, syscall.SIGUSR1)
-	defer stop()
+	for _, tc := range []struct {
+		name   string
+		repeat time.Duration
+		want   []string // log messages after the second signal
+	}{
+		{"second signal exits", 0, []string{"second signal received: exiting without finishing the drain"}},
+		{"a quick repeat is the same signal", time.Hour, []string{"repeated signal ignored"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msgs := make(msgHandler, 4)
+			exited := make(chan int, 1)
+			ctx, stop := notifyTwice(context.Background(), slog.New(msgs), func(code int) { exited <- code }, tc.repeat, syscall.SIGUSR1)
+			defer stop()
+			self, err := os.FindProcess(os.Getpid())
+			if err != nil {
+				t.Fatal(err)
+			}
 
-	self, err := os.FindProcess(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	self.Signal(syscall.SIGUSR1)
-	<-ctx.Done()
-	select {
-	case code := <-exited:
-		t.Fatalf("exit(%d) after the first signal", code)
-	default:
-	}
-	self.Signal(syscall.SIGUSR1)
-	if code := <-exited; code != exitFailure {
-		t.Errorf("second signal: exit(%d), want %d", code, exitFailure)
+			self.Signal(syscall.SIGUSR1)
+			<-ctx.Done()
+			if m := <-msgs; !strings.HasPrefix(m, "signal received: draining") {
+				t.Errorf("first signal logged %q", m)
+			}
+			self.Signal(syscall.SIGUSR1)
+			for _, want := range tc.want {
+				if m := <-msgs; m != want {
+					t.Errorf("second signal logged %q, want %q", m, want)
+				}
+			}
+			if tc.repeat == 0 {
+				if code := <-exited; code != exitFailure {
+					t.Errorf("exit(%d), want %d", code, exitFailure)
+				}
+				return
+			}
+			// The repeat was logged as ignored, so exit was not called.
+			select {
+			case code := <-exited:
+				t.Errorf("exit(%d) after a repeated signal", code)
+			default:
+			}
+		})
 	}
 }
 
 func TestStopReleasesSignals(t *testing.T) {
 	ctx, stop := notifyTwice(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)),
-		func(code int) { t.Errorf("exit(%d) after stop", code) }, syscall.SIGUSR1)
+		func(code int) { t.Errorf("exit(%d) after stop", code) }, 0, syscall.SIGUSR1)
 	stop()
 	if ctx.Err() == nil {
 		t.Error("stop did not cancel the context")
