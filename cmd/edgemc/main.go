@@ -128,7 +128,7 @@ func buildVersion() string {
 
 func (c cli) version(_ context.Context, args []string) int {
 	if len(args) > 0 {
-		return c.usageError(fmt.Errorf("version takes no arguments"))
+		return c.usageError(errors.New("version takes no arguments"))
 	}
 	fmt.Fprintf(c.stdout, "edgemc %s (%s %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return exitOK
