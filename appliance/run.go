@@ -69,19 +69,24 @@ type appliance struct {
 	sys       gc.SystemSampler
 }
 
-func newAppliance(cfg Config, opts RunOptions) (a *appliance, err error) {
-	a = &appliance{cfg: cfg, opts: opts, log: opts.Logger, started: time.Now(), sys: gc.NewGopsutilSampler()}
-	defer func() {
-		if err != nil {
-			a.close()
-		}
-	}()
+func newAppliance(cfg Config, opts RunOptions) (*appliance, error) {
+	a := &appliance{cfg: cfg, opts: opts, log: opts.Logger, started: time.Now(), sys: gc.NewGopsutilSampler()}
+	if err := a.init(); err != nil {
+		a.close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// init opens and builds every part; close undoes what was done.
+func (a *appliance) init() (err error) {
+	cfg, opts := a.cfg, a.opts
 	a.registry = prometheus.NewRegistry()
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = web.NewMetrics(a.registry)
 
 	if a.statusTok, err = readSecretFile(cfg.StatusTokenFile, "status-token-file"); err != nil {
-		return nil, err
+		return err
 	}
 	a.db, err = store.Open(cfg.DataDir, store.Options{
 		SweepInterval: cfg.SweepInterval,
@@ -89,26 +94,26 @@ func newAppliance(cfg Config, opts RunOptions) (a *appliance, err error) {
 		Observe:       a.metrics.StoreOp,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open state in %s: %w", cfg.DataDir, err)
+		return fmt.Errorf("open state in %s: %w", cfg.DataDir, err)
 	}
 	secret, err := loadBindingSecret(cfg.BindingSecretFile, cfg.DataDir)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	b, err := newBinder(secret)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if opts.Lab {
 		if a.lab, err = startLab(a.log.With("component", "lab")); err != nil {
-			return nil, err
+			return err
 		}
 		cfg.JWKSURL, cfg.JWTPublicKey = a.lab.jwksURL, ""
 		cfg.GCURL, cfg.GCTokenFile = a.lab.gcAddr, ""
 		a.cfg = cfg
 	}
 	if a.verifier, err = newVerifier(cfg, a.log); err != nil {
-		return nil, err
+		return err
 	}
 	if cfg.TLSCert != "" {
 		a.certs, err = webtransport.NewFileCertManager(cfg.TLSCert, cfg.TLSKey)
@@ -116,7 +121,7 @@ func newAppliance(cfg Config, opts RunOptions) (a *appliance, err error) {
 		a.certs, err = webtransport.NewSelfSignedManager(cfg.DataDir, a.log.With("component", "cert"))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("webtransport certificate: %w", err)
+		return fmt.Errorf("webtransport certificate: %w", err)
 	}
 	ctrlCtx, stop := context.WithCancel(context.Background())
 	a.stopCtrl = stop
@@ -127,16 +132,16 @@ func newAppliance(cfg Config, opts RunOptions) (a *appliance, err error) {
 	}, a.log.With("component", "controller"), a.db, a.verifier, b, a.metrics)
 	n, err := a.ctrl.recover()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if n > 0 {
 		a.log.Info("recovered meetings from the store", "meetings", n)
 	}
 	if a.grpcLis, err = net.Listen("tcp", cfg.GRPCListen); err != nil {
-		return nil, fmt.Errorf("grpc-listen %s: %w", cfg.GRPCListen, err)
+		return fmt.Errorf("grpc-listen %s: %w", cfg.GRPCListen, err)
 	}
 	if a.httpLis, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
-		return nil, fmt.Errorf("http-listen %s: %w", cfg.HTTPListen, err)
+		return fmt.Errorf("http-listen %s: %w", cfg.HTTPListen, err)
 	}
 	a.wt, err = webtransport.NewServer(webtransport.ServerConfig{
 		Addr:              cfg.WebTransportListen,
@@ -148,7 +153,7 @@ func newAppliance(cfg Config, opts RunOptions) (a *appliance, err error) {
 		Observer:          a.metrics,
 	}, a.ctrl)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if cfg.GCURL != "" {
 		a.link, err = gc.NewLink(gc.LinkConfig{
@@ -168,11 +173,11 @@ func newAppliance(cfg Config, opts RunOptions) (a *appliance, err error) {
 			Observer:              a.metrics,
 		}, a.ctrl, a.sys)
 		if err != nil {
-			return nil, fmt.Errorf("gc link: %w", err)
+			return fmt.Errorf("gc link: %w", err)
 		}
 		a.ctrl.SetNotifier(a.link)
 	}
-	return a, nil
+	return nil
 }
 
 // grpcAdvertise is the endpoint the GC is told to call; in lab mode the
@@ -280,6 +285,9 @@ func (a *appliance) drain(grpcSrv *grpc.Server) error {
 func (a *appliance) close() {
 	if a.stopCtrl != nil {
 		a.stopCtrl()
+	}
+	if a.link != nil {
+		a.link.Close()
 	}
 	if a.lab != nil {
 		a.lab.close()
