@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -117,6 +118,8 @@ func (h *handler) page(name string) http.Handler {
 // see arrays.
 func (h *handler) snapshot(ctx context.Context) Status {
 	s := h.src.Status(ctx)
+	// Clone before filling in: the source may share its slices.
+	s.Meetings = slices.Clone(s.Meetings)
 	if s.Meetings == nil {
 		s.Meetings = []Meeting{}
 	}

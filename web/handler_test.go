@@ -2,9 +2,11 @@ package web
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,8 +21,16 @@ const statusToken = "status-token-9f8e7d6c5b4a"
 
 func newServer(t *testing.T, opts Options, src StatusSource) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(NewHandler(opts, src))
-	t.Cleanup(srv.Close)
+	// Requests derive from a context that ends before Close, as in the
+	// appliance, so that open event streams do not hold Close up.
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := httptest.NewUnstartedServer(NewHandler(opts, src))
+	srv.Config.BaseContext = func(net.Listener) context.Context { return ctx }
+	srv.Start()
+	t.Cleanup(func() {
+		cancel()
+		srv.Close()
+	})
 	return srv
 }
 

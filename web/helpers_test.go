@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -15,7 +16,12 @@ type fakeSource struct {
 func (f *fakeSource) Status(context.Context) Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.s
+	s := f.s
+	s.Meetings = slices.Clone(s.Meetings)
+	for i := range s.Meetings {
+		s.Meetings[i].Participants = slices.Clone(s.Meetings[i].Participants)
+	}
+	return s
 }
 
 func (f *fakeSource) update(fn func(*Status)) {
