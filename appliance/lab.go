@@ -68,12 +68,15 @@ func (l *lab) run(ctx context.Context, mcAddr, wtURL string) error {
 	})
 	g.Go(func() error { return l.gc.Serve(ctx, l.gcLis) })
 	g.Go(func() error {
+		// Keep the demo meeting assigned: at start, and again after it ends.
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
-			token := l.issuer.ServiceToken("lab-gc", "global-controller")
-			if err := l.gc.AssignDemo(ctx, mcAddr, DemoMeetingID, token); err != nil && ctx.Err() == nil {
-				l.log.Debug("demo meeting not assigned yet", "err", err)
+			if !l.demoHeld() {
+				token := l.issuer.ServiceToken("lab-gc", "global-controller")
+				if err := l.gc.AssignDemo(ctx, mcAddr, DemoMeetingID, token); err != nil && ctx.Err() == nil {
+					l.log.Debug("demo meeting not assigned yet", "err", err)
+				}
 			}
 			select {
 			case <-ctx.Done():
@@ -85,6 +88,17 @@ func (l *lab) run(ctx context.Context, mcAddr, wtURL string) error {
 	l.log.Warn("LAB MODE: development GC and token issuer running on loopback; not for production",
 		"gc", l.gcAddr, "jwks", l.jwksURL, "webtransport", wtURL)
 	return g.Wait()
+}
+
+// demoHeld reports whether the development GC has the demo meeting assigned
+// and not ended.
+func (l *lab) demoHeld() bool {
+	for _, m := range l.gc.Status().Meetings {
+		if m.ID == DemoMeetingID {
+			return m.Accepted && !m.Ended
+		}
+	}
+	return false
 }
 
 func (l *lab) close() {
