@@ -27,7 +27,7 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Lab enables the lab-mode demo routes when not nil.
 	Lab Lab
-	// Logger defaults to slog.Default().
+	// Logger receives errors; nil discards them.
 	Logger *slog.Logger
 	// EventInterval is how often the live stream re-reads the status and
 	// pushes it when it changed. Defaults to 2 s.
@@ -58,6 +58,10 @@ type handler struct {
 //	GET /assets/...            embedded CSS and JavaScript
 //	GET /lab/join              demo join page (lab mode, status token)
 //	GET /lab/api/join-info     join details for the demo (lab mode, loopback only, status token)
+//
+// The event stream lasts as long as its request context: serve the handler
+// with http.Server.BaseContext returning the appliance's lifetime context so
+// that http.Server.Shutdown is not held up by open status pages.
 func NewHandler(opts Options, src StatusSource) http.Handler {
 	assets, err := fs.Sub(assetFS, "assets")
 	if err != nil {
@@ -73,7 +77,7 @@ func NewHandler(opts Options, src StatusSource) http.Handler {
 		assets:    assets,
 	}
 	if h.log == nil {
-		h.log = slog.Default()
+		h.log = slog.New(slog.DiscardHandler)
 	}
 	if h.interval <= 0 {
 		h.interval = 2 * time.Second

@@ -46,17 +46,17 @@ type joinInfoBody struct {
 	Name       string `json:"name"`
 }
 
-// ErrBadJoinQuery is returned by parseJoinQuery for an unusable role or name.
-var ErrBadJoinQuery = errors.New("bad join-info query")
+// errBadJoinQuery is returned by parseJoinQuery for an unusable role or name.
+var errBadJoinQuery = errors.New("bad join-info query")
 
 // parseJoinQuery validates the role and display name of a join-info request.
 func parseJoinQuery(role, name string) (string, string, error) {
 	if role != RoleHost && role != RoleParticipant {
-		return "", "", ErrBadJoinQuery
+		return "", "", errBadJoinQuery
 	}
 	name = strings.TrimSpace(name)
 	if name == "" || len(name) > MaxNameBytes || !utf8.ValidString(name) {
-		return "", "", ErrBadJoinQuery
+		return "", "", errBadJoinQuery
 	}
 	return role, name, nil
 }
