@@ -203,9 +203,13 @@ func (a *appliance) run(ctx context.Context) error {
 	})
 	g.Go(func() error { return a.wt.ListenAndServe(gctx) })
 	g.Go(func() error { return a.certs.Run(gctx) })
+	// Requests (the status page's event streams among them) end with the run.
+	httpCtx, cancelHTTP := context.WithCancel(runCtx)
+	defer cancelHTTP()
 	httpSrv := &http.Server{
 		Handler:           web.NewHandler(web.Options{StatusToken: a.statusTok, Registry: a.registry, Lab: a.labHandle(), Logger: a.log}, a),
 		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return httpCtx },
 	}
 	g.Go(func() error {
 		if err := httpSrv.Serve(a.httpLis); !errors.Is(err, http.ErrServerClosed) {
@@ -239,6 +243,7 @@ func (a *appliance) run(ctx context.Context) error {
 	}
 	daemon.SdNotify(false, daemon.SdNotifyStopping)
 	drainErr := a.drain(grpcSrv)
+	cancelHTTP()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	httpSrv.Shutdown(shutdownCtx)

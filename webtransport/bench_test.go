@@ -91,7 +91,9 @@ type benchTarget struct {
 	opts webtransport.DialOptions
 }
 
-func startBareEcho(b *testing.B) benchTarget {
+func startBareEcho(b *testing.B) benchTarget { return startBareEchoT(b) }
+
+func startBareEchoT(b testing.TB) benchTarget {
 	ci, err := webtransport.LoadOrCreateSelfSigned(b.TempDir(), time.Now())
 	if err != nil {
 		b.Fatal(err)

@@ -7,6 +7,7 @@ package wtbench
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -76,14 +77,15 @@ func (b *BareEcho) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	buf := make([]byte, 0, 512)
+	var in, out []byte
 	for {
-		payload, err := webtransport.ReadFrame(str, buf)
+		payload, err := webtransport.ReadFrame(str, in)
 		if err != nil {
 			break
 		}
-		// The frame is still contiguous in buf: header then payload.
-		if _, err := str.Write(buf[:4+len(payload)]); err != nil {
+		in = payload
+		out = append(binary.BigEndian.AppendUint32(out[:0], uint32(len(payload))), payload...)
+		if _, err := str.Write(out); err != nil {
 			break
 		}
 	}
