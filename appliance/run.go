@@ -234,6 +234,7 @@ func (a *appliance) run(ctx context.Context) error {
 		"cert_sha256", fmt.Sprintf("%x", cert.SHA256), "gc", a.cfg.GCURL != "")
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 	g.Go(func() error { watchdog(gctx); return nil })
+	g.Go(func() error { a.refreshGauges(gctx); return nil })
 
 	select {
 	case <-ctx.Done():
@@ -305,6 +306,22 @@ func (a *appliance) close() {
 	if a.db != nil {
 		if err := a.db.Close(); err != nil {
 			a.log.Error("close store", "err", err)
+		}
+	}
+}
+
+// refreshGauges keeps the metrics that are states, not events, current.
+func (a *appliance) refreshGauges(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		l := a.ctrl.Load()
+		a.metrics.SetActive(int(l.CurrentMeetings), int(l.CurrentParticipants))
+		a.metrics.SetRegistered(a.link != nil && a.link.Status().Registered)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }
