@@ -142,10 +142,12 @@ func TestRestartRecoversSessions(t *testing.T) {
 	alice.until("bob joined", isJoined(bob.resp.ParticipantId))
 	gen := e.a.ctrl.Snapshots()[0].Generation
 
-	e.stop() // drain: sessions closed with going-away, bindings kept
+	stopped := make(chan struct{})
+	go func() { e.stop(); close(stopped) }() // drain: sessions closed with going-away, bindings kept
 	if c := alice.expectClosed(); c.Code != closeGoingAway {
 		t.Fatalf("drain closed the session with %d %q", c.Code, c.Reason)
 	}
+	<-stopped
 
 	e2 := startEnv(t, issuer, cfg)
 	snaps := e2.a.ctrl.Snapshots()

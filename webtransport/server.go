@@ -100,6 +100,7 @@ func (nopObserver) SlowClientDropped()    {}
 func signalingQUICConfig(idle time.Duration) *quic.Config {
 	return &quic.Config{
 		MaxIdleTimeout:                   idle,
+		KeepAlivePeriod:                  idle / 3, // a silent browser stays connected; a lost one is noticed
 		InitialStreamReceiveWindow:       80 << 10,
 		MaxStreamReceiveWindow:           256 << 10,
 		InitialConnectionReceiveWindow:   128 << 10,
