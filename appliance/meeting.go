@@ -186,6 +186,7 @@ func (m *meeting) abort(code pb.ErrorCode, msg string) {
 	for _, p := range m.participants {
 		if p.conn != nil {
 			sendError(p.conn, code, msg)
+			p.conn.Close(closeError, msg)
 		}
 	}
 	m.c.participants.Add(-int64(len(m.participants)))

@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"strings"
 	"testing"
@@ -280,5 +281,25 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestMeetingPanicIsContained(t *testing.T) {
+	e := newEnv(t)
+	e.assign("m1")
+	e.assign("m2")
+	alice := e.join("m1", "alice", "host")
+	other := e.join("m2", "carol", "host")
+	m := e.a.ctrl.lookup("m1")
+	if err := m.post(context.Background(), func() { panic("injected") }); err != nil {
+		t.Fatal(err)
+	}
+	alice.expectError(pb.ErrorCode_INTERNAL_ERROR)
+	alice.expectClosed()
+	// The process and the other meeting carry on.
+	other.send(&pb.ClientMessage{Message: &pb.ClientMessage_MuteRequest{MuteRequest: &pb.MuteRequest{AudioMuted: true}}})
+	other.until("mute update", isMuteUpdate(other.resp.ParticipantId))
+	if e.a.ctrl.lookup("m1") != nil {
+		t.Fatal("the panicked meeting is still held")
 	}
 }

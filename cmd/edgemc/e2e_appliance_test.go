@@ -92,6 +92,14 @@ func TestE2EGCRegistrationAndHeartbeats(t *testing.T) {
 	if c.CpuUsagePercent < 0 || c.CpuUsagePercent > 100 || c.MemoryUsagePercent <= 0 || c.MemoryUsagePercent > 100 {
 		t.Fatalf("comprehensive heartbeat CPU %v%%, memory %v%%", c.CpuUsagePercent, c.MemoryUsagePercent)
 	}
+	// The last participant leaving ends the meeting, and the GC is told.
+	a := &mc{p: p, issuer: issuer}
+	a.ready()
+	a.join(t, "m1", "alice", "", "").conn.Close()
+	ended, err := gc.WaitMeetingsEnded(ctx, 1)
+	if err != nil || ended[0].Req.MeetingId != "m1" || ended[0].Req.Region != "edge-1" {
+		t.Fatalf("NotifyMeetingEnded: %v %v", ended, err)
+	}
 	n := len(gc.Fast())
 	if code := p.Stop(); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
@@ -267,5 +275,35 @@ func TestE2EDrainOnSIGTERM(t *testing.T) {
 	if b.rejoin(t, "m1", "alice", alice).resp.ParticipantId != alice.resp.ParticipantId ||
 		b.rejoin(t, "m1", "bob", bob).resp.ParticipantId != bob.resp.ParticipantId {
 		t.Fatal("sessions not recovered after a drain and restart")
+	}
+}
+
+// TestE2EClientJoin runs `edgemc client join` against `edgemc serve`: it
+// prints the JoinResponse, then the server's close when the server drains;
+// a refused join prints the error and the close.
+func TestE2EClientJoin(t *testing.T) {
+	issuer := authtest.NewIssuer()
+	a := startAppliance(t, t.TempDir(), issuer, writeJWTKey(t, issuer))
+	a.assign(t, "m1")
+	hash := hex.EncodeToString(a.certSum[:])
+
+	code, out, _ := runEdgemc(t, []string{"client", "join", "--url=" + a.url, "--meeting=nope",
+		"--token=" + issuer.MeetingToken("u", "nope"), "--cert-hash=" + hash})
+	if code != 0 || !strings.Contains(out, `"code":"NOT_FOUND"`) || !strings.Contains(out, `"closed"`) {
+		t.Fatalf("refused join: exit %d, output %q", code, out)
+	}
+
+	c := startEdgemc(t, []string{"client", "join", "--url=" + a.url, "--meeting=m1",
+		"--token=" + issuer.MeetingToken("u1", "m1"), "--name=Operator", "--cert-hash=" + hash})
+	a.p.WaitMsg("participant joined")
+	if code := a.p.Stop(); code != 0 {
+		t.Fatalf("server exit %d", code)
+	}
+	if code := c.Wait(); code != 0 {
+		t.Fatalf("client exit %d", code)
+	}
+	out = c.Stdout()
+	if !strings.Contains(out, `"join_response"`) || !strings.Contains(out, `"code":2`) || strings.Contains(out, "eyJ") {
+		t.Fatalf("client output %q", out)
 	}
 }
