@@ -151,9 +151,7 @@ func NewLink(cfg LinkConfig, load LoadReporter, sys SystemSampler) (*Link, error
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff: backoff.Config{
-				BaseDelay: cfg.BackoffBase, Multiplier: 2, Jitter: 0.2, MaxDelay: cfg.BackoffMax,
-			},
+			Backoff:           reconnectBackoff(cfg),
 			MinConnectTimeout: cfg.ConnectTimeout,
 		}),
 		grpc.WithUserAgent("edgemc"),
@@ -172,6 +170,17 @@ func NewLink(cfg LinkConfig, load LoadReporter, sys SystemSampler) (*Link, error
 	}
 	l.status.FastInterval, l.status.ComprehensiveInterval = cfg.FastInterval, cfg.ComprehensiveInterval
 	return l, nil
+}
+
+// reconnectBackoff paces the gRPC channel's own reconnection attempts. They
+// are capped at half a fast heartbeat (and at BackoffMax), so that a GC that
+// comes back after a long outage is reached by the next heartbeat: with the
+// registration cap of 30 s, a channel left waiting out its backoff would
+// fail several 10 s heartbeats fast against a GC that is already back. The
+// pace of RPCs (registration backoff, heartbeat intervals) is the link's.
+func reconnectBackoff(cfg LinkConfig) backoff.Config {
+	limit := max(min(cfg.BackoffMax, cfg.FastInterval/2), cfg.BackoffBase)
+	return backoff.Config{BaseDelay: cfg.BackoffBase, Multiplier: 2, Jitter: 0.2, MaxDelay: limit}
 }
 
 func setDefault(d *time.Duration, def time.Duration) {
