@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/gc/gctest"
+	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
+)
+
+// GC intervals of the fault tests: a heartbeat is a quarter second, so
+// "within one heartbeat" is cheap to wait for.
+const (
+	faultFast = 250 * time.Millisecond
+	faultComp = time.Second
+)
+
+// startGCFaultMC starts a fake GC and an edgemc registered with it, with
+// short heartbeats (the GC's and edgemc's own setting agree, as in
+// production) and a registration backoff whose cap (2 s) is several
+// heartbeats, as in production (30 s against 10 s).
+func startGCFaultMC(t *testing.T) (*gctest.GC, *faultMC) {
+	t.Helper()
+	g := gctest.Start(t)
+	g.Accept(faultFast, faultComp)
+	mc := startFaultMC(t, "", authtest.NewIssuer(), "--id=mc-faults", "--gc-url="+g.Target(),
+		"--gc-backoff-base=100ms", "--gc-backoff-max=2s", "--fast-heartbeat="+faultFast.String())
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := waitOKFast(ctx, g, time.Time{}); err != nil {
+		t.Fatalf("no acknowledged heartbeat: %v", err)
+	}
+	return g, mc
+}
+
+// waitOKFast waits for an acknowledged fast heartbeat received after after.
+func waitOKFast(ctx context.Context, g *gctest.GC, after time.Time) error {
+	for n := 1; ; n++ {
+		calls, err := g.WaitFast(ctx, n)
+		if err != nil {
+			return err
+		}
+		if c := calls[n-1]; c.OK && c.At.After(after) {
+			return nil
+		}
+	}
+}
+
+// meetingClients are joined participants whose every message is read; any
+// sign of a disconnection (a ParticipantLeft, an error, a closed session)
+// fails the test.
+type meetingClients struct {
+	t       *testing.T
+	mc      *faultMC
+	meeting string
+	readers map[string]*reader // by user
+}
+
+func newMeetingClients(t *testing.T, mc *faultMC, meeting string) *meetingClients {
+	mc.mustAssign(t, meeting)
+	return &meetingClients{t: t, mc: mc, meeting: meeting, readers: map[string]*reader{}}
+}
+
+// join adds a participant; everyone already there must see it join.
+func (m *meetingClients) join(sub string) {
+	m.t.Helper()
+	conn, resp := m.mc.mustJoin(m.t, m.meeting, sub)
+	ctx, cancel := context.WithCancel(context.Background())
+	m.t.Cleanup(cancel)
+	for _, r := range m.readers {
+		r.until(m.t, "ParticipantJoined of "+sub, func(s *pb.ServerMessage) bool {
+			return s.GetParticipantJoined().GetParticipant().GetParticipantId() == resp.ParticipantId
+		}, m.unexpected)
+	}
+	m.readers[sub] = startReader(ctx, conn)
+}
+
+func (m *meetingClients) unexpected(s *pb.ServerMessage) {
+	m.t.Helper()
+	if s.GetParticipantLeft() != nil || s.GetError() != nil {
+		m.t.Fatalf("a client of %s received %v", m.meeting, s)
+	}
+}
+
+// roundTrip has sub mute itself and waits until every participant has seen
+// it: signaling works and nobody was disconnected.
+func (m *meetingClients) roundTrip(sub string, mute bool) {
+	m.t.Helper()
+	if err := m.readers[sub].conn.Send(&pb.ClientMessage{Message: &pb.ClientMessage_MuteRequest{MuteRequest: &pb.MuteRequest{AudioMuted: mute}}}); err != nil {
+		m.t.Fatalf("%s: send mute: %v", sub, err)
+	}
+	for user, r := range m.readers {
+		r.until(m.t, user+" seeing the mute of "+sub, func(s *pb.ServerMessage) bool {
+			u := s.GetParticipantMuteUpdate()
+			return u != nil && u.AudioSelfMuted == mute
+		}, m.unexpected)
+	}
+}
+
+// TestFaultGCOutageNotFound stops the GC while clients are joined and brings
+// it back with no memory of the MC: nobody is disconnected, a client can
+// still join during the outage, and the MC is registered again within one
+// heartbeat of the GC's return (its first heartbeat gets NOT_FOUND).
+func TestFaultGCOutageNotFound(t *testing.T) {
+	t.Parallel()
+	s := faultSettings(t)
+	g, mc := startGCFaultMC(t)
+	m := newMeetingClients(t, mc, "m-outage")
+	m.join("host-1")
+	m.join("user-1")
+	m.join("user-2")
+
+	stopAt := time.Now()
+	g.Stop()
+	mc.WaitLog("a failed heartbeat during the outage", func(l logLine) bool {
+		return l.Msg() == "GC heartbeat failed; will retry" && logTime(l).After(stopAt)
+	})
+	m.join("user-3")
+	m.roundTrip("user-1", true)
+	t.Logf("GC stopped for %v", s.gcOutage)
+	outage := time.NewTimer(time.Until(stopAt.Add(s.gcOutage))) // the fault itself lasts this long
+	<-outage.C
+	m.roundTrip("user-2", true)
+
+	regsBefore := len(g.Registrations())
+	restartAt := time.Now()
+	g.Restart()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	regs, err := g.WaitRegistrations(ctx, regsBefore+1)
+	if err != nil {
+		t.Fatalf("MC did not register again after the GC came back: %v", err)
+	}
+	regAt := regs[regsBefore].At
+	mc.WaitLog("the NOT_FOUND answer", func(l logLine) bool {
+		return l.Msg() == "GC no longer knows this MC; registering again" && logTime(l).After(restartAt)
+	})
+	// Fast heartbeats the MC tried between the GC's return and the new
+	// registration: the one answered NOT_FOUND, and at most one more that
+	// was already on its way when the GC came back. A connection left in
+	// backoff would show as a run of failures here.
+	tried := mc.countLogs(func(l logLine) bool {
+		at := logTime(l)
+		return l.Msg() == "GC heartbeat failed; will retry" && l.Str("kind") == "fast" && at.After(restartAt) && at.Before(regAt)
+	})
+	for _, c := range g.Fast() {
+		if c.At.After(restartAt) && c.At.Before(regAt) {
+			tried++
+		}
+	}
+	t.Logf("registered again %v after the GC came back, after %d fast heartbeats (interval %v)", regAt.Sub(restartAt), tried, faultFast)
+	if tried > 2 {
+		t.Errorf("%d fast heartbeats between the GC's return and the new registration, want at most 2 (one heartbeat)", tried)
+	}
+	if err := waitOKFast(ctx, g, regAt); err != nil {
+		t.Fatalf("heartbeats did not resume: %v", err)
+	}
+	m.roundTrip("host-1", true)
+	if code, reason := mc.ready(t); code != 200 {
+		t.Errorf("ready after the outage: %d %s", code, reason)
+	}
+}
+
+// TestFaultGCHung has the GC hold every call: heartbeats time out (and are
+// retried) while joins and in-meeting signaling go on unaffected, and the
+// MC stays registered once the GC answers again.
+func TestFaultGCHung(t *testing.T) {
+	t.Parallel()
+	g, mc := startGCFaultMC(t)
+	m := newMeetingClients(t, mc, "m-hung")
+	m.join("host-1")
+	m.join("user-1")
+
+	slowAt := time.Now()
+	g.Slow()
+	timedOut := mc.WaitLog("a heartbeat timing out", func(l logLine) bool {
+		return l.Msg() == "GC heartbeat failed; will retry" && logTime(l).After(slowAt) && strings.Contains(l.Str("error"), "DeadlineExceeded")
+	})
+	t.Logf("heartbeat timed out after %v", logTime(timedOut).Sub(slowAt))
+	// The next heartbeat was due long ago, so one is hung again now.
+	m.join("user-2")
+	m.roundTrip("user-1", true)
+	m.roundTrip("host-1", true)
+
+	acceptAt := time.Now()
+	g.Accept(faultFast, faultComp)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
+	defer cancel()
+	if err := waitOKFast(ctx, g, acceptAt); err != nil {
+		t.Fatalf("heartbeats did not recover: %v", err)
+	}
+	if n := len(g.Registrations()); n != 1 {
+		t.Errorf("%d registrations; a hung GC must not make the MC register again", n)
+	}
+	m.roundTrip("user-2", true)
+}
