@@ -257,15 +257,6 @@ func (c cli) certHash(_ context.Context, args []string) int {
 	return exitOK
 }
 
-func (c cli) loadgen(_ context.Context, args []string) int {
-	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-		writeCommandHelp(c.stdout, "loadgen")
-		return exitOK
-	}
-	fmt.Fprintln(c.stderr, "edgemc: loadgen is not part of this build")
-	return exitFailure
-}
-
 func (c cli) help(_ context.Context, args []string) int {
 	switch {
 	case len(args) == 0:
