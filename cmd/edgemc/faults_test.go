@@ -127,6 +127,20 @@ func (mc *faultMC) dial(ctx context.Context) (*webtransport.ClientConn, error) {
 // join dials and sends req with a fresh join token for sub; it returns the
 // open connection and the first answer, which must be a JoinResponse.
 func (mc *faultMC) join(ctx context.Context, sub string, req *pb.JoinRequest) (*webtransport.ClientConn, *pb.JoinResponse, error) {
+	conn, m, err := mc.joinAnswer(ctx, sub, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp := m.GetJoinResponse()
+	if resp == nil {
+		conn.Abort()
+		return nil, nil, fmt.Errorf("join %s as %s: answered %v", req.MeetingId, sub, m)
+	}
+	return conn, resp, nil
+}
+
+// joinAnswer is join returning whatever the first answer is.
+func (mc *faultMC) joinAnswer(ctx context.Context, sub string, req *pb.JoinRequest) (*webtransport.ClientConn, *pb.ServerMessage, error) {
 	conn, err := mc.dial(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -144,12 +158,7 @@ func (mc *faultMC) join(ctx context.Context, sub string, req *pb.JoinRequest) (*
 		conn.Abort()
 		return nil, nil, fmt.Errorf("join %s as %s: %w", req.MeetingId, sub, err)
 	}
-	resp := m.GetJoinResponse()
-	if resp == nil {
-		conn.Abort()
-		return nil, nil, fmt.Errorf("join %s as %s: answered %v", req.MeetingId, sub, m)
-	}
-	return conn, resp, nil
+	return conn, m, nil
 }
 
 // roleOf makes users whose name starts with "host" hosts.
