@@ -73,10 +73,15 @@ function renderRoster() {
       return td;
     };
     cell('Name', p.name + (p.id === state.selfId ? ' (you)' : '')).className = 'name';
-    cell('Participant', p.id).className = 'mono';
+    const id = document.createElement('span');
+    id.className = 'mono';
+    id.textContent = p.id;
+    cell('Participant', '').append(id);
     cell('Audio', tr.dataset.audio);
     cell('Video', tr.dataset.video);
-    const actions = cell('Host mute', '');
+    const actions = document.createElement('span');
+    actions.className = 'actions';
+    cell('Host mute', '').append(actions);
     for (const kind of ['audio', 'video']) {
       const muted = kind === 'audio' ? p.audioHostMuted : p.videoHostMuted;
       const b = document.createElement('button');
@@ -86,7 +91,7 @@ function renderRoster() {
       b.setAttribute('aria-pressed', String(muted));
       b.addEventListener('click', () => hostMute(p.id, kind === 'audio' ? !muted : p.audioHostMuted,
         kind === 'video' ? !muted : p.videoHostMuted));
-      actions.append(b, ' ');
+      actions.append(b);
     }
     return tr;
   });
@@ -151,7 +156,9 @@ function handle(m) {
   renderRoster();
 }
 
-async function readLoop(readable) {
+// readLoop handles server frames until the server ends the stream, then
+// ends ours too: the server waits for that before it closes the session.
+async function readLoop(readable, w) {
   const reader = readable.getReader();
   const frames = new FrameReader();
   try {
@@ -160,6 +167,7 @@ async function readLoop(readable) {
       if (done) break;
       for (const f of frames.push(value)) handle(decodeServerMessage(f));
     }
+    await w.close();
   } catch (e) {
     if (state.status !== 'left') showError('STREAM', String(e.message ?? e));
   }
@@ -182,12 +190,14 @@ async function join(name) {
     setStatus('connecting');
     const opts = info.cert_sha256
       ? { serverCertificateHashes: [{ algorithm: 'sha-256', value: hexToBytes(info.cert_sha256) }] } : {};
-    transport = new WebTransport(info.url, opts);
-    transport.closed.then(() => onClosed('closed'), (e) => onClosed(`closed: ${e.message ?? e}`));
-    await transport.ready;
-    const stream = await transport.createBidirectionalStream();
+    const t = new WebTransport(info.url, opts);
+    transport = t;
+    t.closed.then((i) => onClosed(t, i?.reason ? `closed: ${i.reason}` : 'closed'),
+      (e) => onClosed(t, `closed: ${e.message ?? e}`));
+    await t.ready;
+    const stream = await t.createBidirectionalStream();
     writer = stream.writable.getWriter();
-    readLoop(stream.readable);
+    readLoop(stream.readable, writer);
     setStatus('joining');
     await send({
       joinRequest: {
@@ -199,14 +209,20 @@ async function join(name) {
     });
   } catch (e) {
     showError('CONNECT', String(e.message ?? e));
-    onClosed('not joined');
+    onClosed(transport, 'not joined');
   }
 }
 
-function onClosed(status) {
+// onClosed resets the page after session t ended: out of the meeting, the
+// roster is no longer known. A session the user has already left or
+// replaced by a new join changes nothing.
+function onClosed(t, status) {
+  if (t !== transport) return;
   if (state.status !== 'left') setStatus(status);
   transport = null;
   writer = null;
+  state.roster.clear();
+  renderRoster();
   $('join').disabled = false;
   $('controls').hidden = true;
 }
@@ -224,9 +240,7 @@ function leave() {
   if (!transport) return;
   setStatus('left');
   transport.close({ closeCode: 0, reason: 'leave' });
-  state.roster.clear();
-  renderRoster();
-  onClosed('left');
+  onClosed(transport, 'left');
 }
 
 function selfMuted(kind) { return !!state.roster.get(state.selfId)?.[`${kind}SelfMuted`]; }
