@@ -101,10 +101,13 @@ func (mc *faultMC) Pid() int { return mc.cmd.Process.Pid }
 
 // assign asks edgemc, as the GC does, to hold meetingID.
 func (mc *faultMC) assign(ctx context.Context, meetingID string) (*internalpb.AssignMeetingWithMhResponse, error) {
+	return mc.assignMHs(ctx, meetingID, []*internalpb.MhAssignment{{MhId: "mh-1", WebtransportEndpoint: "https://mh-1.example:4434/", GrpcEndpoint: "http://mh-1.example:50053"}})
+}
+
+// assignMHs is assign with the given media handlers.
+func (mc *faultMC) assignMHs(ctx context.Context, meetingID string, mhs []*internalpb.MhAssignment) (*internalpb.AssignMeetingWithMhResponse, error) {
 	return gctest.Assign(ctx, mc.grpc, mc.issuer.ServiceToken("gc-faults", "global-controller"), &internalpb.AssignMeetingWithMhRequest{
-		MeetingId:      meetingID,
-		MhAssignments:  []*internalpb.MhAssignment{{MhId: "mh-1", WebtransportEndpoint: "https://mh-1.example:4434/", GrpcEndpoint: "http://mh-1.example:50053"}},
-		RequestingGcId: "gc-faults",
+		MeetingId: meetingID, MhAssignments: mhs, RequestingGcId: "gc-faults",
 	})
 }
 
