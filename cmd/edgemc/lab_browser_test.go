@@ -55,12 +55,13 @@ func TestBrowserLab(t *testing.T) {
 	// The status page: registered, lab card, demo meeting assigned.
 	status := ctx
 	browse(t, status, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(base+"/"))
-	waitJS(t, status, "registration on the status page",
-		`document.querySelector('[data-field="gc.registered"]')?.textContent === 'registered'`, statusDescribe)
+	waitJS(t, status, "registration and health on the status page",
+		`document.querySelector('[data-field="gc.registered"]')?.textContent === 'registered' &&
+		document.getElementById('health').textContent === 'HEALTHY'`, statusDescribe)
 	waitJS(t, status, "the demo meeting on the status page",
 		`document.querySelector('[data-meeting-id="demo"]')`, statusDescribe)
-	if !jsEval[bool](t, status, `!document.getElementById('lab').hidden`) {
-		t.Error("the status page does not show the lab card in lab mode")
+	if got := jsEval[string](t, status, `document.getElementById('lab').hidden ? 'hidden' : document.getElementById('lab-host').getAttribute('href')`); got != "/lab/join?role=host" {
+		t.Errorf("status page lab card: %s, want a link to /lab/join?role=host", got)
 	}
 	firstGen := jsEval[int](t, status, `window.edgemcStatus.last().meetings.find(m => m.id === 'demo').generation`)
 
