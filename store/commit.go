@@ -4,46 +4,99 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
 // committer is edgemc's group commit. Writers queue a function; one goroutine takes everything queued, runs it in
-// one bbolt read-write transaction and fsyncs once. The next group starts as soon as the previous commit returns,
-// so a lone writer pays one commit and concurrent writers share one: latency of Update when idle, throughput of
-// Batch when busy, and no fixed delay.
+// the bbolt read-write transaction it keeps open, appends the group's changes to the write-ahead log as one record,
+// syncs the log once and acknowledges the whole group. The next group starts as soon as the sync returns, so a lone
+// writer pays one sync and concurrent writers share one, with no fixed delay. Every CheckpointInterval (or when the
+// log fills) the open transaction is committed to the database file and the log rewound.
+//
+// Reads run through the committer as well: only its open transaction sees every acknowledged write.
 type committer struct {
 	db       *bolt.DB
+	log      *wal
 	maxGroup int
-	calls    sync.Pool // *call
+	interval time.Duration // checkpoint at least this often while writes are pending
+	calls    sync.Pool     // *call
 
 	mu     sync.Mutex
 	queue  []*call
 	closed bool
-	health error // last transaction failure that was not a function's own error; nil after a good commit
+	health error // last failure of the log or the file itself; nil after a good group
 
 	wake chan struct{} // capacity 1: "the queue may be non-empty"
+
+	// Owned by run's goroutine.
+	tx         *bolt.Tx  // holds every change since the last checkpoint; nil until needed
+	stale      bool      // tx was discarded with changes the log holds: replay them into the next one
+	checkpoint uint64    // sequence number of the last record the database file holds
+	dirtySince time.Time // first change since the last checkpoint; zero if none
+	rec        []byte    // the record being built
 }
 
 type call struct {
-	fn   func(*bolt.Tx) error
+	fn   func(*txn) error
+	read bool // a read: records nothing, its error is its result
 	err  error
 	done chan error
 }
 
-func newCommitter(db *bolt.DB, maxGroup int) *committer {
-	c := &committer{db: db, maxGroup: maxGroup, wake: make(chan struct{}, 1)}
+// txn is what a queued function gets: the committer's open transaction, with writes recorded for the log.
+type txn struct {
+	tx  *bolt.Tx
+	rec *[]byte // nil in a read
+}
+
+// bucket returns a bucket for reading; all changes go through put and del.
+func (t *txn) bucket(name []byte) *bolt.Bucket { return t.tx.Bucket(name) }
+
+// put stores key → value in bucket. bbolt keeps key and value until the checkpoint: callers pass fresh slices.
+func (t *txn) put(bucket, key, value []byte) error {
+	if t.rec == nil {
+		return errors.New("store: write in a read")
+	}
+	if err := t.tx.Bucket(bucket).Put(key, value); err != nil {
+		return err
+	}
+	*t.rec = appendOp(*t.rec, opPut, bucket, key, value)
+	return nil
+}
+
+// del removes key from bucket.
+func (t *txn) del(bucket, key []byte) error {
+	if t.rec == nil {
+		return errors.New("store: write in a read")
+	}
+	if err := t.tx.Bucket(bucket).Delete(key); err != nil {
+		return err
+	}
+	*t.rec = appendOp(*t.rec, opDelete, bucket, key, nil)
+	return nil
+}
+
+func newCommitter(db *bolt.DB, log *wal, checkpoint uint64, interval time.Duration, maxGroup int) *committer {
+	c := &committer{db: db, log: log, checkpoint: checkpoint, interval: interval, maxGroup: maxGroup,
+		wake: make(chan struct{}, 1)}
 	c.calls.New = func() any { return &call{done: make(chan error, 1)} }
 	return c
 }
 
-// do runs fn in a durable read-write transaction shared with other writers and returns fn's error, or the
-// transaction's. fn may run more than once (when another function in its group fails) and must only have effects
-// inside tx. A function that refuses before writing anything returns refuse(err); any other error makes the
-// committer re-run the rest of the group without it.
-func (c *committer) do(fn func(*bolt.Tx) error) error {
+// do runs fn in a durable transaction shared with other writers and returns fn's error, or the log's. fn may run
+// more than once (when another function in its group fails) and must only have effects through tx. A function that
+// refuses before writing anything returns refuse(err); any other error makes the committer re-run the rest of the
+// group without it.
+func (c *committer) do(fn func(*txn) error) error { return c.enqueue(fn, false) }
+
+// read runs fn, which must not write, after the writes queued before it; its error is returned as is.
+func (c *committer) read(fn func(*txn) error) error { return c.enqueue(fn, true) }
+
+func (c *committer) enqueue(fn func(*txn) error, read bool) error {
 	cl := c.calls.Get().(*call)
-	cl.fn = fn
+	cl.fn, cl.read = fn, read
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -62,10 +115,22 @@ func (c *committer) do(fn func(*bolt.Tx) error) error {
 	return err
 }
 
-// run commits queued groups until close is called and the queue is empty.
-func (c *committer) run() {
+// run commits queued groups until close is called and the queue is empty, then checkpoints.
+func (c *committer) run() error {
+	timer := time.NewTimer(c.interval)
+	timer.Stop()
+	armed := false
 	var group []*call
-	for range c.wake {
+	for {
+		var due <-chan time.Time
+		if armed {
+			due = timer.C
+		}
+		select {
+		case <-c.wake:
+		case <-due:
+			armed = false
+		}
 		c.mu.Lock()
 		group, c.queue = c.queue, group[:0]
 		closed := c.closed
@@ -77,7 +142,19 @@ func (c *committer) run() {
 		}
 		clear(group)
 		if closed {
-			return
+			return c.checkpointNow()
+		}
+		if c.dirtySince.IsZero() {
+			continue
+		}
+		wait := c.interval - time.Since(c.dirtySince)
+		if wait <= 0 || c.log.off >= checkpointBytes {
+			_ = c.checkpointNow() // a failure is in health, and the log still holds every write: retry later
+			wait = c.interval
+		}
+		if !c.dirtySince.IsZero() && !armed {
+			timer.Reset(wait)
+			armed = true
 		}
 	}
 }
@@ -93,31 +170,52 @@ func (c *committer) close() {
 	}
 }
 
-// commit runs calls in one transaction. A call whose function fails without refusing is taken out and run on its
-// own, and the others are run again in a fresh transaction, so every writer gets its own result.
+// commit runs calls as one group. A call whose function fails without refusing is answered alone, the transaction
+// is rebuilt from the database file and the log, and the others run again, so every writer gets its own result.
 func (c *committer) commit(calls []*call) {
 	for len(calls) > 0 {
-		failed := -1
-		err := c.update(func(tx *bolt.Tx) error {
-			for i, cl := range calls {
-				cl.err = safeCall(cl.fn, tx)
-				var r refusal
-				if errors.As(cl.err, &r) {
-					cl.err = r.err
-				} else if cl.err != nil {
-					failed = i
-					return cl.err
-				}
+		if err := c.begin(); err != nil {
+			c.setHealth(err)
+			for _, cl := range calls {
+				cl.done <- err
 			}
-			return nil
-		})
+			return
+		}
+		c.rec = newRecord(c.rec)
+		failed := -1
+		for i, cl := range calls {
+			t := &txn{tx: c.tx}
+			if !cl.read {
+				t.rec = &c.rec
+			}
+			cl.err = safeCall(cl.fn, t)
+			var r refusal
+			switch {
+			case cl.read:
+			case errors.As(cl.err, &r):
+				cl.err = r.err
+			case cl.err != nil:
+				failed = i
+			}
+			if failed >= 0 {
+				break
+			}
+		}
 		if failed >= 0 {
-			cl := calls[failed]
+			calls[failed].done <- calls[failed].err
 			calls = append(calls[:failed:failed], calls[failed+1:]...)
-			cl.done <- c.solo(cl.fn)
+			c.discard()
 			continue
 		}
-		c.setHealth(err, false)
+		var err error
+		if len(c.rec) > recordHeader {
+			if err = c.log.append(c.rec); err != nil {
+				c.discard()
+			} else if c.dirtySince.IsZero() {
+				c.dirtySince = time.Now()
+			}
+		}
+		c.setHealth(err)
 		for _, cl := range calls {
 			if err != nil {
 				cl.done <- err
@@ -129,41 +227,116 @@ func (c *committer) commit(calls []*call) {
 	}
 }
 
-// solo runs one function in its own transaction.
-func (c *committer) solo(fn func(*bolt.Tx) error) error {
-	fnFailed := false
-	err := c.update(func(tx *bolt.Tx) error {
-		err := safeCall(fn, tx)
-		fnFailed = err != nil
-		return err
-	})
-	c.setHealth(err, fnFailed)
-	var r refusal
-	if errors.As(err, &r) {
-		return r.err
+// begin makes sure a transaction is open and holds every record the log has acknowledged.
+func (c *committer) begin() (err error) {
+	if c.tx != nil {
+		return nil
 	}
-	return err
-}
-
-// update is bolt's Update with a panic inside bbolt itself (a damaged page met while writing) turned into an
-// error; Update has already rolled the transaction back by then.
-func (c *committer) update(fn func(*bolt.Tx) error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("store: commit: %w: %v", ErrCorrupt, p)
+			err = fmt.Errorf("store: replay log: %w: %v", ErrCorrupt, p)
+		}
+		if err != nil && c.tx != nil {
+			_ = c.tx.Rollback()
+			c.tx = nil
 		}
 	}()
-	return c.db.Update(fn)
+	if c.tx, err = c.db.Begin(true); err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	if !c.stale {
+		return nil
+	}
+	data, err := c.log.read(c.log.off)
+	if err != nil {
+		return err
+	}
+	if _, _, err := replay(c.tx, data, c.checkpoint); err != nil {
+		return err
+	}
+	c.stale = false
+	return nil
 }
 
-// setHealth records whether the last transaction failed for a reason of its own (I/O, disk full) rather than
-// because of a function's error.
-func (c *committer) setHealth(txErr error, fnFailed bool) {
-	if fnFailed {
-		return
+// discard rolls the open transaction back; the next group rebuilds it from the file and the log.
+func (c *committer) discard() {
+	if c.tx != nil {
+		_ = c.tx.Rollback()
+		c.tx = nil
 	}
+	c.stale = c.stale || !c.dirtySince.IsZero()
+}
+
+// checkpointNow commits the open transaction to the database file, with the last record's sequence number, and
+// rewinds the log.
+func (c *committer) checkpointNow() (err error) {
+	if c.dirtySince.IsZero() {
+		c.discard()
+		return nil
+	}
+	if err := c.begin(); err != nil {
+		c.setHealth(err)
+		return err
+	}
+	tx := c.tx
+	c.tx = nil
+	defer func() {
+		if p := recover(); p != nil {
+			_ = tx.Rollback() // bbolt may have panicked before releasing its writer lock
+			err = fmt.Errorf("store: checkpoint: %w: %v", ErrCorrupt, p)
+		}
+		if err != nil {
+			c.stale = true
+			c.setHealth(err)
+		}
+	}()
+	if err := tx.Bucket(bucketLog).Put(keyCheckpoint, encodeGeneration(c.log.seq)); err != nil {
+		_ = tx.Rollback()
+		return fmt.Errorf("store: checkpoint: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: checkpoint: %w", err)
+	}
+	c.checkpoint, c.log.off, c.dirtySince = c.log.seq, 0, time.Time{}
+	return nil
+}
+
+// replay applies the records of the log data that follow the checkpoint to tx, and returns where the valid log ends
+// and its last sequence number (at least checkpoint).
+func replay(tx *bolt.Tx, data []byte, checkpoint uint64) (end int64, last uint64, err error) {
+	applied := false
+	end, last, err = chain(data, func(seq uint64, ops []byte) error {
+		if seq <= checkpoint {
+			return nil
+		}
+		if !applied && seq != checkpoint+1 {
+			return fmt.Errorf("store: log: %w: it continues at record %d but the database file holds up to %d "+
+				"(was one of the two files replaced?)", ErrCorrupt, seq, checkpoint)
+		}
+		applied = true
+		err := forEachOp(ops, func(op byte, bucket, key, value []byte) error {
+			b := tx.Bucket(bucket)
+			switch {
+			case b == nil:
+				return fmt.Errorf("no bucket %q", bucket)
+			case op == opPut:
+				return b.Put(key, value)
+			default:
+				return b.Delete(key)
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("store: log record %d: %w: %w", seq, ErrCorrupt, err)
+		}
+		return nil
+	})
+	return end, max(last, checkpoint), err
+}
+
+// setHealth records the outcome of the last group or checkpoint.
+func (c *committer) setHealth(err error) {
 	c.mu.Lock()
-	c.health = txErr
+	c.health = err
 	c.mu.Unlock()
 }
 
@@ -174,11 +347,11 @@ func (c *committer) lastError() error {
 }
 
 // safeCall turns a panic in fn into an error, so a bug in one write never takes down the appliance.
-func safeCall(fn func(*bolt.Tx) error, tx *bolt.Tx) (err error) {
+func safeCall(fn func(*txn) error, t *txn) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("store: write function panicked: %v", p)
 		}
 	}()
-	return fn(tx)
+	return fn(t)
 }

@@ -6,8 +6,6 @@ import (
 	"runtime"
 	"sync"
 	"testing"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 func TestFencing(t *testing.T) {
@@ -149,14 +147,14 @@ func TestGroupIsolatesFailures(t *testing.T) {
 			case 1: // refused before writing: fenced out
 				errs[i] = db.PutParticipant("m", old, Participant{ID: fmt.Sprint(i)})
 			case 2: // fails after writing: must be rolled back alone
-				errs[i] = db.commit.do(func(tx *bolt.Tx) error {
-					if err := tx.Bucket(bucketRoster).Put(childKey("m", fmt.Sprint(i)), encodeParticipant(Participant{})); err != nil {
+				errs[i] = db.commit.do(func(tx *txn) error {
+					if err := tx.put(bucketRoster, childKey("m", fmt.Sprint(i)), encodeParticipant(Participant{})); err != nil {
 						return err
 					}
 					return fmt.Errorf("late failure %d", i)
 				})
 			case 3: // panics
-				errs[i] = db.commit.do(func(*bolt.Tx) error { panic("boom") })
+				errs[i] = db.commit.do(func(*txn) error { panic("boom") })
 			default:
 				errs[i] = db.PutParticipant("m", gen, Participant{ID: fmt.Sprint(i)})
 			}
@@ -212,13 +210,13 @@ func TestQueuedWritesShareOneCommit(t *testing.T) {
 	db, _ := newMeeting(t, "m")
 	release := blockCommitter(t, db)
 	const n = 64
-	txIDs := make([]int, n)
+	records := make([]uint64, n) // the sequence number of the log record before each write's
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			err := db.commit.do(func(tx *bolt.Tx) error {
-				txIDs[i] = tx.ID()
-				return tx.Bucket(bucketNonces).Put(childKey("m", fmt.Sprint(i)), encodeNonce(t0))
+			err := db.commit.do(func(tx *txn) error {
+				records[i] = db.commit.log.seq // the committer's goroutine runs this
+				return tx.put(bucketNonces, childKey("m", fmt.Sprint(i)), encodeNonce(t0))
 			})
 			if err != nil {
 				t.Error(err)
@@ -228,10 +226,17 @@ func TestQueuedWritesShareOneCommit(t *testing.T) {
 	waitQueued(t, db, n)
 	release()
 	wg.Wait()
-	for i, id := range txIDs {
-		if id != txIDs[0] {
-			t.Fatalf("write %d committed in tx %d, write 0 in tx %d: not grouped", i, id, txIDs[0])
+	for i, seq := range records {
+		if seq != records[0] {
+			t.Fatalf("write %d went into the record after %d, write 0 after %d: not grouped", i, seq, records[0])
 		}
+	}
+	var last uint64
+	if err := db.commit.read(func(*txn) error { last = db.commit.log.seq; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := last; got != records[0]+1 {
+		t.Errorf("%d writers took log records %d..%d, want one record", n, records[0]+1, got)
 	}
 }
 
@@ -242,7 +247,7 @@ func blockCommitter(t *testing.T, db *DB) (release func()) {
 	entered, hold := make(chan struct{}), make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- db.commit.do(func(*bolt.Tx) error {
+		done <- db.commit.do(func(*txn) error {
 			select {
 			case <-entered:
 			default:

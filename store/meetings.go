@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"math"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Assignment is one media handler the Global Controller assigned to a meeting.
@@ -52,7 +50,7 @@ type MeetingState struct {
 // handed out twice, across restarts and meeting deletions. Writes holding an older generation are fenced out.
 func (db *DB) Acquire(meetingID string) (uint64, error) {
 	var gen uint64
-	err := db.checked("acquire", checkMeetingID(meetingID), func(tx *bolt.Tx) error {
+	err := db.checked("acquire", checkMeetingID(meetingID), func(tx *txn) error {
 		key := []byte(meetingID)
 		cur, err := generation(tx, key)
 		if err != nil {
@@ -62,7 +60,7 @@ func (db *DB) Acquire(meetingID string) (uint64, error) {
 			return refuse(fmt.Errorf("store: meeting %q: generation counter exhausted", meetingID))
 		}
 		gen = cur + 1
-		return tx.Bucket(bucketGenerations).Put(key, encodeGeneration(gen))
+		return tx.put(bucketGenerations, key, encodeGeneration(gen))
 	})
 	if err != nil {
 		return 0, err
@@ -73,7 +71,7 @@ func (db *DB) Acquire(meetingID string) (uint64, error) {
 // PutMeeting creates or replaces the meeting's record, fenced on m.ID with gen; m.Generation is ignored.
 func (db *DB) PutMeeting(gen uint64, m Meeting) error {
 	value := encodeMeeting(m)
-	return db.checked("put_meeting", checkMeetingID(m.ID), func(tx *bolt.Tx) error {
+	return db.checked("put_meeting", checkMeetingID(m.ID), func(tx *txn) error {
 		key := []byte(m.ID)
 		cur, err := fence(tx, m.ID, key, gen)
 		if err != nil {
@@ -82,28 +80,27 @@ func (db *DB) PutMeeting(gen uint64, m Meeting) error {
 		if err := raise(tx, key, cur, gen); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketMeetings).Put(key, value)
+		return tx.put(bucketMeetings, key, value)
 	})
 }
 
 // DeleteMeeting removes the meeting with its roster and bindings, fenced with gen. The generation counter is kept,
 // so a later Acquire still returns a newer generation. A meeting that does not exist gives ErrNotFound.
 func (db *DB) DeleteMeeting(meetingID string, gen uint64) error {
-	return db.checked("delete_meeting", checkMeetingID(meetingID), func(tx *bolt.Tx) error {
+	return db.checked("delete_meeting", checkMeetingID(meetingID), func(tx *txn) error {
 		key := []byte(meetingID)
 		cur, err := fence(tx, meetingID, key, gen)
 		if err != nil {
 			return err
 		}
-		meetings := tx.Bucket(bucketMeetings)
-		if meetings.Get(key) == nil {
+		if tx.bucket(bucketMeetings).Get(key) == nil {
 			return refuse(fmt.Errorf("meeting %q: %w", meetingID, ErrNotFound))
 		}
-		if err := meetings.Delete(key); err != nil {
+		if err := tx.del(bucketMeetings, key); err != nil {
 			return err
 		}
 		for _, name := range [][]byte{bucketRoster, bucketBindings} {
-			if err := deletePrefix(tx.Bucket(name), childPrefix(meetingID)); err != nil {
+			if err := deletePrefix(tx, name, childPrefix(meetingID)); err != nil {
 				return err
 			}
 		}
@@ -136,35 +133,35 @@ func (db *DB) DeleteBinding(meetingID string, gen uint64, correlationID string) 
 
 func (db *DB) putChild(op, meetingID string, gen uint64, bucket []byte, what, id string, value []byte) error {
 	valid := errors.Join(checkMeetingID(meetingID), checkKey(what, id))
-	return db.checked(op, valid, func(tx *bolt.Tx) error {
+	return db.checked(op, valid, func(tx *txn) error {
 		key := []byte(meetingID)
 		cur, err := fence(tx, meetingID, key, gen)
 		if err != nil {
 			return err
 		}
-		if tx.Bucket(bucketMeetings).Get(key) == nil {
+		if tx.bucket(bucketMeetings).Get(key) == nil {
 			return refuse(fmt.Errorf("meeting %q: %w", meetingID, ErrNotFound))
 		}
 		if err := raise(tx, key, cur, gen); err != nil {
 			return err
 		}
-		return tx.Bucket(bucket).Put(childKey(meetingID, id), value)
+		return tx.put(bucket, childKey(meetingID, id), value)
 	})
 }
 
 func (db *DB) deleteChild(op, meetingID string, gen uint64, bucket []byte, what, id string) error {
 	valid := errors.Join(checkMeetingID(meetingID), checkKey(what, id))
-	return db.checked(op, valid, func(tx *bolt.Tx) error {
+	return db.checked(op, valid, func(tx *txn) error {
 		key := []byte(meetingID)
 		cur, err := fence(tx, meetingID, key, gen)
 		if err != nil {
 			return err
 		}
-		child, ck := tx.Bucket(bucket), childKey(meetingID, id)
-		if child.Get(ck) == nil {
+		ck := childKey(meetingID, id)
+		if tx.bucket(bucket).Get(ck) == nil {
 			return refuse(fmt.Errorf("meeting %q: %s %q: %w", meetingID, what, id, ErrNotFound))
 		}
-		if err := child.Delete(ck); err != nil {
+		if err := tx.del(bucket, ck); err != nil {
 			return err
 		}
 		return raise(tx, key, cur, gen)
@@ -172,7 +169,7 @@ func (db *DB) deleteChild(op, meetingID string, gen uint64, bucket []byte, what,
 }
 
 // checked reports an argument error without queueing, or runs fn through the committer.
-func (db *DB) checked(op string, valid error, fn func(*bolt.Tx) error) error {
+func (db *DB) checked(op string, valid error, fn func(*txn) error) error {
 	if valid != nil {
 		db.opts.Observe(op, 0, valid)
 		return valid
@@ -181,8 +178,8 @@ func (db *DB) checked(op string, valid error, fn func(*bolt.Tx) error) error {
 }
 
 // generation reads a meeting's generation counter (0 if never acquired).
-func generation(tx *bolt.Tx, key []byte) (uint64, error) {
-	v := tx.Bucket(bucketGenerations).Get(key)
+func generation(tx *txn, key []byte) (uint64, error) {
+	v := tx.bucket(bucketGenerations).Get(key)
 	if v == nil {
 		return 0, nil
 	}
@@ -192,7 +189,7 @@ func generation(tx *bolt.Tx, key []byte) (uint64, error) {
 
 // fence refuses a write holding gen when the meeting's generation is newer, and returns the current generation. It
 // writes nothing, so its errors are refusals.
-func fence(tx *bolt.Tx, meetingID string, key []byte, gen uint64) (uint64, error) {
+func fence(tx *txn, meetingID string, key []byte, gen uint64) (uint64, error) {
 	if gen == 0 {
 		return 0, refuse(fmt.Errorf("%w: generation 0 is never acquired", ErrInvalid))
 	}
@@ -208,11 +205,11 @@ func fence(tx *bolt.Tx, meetingID string, key []byte, gen uint64) (uint64, error
 
 // raise moves the generation counter up to gen when a write holds a generation newer than the stored one (possible
 // only if the counter was lost), so Acquire can never hand that generation out again.
-func raise(tx *bolt.Tx, key []byte, cur, gen uint64) error {
+func raise(tx *txn, key []byte, cur, gen uint64) error {
 	if gen <= cur {
 		return nil
 	}
-	return tx.Bucket(bucketGenerations).Put(key, encodeGeneration(gen))
+	return tx.put(bucketGenerations, key, encodeGeneration(gen))
 }
 
 // LoadAll returns every stored meeting with its current generation, roster and bindings, in meeting id order. Values
@@ -224,8 +221,8 @@ func (db *DB) LoadAll() ([]MeetingState, error) {
 		states []MeetingState
 		errs   []error
 	)
-	err := db.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeetings).ForEach(func(k, v []byte) error {
+	err := db.view(func(tx *txn) error {
+		return tx.bucket(bucketMeetings).ForEach(func(k, v []byte) error {
 			id := string(k)
 			m, err := decodeMeeting(id, v)
 			if err != nil {
@@ -251,10 +248,10 @@ func (db *DB) LoadAll() ([]MeetingState, error) {
 }
 
 // loadChildren decodes a meeting's entries of a roster-like bucket, collecting undecodable ones in errs.
-func loadChildren[T any](tx *bolt.Tx, bucket []byte, meetingID string, decode func(string, []byte) (T, error), errs []error) ([]T, []error) {
+func loadChildren[T any](tx *txn, bucket []byte, meetingID string, decode func(string, []byte) (T, error), errs []error) ([]T, []error) {
 	var out []T
 	prefix := childPrefix(meetingID)
-	c := tx.Bucket(bucket).Cursor()
+	c := tx.bucket(bucket).Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		x, err := decode(string(k[len(prefix):]), v)
 		if err != nil {
@@ -272,11 +269,11 @@ func childPrefix(meetingID string) []byte { return append([]byte(meetingID), 0) 
 
 func childKey(meetingID, id string) []byte { return append(childPrefix(meetingID), id...) }
 
-// deletePrefix deletes every key of b that starts with prefix.
-func deletePrefix(b *bolt.Bucket, prefix []byte) error {
-	c := b.Cursor()
+// deletePrefix deletes every key of bucket that starts with prefix.
+func deletePrefix(tx *txn, bucket, prefix []byte) error {
+	c := tx.bucket(bucket).Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
-		if err := b.Delete(k); err != nil {
+		if err := tx.del(bucket, bytes.Clone(k)); err != nil {
 			return err
 		}
 	}

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // sweepChunk bounds how many expired entries one sweep transaction deletes, so a large sweep never holds up other
@@ -22,13 +20,13 @@ func (db *DB) ConsumeNonce(meetingID, nonce string, ttl time.Duration) error {
 		valid = fmt.Errorf("%w: nonce ttl must be positive", ErrInvalid)
 	}
 	value := encodeNonce(db.opts.Now().Add(ttl))
-	return db.checked("consume_nonce", valid, func(tx *bolt.Tx) error {
-		nonces, key := tx.Bucket(bucketNonces), childKey(meetingID, nonce)
-		if nonces.Get(key) != nil {
+	return db.checked("consume_nonce", valid, func(tx *txn) error {
+		key := childKey(meetingID, nonce)
+		if tx.bucket(bucketNonces).Get(key) != nil {
 			// The nonce itself stays out of the error: it is a credential.
 			return refuse(fmt.Errorf("meeting %q: %w", meetingID, ErrNonceUsed))
 		}
-		return nonces.Put(key, value)
+		return tx.put(bucketNonces, key, value)
 	})
 }
 
@@ -56,7 +54,7 @@ func (db *DB) sweep(now time.Time) (int, error) {
 			return removed, err
 		}
 		n := 0
-		err = db.commit.do(func(tx *bolt.Tx) error {
+		err = db.commit.do(func(tx *txn) error {
 			n = 0
 			for _, e := range batch {
 				ok, err := deleteIfExpired(tx, e, now)
@@ -80,9 +78,9 @@ func (db *DB) sweep(now time.Time) (int, error) {
 func (db *DB) findExpired(now time.Time) ([]expired, error) {
 	var out []expired
 	errFull := errors.New("chunk full")
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *txn) error {
 		for _, nonce := range []bool{true, false} {
-			err := tx.Bucket(bucketOf(nonce)).ForEach(func(k, v []byte) error {
+			err := tx.bucket(bucketOf(nonce)).ForEach(func(k, v []byte) error {
 				if isExpired(nonce, v, now) {
 					out = append(out, expired{nonce: nonce, key: append([]byte(nil), k...)})
 				}
@@ -122,12 +120,12 @@ func isExpired(nonce bool, v []byte, now time.Time) bool {
 }
 
 // deleteIfExpired deletes e if it is still expired (a writer may have replaced it since findExpired looked).
-func deleteIfExpired(tx *bolt.Tx, e expired, now time.Time) (bool, error) {
-	b := tx.Bucket(bucketOf(e.nonce))
-	if v := b.Get(e.key); v == nil || !isExpired(e.nonce, v, now) {
+func deleteIfExpired(tx *txn, e expired, now time.Time) (bool, error) {
+	name := bucketOf(e.nonce)
+	if v := tx.bucket(name).Get(e.key); v == nil || !isExpired(e.nonce, v, now) {
 		return false, nil
 	}
-	return true, b.Delete(e.key)
+	return true, tx.del(name, e.key)
 }
 
 // sweepLoop runs Sweep every SweepInterval until ctx ends. A failed sweep is logged and retried next time.
@@ -145,9 +143,9 @@ func (db *DB) sweepLoop(ctx context.Context) {
 		case errors.Is(err, ErrClosed):
 			return
 		case err != nil:
-			db.log.Warn("sweep failed", "err", err)
+			db.logger.Warn("sweep failed", "err", err)
 		case n > 0:
-			db.log.Debug("swept expired entries", "removed", n)
+			db.logger.Debug("swept expired entries", "removed", n)
 		}
 	}
 }

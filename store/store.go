@@ -2,9 +2,11 @@
 // meeting's MH assignments, roster and session bindings, and one-time nonces.
 //
 // It replaces Dark Tower's Redis and its Lua check-and-write: every meeting write names the generation its writer
-// holds, and the check and the write happen in one bbolt transaction. Writes are durable (fsynced) when a call
-// returns; concurrent writers share commits through a group committer, so throughput grows with concurrency instead
-// of paying one fsync per write. A background sweeper removes expired nonces and bindings.
+// holds, and the check and the write happen in one transaction. Writes are durable when a call returns: concurrent
+// writers share a group commit whose changes go to a write-ahead log (edgemc.wal) with one fdatasync, and a
+// checkpoint folds the log into the bbolt file every CheckpointInterval; Open replays what a crash left in the log.
+// Throughput grows with concurrency instead of paying one sync per write. A background sweeper removes expired
+// nonces and bindings.
 //
 // Layout (bucket/key → value; every value starts with a format version byte). Buckets are flat — per-meeting
 // entries are keyed "<meeting>\x00<id>" — because a commit costs one page per distinct leaf it touches, and nested
@@ -15,6 +17,7 @@
 //	roster/<meeting>\x00<participant>    → participant
 //	bindings/<meeting>\x00<correlation>  → binding
 //	nonces/<meeting>\x00<nonce>          → expiry
+//	log/checkpoint                      → sequence number of the last log record the file holds
 package store
 
 import (
@@ -47,16 +50,22 @@ var (
 	bucketRoster      = []byte("roster")
 	bucketBindings    = []byte("bindings")
 	bucketNonces      = []byte("nonces")
-	allBuckets        = [][]byte{bucketGenerations, bucketMeetings, bucketRoster, bucketBindings, bucketNonces}
+	bucketLog         = []byte("log")
+	allBuckets        = [][]byte{bucketGenerations, bucketMeetings, bucketRoster, bucketBindings, bucketNonces, bucketLog}
+
+	keyCheckpoint = []byte("checkpoint")
 )
 
 // Options configure Open. The zero value is usable.
 type Options struct {
-	LockTimeout   time.Duration    // default 1s; a second opener fails with ErrLocked (wrapped with the path)
-	SweepInterval time.Duration    // default 10s; background sweeper of expired nonces and bindings
-	Now           func() time.Time // default time.Now (tests)
-	Logger        *slog.Logger
-	Observe       func(op string, d time.Duration, err error) // optional: metrics hook, called after every op
+	LockTimeout   time.Duration // default 1s; a second opener fails with ErrLocked (wrapped with the path)
+	SweepInterval time.Duration // default 10s; background sweeper of expired nonces and bindings
+	// CheckpointInterval (default 500ms) bounds how long acknowledged writes stay in the log only; a checkpoint
+	// costs one bbolt commit whatever the number of writes it folds in.
+	CheckpointInterval time.Duration
+	Now                func() time.Time // default time.Now (tests)
+	Logger             *slog.Logger
+	Observe            func(op string, d time.Duration, err error) // optional: metrics hook, called after every op
 }
 
 func (o Options) withDefaults() Options {
@@ -65,6 +74,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.SweepInterval <= 0 {
 		o.SweepInterval = 10 * time.Second
+	}
+	if o.CheckpointInterval <= 0 {
+		o.CheckpointInterval = 500 * time.Millisecond
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -81,9 +93,10 @@ func (o Options) withDefaults() Options {
 // DB is an open store. Its methods are safe for concurrent use.
 type DB struct {
 	bolt   *bolt.DB
+	log    *wal
 	path   string
 	opts   Options
-	log    *slog.Logger
+	logger *slog.Logger
 	commit *committer
 
 	stop      context.CancelFunc
@@ -92,9 +105,10 @@ type DB struct {
 	closeErr  error
 }
 
-// Open opens (creating if needed) the store in dir: dir is created 0700 and the file dir/edgemc.db 0600. If another
-// process holds the file, Open fails after opts.LockTimeout with an error wrapping ErrLocked. Open starts the
-// committer and the sweeper; Close stops them.
+// Open opens (creating if needed) the store in dir: dir is created 0700, the files dir/edgemc.db and dir/edgemc.wal
+// 0600. Writes a crash left in the log are replayed into the file. If another process holds the file, Open fails
+// after opts.LockTimeout with an error wrapping ErrLocked. Open starts the committer and the sweeper; Close stops
+// them.
 func Open(dir string, opts Options) (*DB, error) {
 	opts = opts.withDefaults()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -105,15 +119,14 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = bdb.Update(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	log, err := openWAL(filepath.Join(dir, LogFileName))
 	if err != nil {
+		bdb.Close()
+		return nil, err
+	}
+	checkpoint, replayed, err := recoverLog(bdb, log)
+	if err != nil {
+		log.close()
 		bdb.Close()
 		return nil, fmt.Errorf("store: initialise %s: %w", path, err)
 	}
@@ -121,17 +134,56 @@ func Open(dir string, opts Options) (*DB, error) {
 	ctx, stop := context.WithCancel(context.Background())
 	db := &DB{
 		bolt:   bdb,
+		log:    log,
 		path:   path,
 		opts:   opts,
-		log:    opts.Logger.With("component", "store"),
-		commit: newCommitter(bdb, maxGroup),
+		logger: opts.Logger.With("component", "store"),
+		commit: newCommitter(bdb, log, checkpoint, opts.CheckpointInterval, maxGroup),
 		stop:   stop,
 	}
 	db.group, ctx = errgroup.WithContext(ctx)
-	db.group.Go(func() error { db.commit.run(); return nil })
+	db.group.Go(db.commit.run)
 	db.group.Go(func() error { db.sweepLoop(ctx); return nil })
-	db.log.Info("store opened", "path", path)
+	db.logger.Info("store opened", "path", path, "replayed_log_records", replayed)
 	return db, nil
+}
+
+// recoverLog creates missing buckets, replays the log records the file does not hold yet and checkpoints them, so
+// the log starts empty. It returns the checkpoint's sequence number and how many records it replayed.
+func recoverLog(bdb *bolt.DB, log *wal) (checkpoint uint64, replayed uint64, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %v", ErrCorrupt, p)
+		}
+	}()
+	data, err := log.read(log.size)
+	if err != nil {
+		return 0, 0, err
+	}
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		var from uint64
+		if v := tx.Bucket(bucketLog).Get(keyCheckpoint); v != nil {
+			if from, err = decodeGeneration(v); err != nil {
+				return corrupt(string(bucketLog), keyCheckpoint, err)
+			}
+		}
+		_, checkpoint, err = replay(tx, data, from)
+		if err != nil {
+			return err
+		}
+		replayed = checkpoint - from
+		return tx.Bucket(bucketLog).Put(keyCheckpoint, encodeGeneration(checkpoint))
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	log.seq, log.off = checkpoint, 0
+	return checkpoint, replayed, nil
 }
 
 // openBolt opens the file, turning bbolt's panics on a damaged file into ErrCorrupt and checking that the file
@@ -170,8 +222,7 @@ func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		db.stop()
 		db.commit.close()
-		_ = db.group.Wait()
-		db.closeErr = db.bolt.Close()
+		db.closeErr = errors.Join(db.group.Wait(), db.log.close(), db.bolt.Close())
 		if db.closeErr != nil {
 			db.closeErr = fmt.Errorf("store: close %s: %w", db.path, db.closeErr)
 		}
@@ -187,9 +238,9 @@ func (db *DB) Check() error {
 	if err := db.commit.lastError(); err != nil {
 		return fmt.Errorf("store: last commit failed: %w", err)
 	}
-	return db.view(func(tx *bolt.Tx) error {
+	return db.view(func(tx *txn) error {
 		for _, name := range allBuckets {
-			if tx.Bucket(name) == nil {
+			if tx.bucket(name) == nil {
 				return &CorruptError{Bucket: string(name), Err: errors.New("bucket missing")}
 			}
 		}
@@ -212,8 +263,8 @@ type Stats struct {
 func (db *DB) Stats() (Stats, error) {
 	start := time.Now()
 	s := Stats{Path: db.path}
-	err := db.view(func(tx *bolt.Tx) error {
-		err := tx.Bucket(bucketGenerations).ForEach(func(k, v []byte) error {
+	err := db.view(func(tx *txn) error {
+		err := tx.bucket(bucketGenerations).ForEach(func(k, v []byte) error {
 			g, err := decodeGeneration(v)
 			if err != nil {
 				return corrupt(string(bucketGenerations), k, err)
@@ -228,7 +279,11 @@ func (db *DB) Stats() (Stats, error) {
 			n      *int
 			bucket []byte
 		}{{&s.Meetings, bucketMeetings}, {&s.Participants, bucketRoster}, {&s.Bindings, bucketBindings}, {&s.Nonces, bucketNonces}} {
-			*c.n = tx.Bucket(c.bucket).Stats().KeyN
+			// Bucket.Stats counts pages, which miss the open transaction's changes; a cursor sees them.
+			cur := tx.bucket(c.bucket).Cursor()
+			for k, _ := cur.First(); k != nil; k, _ = cur.Next() {
+				*c.n++
+			}
 		}
 		return nil
 	})
@@ -239,23 +294,21 @@ func (db *DB) Stats() (Stats, error) {
 	return s, err
 }
 
-// view runs a read transaction, reporting a closed store as ErrClosed and a damaged page (bbolt panics) as
-// ErrCorrupt.
-func (db *DB) view(fn func(*bolt.Tx) error) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("store: read %s: %w: %v", db.path, ErrCorrupt, p)
-		}
-	}()
-	err = db.bolt.View(fn)
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
-		return ErrClosed
-	}
-	return err
+// view runs fn through the committer, after the writes queued before it, reporting a damaged page (bbolt panics)
+// as ErrCorrupt.
+func (db *DB) view(fn func(*txn) error) error {
+	return db.commit.read(func(tx *txn) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("store: read %s: %w: %v", db.path, ErrCorrupt, p)
+			}
+		}()
+		return fn(tx)
+	})
 }
 
 // write runs fn through the group committer and reports the op to the Observe hook.
-func (db *DB) write(op string, fn func(*bolt.Tx) error) error {
+func (db *DB) write(op string, fn func(*txn) error) error {
 	start := time.Now()
 	err := db.commit.do(fn)
 	db.opts.Observe(op, time.Since(start), err)
