@@ -90,6 +90,7 @@ type Config struct {
 
 // Phases reported through Config.Observe.
 const (
+	EventPrepared    = "prepared"    // the meetings exist and the tokens are minted; the joins start now
 	EventJoined      = "joined"      // every join has succeeded or failed; sessions are held
 	EventMuted       = "muted"       // the host-mute rounds are over
 	EventReconnected = "reconnected" // the reconnections are over
@@ -260,6 +261,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err := r.prepare(ctx); err != nil {
 		return Report{}, err
 	}
+	r.observe(EventPrepared)
 
 	joinTime := r.joinAll(ctx)
 	r.observe(EventJoined)

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -46,12 +47,13 @@ type target struct {
 
 // startAppliance runs a real edgemc appliance in this process on loopback,
 // trusting tokens signed by priv (or, in lab mode, its own issuer).
-func startAppliance(t *testing.T, priv ed25519.PrivateKey, lab bool) target {
+func startAppliance(t testing.TB, priv ed25519.PrivateKey, lab bool) target {
 	t.Helper()
 	cfg := appliance.DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.WebTransportListen, cfg.GRPCListen, cfg.HTTPListen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.DrainTimeout = 5 * time.Second
+	cfg.MaxMeetings = 100000 // BenchmarkJoin holds one meeting per session
 	if priv != nil {
 		key := filepath.Join(t.TempDir(), "jwt.pem")
 		pub := authtest.NewIssuerFromKey("k", priv).PublicKeyPEM()
@@ -90,7 +92,7 @@ func startAppliance(t *testing.T, priv ed25519.PrivateKey, lab bool) target {
 	return target{}
 }
 
-func newKey(t *testing.T) ed25519.PrivateKey {
+func newKey(t testing.TB) ed25519.PrivateKey {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -129,7 +131,7 @@ func TestSignalingJoinMuteReconnectLeave(t *testing.T) {
 	for _, e := range events {
 		names = append(names, e.Name)
 	}
-	if strings.Join(names, ",") != "joined,muted,reconnected" || events[0].Joined != 12 {
+	if strings.Join(names, ",") != "prepared,joined,muted,reconnected" || events[1].Joined != 12 {
 		t.Errorf("events %+v", events)
 	}
 }
@@ -267,5 +269,42 @@ func TestSummarize(t *testing.T) {
 	}
 	if (Summarize(nil) != Summary{}) {
 		t.Error("empty input")
+	}
+}
+
+// BenchmarkJoin joins b.N sessions into an in-process appliance, 8 at a
+// time, in meetings of the given size: the in-process view of the join
+// figure of `make bench`, for profiling (-cpuprofile).
+func BenchmarkJoin(b *testing.B) {
+	for _, size := range []int{1, 10} {
+		b.Run(fmt.Sprint("meeting=", size), func(b *testing.B) {
+			priv := newKey(b)
+			tg := startAppliance(b, priv, false)
+			tokens := NewKeyTokens(priv, "bench")
+			assign, err := tokens.Assigner(tg.grpc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			meetings := make([]string, max(1, b.N/size))
+			for i := range meetings {
+				meetings[i] = fmt.Sprint("b-", b.N, "-", i)
+			}
+			cfg := Config{URL: tg.url, Dial: tg.dial, Meetings: meetings, Sessions: max(b.N, len(meetings)), Concurrency: 8,
+				Tokens: tokens, Assign: assign}
+			cfg.Observe = func(e Event) {
+				if e.Name == EventPrepared {
+					b.ResetTimer()
+				}
+			}
+			rep, err := Run(context.Background(), cfg)
+			b.StopTimer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if rep.Joined != cfg.Sessions {
+				b.Fatalf("joined %d of %d: %v", rep.Joined, cfg.Sessions, rep.Failures)
+			}
+			b.ReportMetric(rep.JoinLatency.P99, "p99-ms")
+		})
 	}
 }

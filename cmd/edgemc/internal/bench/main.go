@@ -1,0 +1,239 @@
+// Command bench measures edgemc side by side with its floors on this
+// machine and prints the figures as a Markdown table: `make bench` (every
+// section) and `make bench-signaling` (joins and host-mute fan-out only).
+//
+// Every target runs as its own process, started afresh for each figure: the
+// real edgemc binary (`edgemc serve`, trusting a key made for the run) and
+// the bare webtransport-go floor server (this program re-executed with
+// -serve-floor). The load comes from `edgemc loadgen` in a third process.
+// CPU and memory are read from /proc/PID/stat and /proc/PID/status of the
+// server. Everything listens on 127.0.0.1 and every run is bounded.
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/edgemc/edgemc/cmd/edgemc/internal/loadgen"
+	"github.com/edgemc/edgemc/cmd/edgemc/internal/loadgen/floor"
+	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/webtransport"
+)
+
+// options are the command line.
+type options struct {
+	edgemc        string
+	suite         string
+	reps          int
+	joinRate      float64
+	joinSessions  int
+	capSessions   int
+	capWorkers    int
+	idleSessions  []int
+	fanout        []int
+	mutes         int
+	settle        time.Duration
+	idle          time.Duration
+	storeDuration time.Duration
+}
+
+func main() {
+	var (
+		o               options
+		idleSessions    string
+		fanout          string
+		serveFloorDir   string
+		defaultFanout   = "100,1000"
+		signalingFanout = "10,100,500"
+	)
+	flag.StringVar(&o.edgemc, "edgemc", "bin/edgemc", "the edgemc binary to measure (make build)")
+	flag.StringVar(&o.suite, "suite", "all", "all (make bench) or signaling (make bench-signaling: joins and fan-out)")
+	flag.IntVar(&o.reps, "reps", 3, "repetitions of the join figures (medians are reported)")
+	flag.Float64Var(&o.joinRate, "join-rate", 200, "target joins per second of the latency figure")
+	flag.IntVar(&o.joinSessions, "join-sessions", 2000, "sessions joined at -join-rate (10 per meeting)")
+	flag.IntVar(&o.capSessions, "capacity-sessions", 2000, "sessions joined as fast as -capacity-workers allow")
+	flag.IntVar(&o.capWorkers, "capacity-workers", 8, "concurrent joins of the throughput figure")
+	flag.StringVar(&idleSessions, "sessions", "1000,5000", "idle sessions held for the memory figure")
+	flag.StringVar(&fanout, "fanout", "", "participants of the fan-out figure (default "+defaultFanout+", or "+signalingFanout+" for -suite signaling)")
+	flag.IntVar(&o.mutes, "mutes", 50, "host-mute rounds per fan-out figure")
+	flag.DurationVar(&o.settle, "settle", 2*time.Second, "wait after the joins before reading the memory of idle sessions")
+	flag.DurationVar(&o.idle, "idle", 60*time.Second, "window of the idle-cost figure")
+	flag.DurationVar(&o.storeDuration, "store-duration", 3*time.Second, "run time of each store figure (store/internal/redisbench)")
+	flag.StringVar(&serveFloorDir, "serve-floor", "", "internal: run the floor server with its certificate in this directory")
+	flag.Parse()
+	if serveFloorDir != "" {
+		os.Exit(serveFloor(serveFloorDir))
+	}
+	if fanout == "" {
+		fanout = defaultFanout
+		if o.suite == "signaling" {
+			fanout = signalingFanout
+		}
+	}
+	var err error
+	if o.idleSessions, err = intList(idleSessions); err == nil {
+		o.fanout, err = intList(fanout)
+	}
+	if err == nil && o.suite != "all" && o.suite != "signaling" {
+		err = fmt.Errorf("unknown suite %q", o.suite)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	os.Exit(run(o))
+}
+
+func intList(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > loadgen.MaxSessions-1 {
+			return nil, fmt.Errorf("bad count %q", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// fatal carries a fatal error up to run, so that deferred clean-up (server
+// processes, the temporary directory) happens.
+type fatal struct{ msg string }
+
+func fatalf(format string, a ...any) { panic(fatal{fmt.Sprintf(format, a...)}) }
+
+func run(o options) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(fatal)
+			if !ok {
+				panic(r)
+			}
+			fmt.Fprintln(os.Stderr, "bench:", f.msg)
+			code = 1
+		}
+	}()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	e := newEnv(o.edgemc)
+	defer os.RemoveAll(e.tmp)
+	progress := os.Stderr
+	raiseUDPBuffers(progress)
+
+	var res results
+	res.joins = e.joinSection(ctx, o, progress)
+	if o.suite == "all" {
+		res.idle = e.idleSessionSection(ctx, o, progress)
+	}
+	res.fanout = e.fanoutSection(ctx, o, progress)
+	if o.suite == "all" {
+		res.store = storeSection(ctx, o, progress)
+		res.cost = e.idleCostSection(ctx, o, progress)
+	}
+	if ctx.Err() != nil {
+		fatalf("interrupted")
+	}
+	res.readyTimes = e.readyTimes
+	res.binary = o.edgemc
+	res.write(os.Stdout, o)
+	return 0
+}
+
+// newEnv prepares the key pair and the temporary directory of a run.
+func newEnv(bin string) *env {
+	self, err := os.Executable()
+	if err != nil {
+		fatalf("%v", err)
+	}
+	if bin, err = filepath.Abs(bin); err != nil {
+		fatalf("%v", err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		fatalf("%v (run make build first)", err)
+	}
+	tmp, err := os.MkdirTemp("", "edgemc-bench-")
+	if err != nil {
+		fatalf("%v", err)
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	privPEM, err := loadgen.MarshalPrivateKeyPEM(priv)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	e := &env{edgemc: bin, self: self, tmp: tmp,
+		privKey: filepath.Join(tmp, "loadgen.pem"), pubKey: filepath.Join(tmp, "jwt.pem")}
+	if err := errors.Join(
+		os.WriteFile(e.privKey, privPEM, 0o600),
+		os.WriteFile(e.pubKey, authtest.NewIssuerFromKey("bench", priv).PublicKeyPEM(), 0o600),
+	); err != nil {
+		fatalf("%v", err)
+	}
+	return e
+}
+
+// udpBufferBytes is the socket buffer limit quic-go asks for (floors.md).
+const udpBufferBytes = 7500000
+
+// raiseUDPBuffers raises net.core.rmem_max and wmem_max to what quic-go
+// asks for when running as root, and says what it did.
+func raiseUDPBuffers(w io.Writer) {
+	if os.Geteuid() != 0 {
+		fmt.Fprintf(w, "not root: UDP buffer limits (net.core.rmem_max/wmem_max) left as they are; quic-go may warn\n")
+		return
+	}
+	for _, name := range []string{"rmem_max", "wmem_max"} {
+		p := "/proc/sys/net/core/" + name
+		b, err := os.ReadFile(p)
+		if err != nil {
+			fmt.Fprintf(w, "reading %s: %v\n", p, err)
+			continue
+		}
+		cur, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		if cur >= udpBufferBytes {
+			continue
+		}
+		if err := os.WriteFile(p, []byte(strconv.Itoa(udpBufferBytes)), 0o644); err != nil {
+			fmt.Fprintf(w, "raising net.core.%s: %v\n", name, err)
+			continue
+		}
+		fmt.Fprintf(w, "raised net.core.%s from %d to %d (as root; sysctl -w net.core.%s=%d)\n", name, cur, udpBufferBytes, name, udpBufferBytes)
+	}
+}
+
+// serveFloor is the -serve-floor child: it prints "ready ADDR CERTHASH" and
+// serves until SIGTERM or SIGINT.
+func serveFloor(dir string) int {
+	certs, err := webtransport.NewSelfSignedManager(dir, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "floor:", err)
+		return 1
+	}
+	srv, err := floor.New("127.0.0.1:0", certs.TLSConfig())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "floor:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fmt.Printf("ready %s %x\n", srv.Addr(), certs.Current().SHA256)
+	if err := srv.Serve(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "floor:", err)
+		return 1
+	}
+	return 0
+}
