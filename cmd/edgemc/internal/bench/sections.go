@@ -62,8 +62,8 @@ func (e *env) joinSection(ctx context.Context, o options, log io.Writer) map[str
 					}
 				}})
 			s.stop()
-			fmt.Fprintf(log, "joins %d/%d %-6s: %.0f/s target: p50 %.1f p99 %.1f p999 %.1f ms (%d failed); %d workers: %.0f joins/s, p99 %.1f ms, server CPU %.2f ms/join\n",
-				rep+1, o.reps, t, o.joinRate, f.rate.JoinLatency.P50, f.rate.JoinLatency.P99, f.rate.JoinLatency.P999, failures(f.rate),
+			fmt.Fprintf(log, "joins %d/%d %-6s: %.0f/s target: p50 %.1f p99 %.1f p999 %.1f ms (failed %v); %d workers: %.0f joins/s, p99 %.1f ms, server CPU %.2f ms/join\n",
+				rep+1, o.reps, t, o.joinRate, f.rate.JoinLatency.P50, f.rate.JoinLatency.P99, f.rate.JoinLatency.P999, f.rate.Failures,
 				o.capWorkers, f.capacity.JoinsPerSecond, f.capacity.JoinLatency.P99, ms(f.cpuPerJoin))
 			out[t] = append(out[t], f)
 		}
