@@ -17,8 +17,12 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// crashDirEnv tells a re-executed test binary to act as the crash test's writer child.
-const crashDirEnv = "EDGEMC_STORE_CRASH_DIR"
+// crashDirEnv tells a re-executed test binary to act as the crash test's writer child; crashCheckpointEnv gives
+// its CheckpointInterval.
+const (
+	crashDirEnv        = "EDGEMC_STORE_CRASH_DIR"
+	crashCheckpointEnv = "EDGEMC_STORE_CRASH_CHECKPOINT"
+)
 
 // TestCrashChild is the child side of TestCrashKeepsAcknowledgedWrites: it writes until killed and prints one line
 // per acknowledged write. Run on its own it does nothing.
@@ -27,7 +31,12 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("child of TestCrashKeepsAcknowledgedWrites only")
 	}
-	db, err := Open(dir, Options{})
+	interval, err := time.ParseDuration(os.Getenv(crashCheckpointEnv))
+	if err != nil {
+		fmt.Printf("ERR %v\n", err)
+		os.Exit(1)
+	}
+	db, err := Open(dir, Options{CheckpointInterval: interval})
 	if err != nil {
 		fmt.Printf("ERR %v\n", err)
 		os.Exit(1)
@@ -87,15 +96,29 @@ func TestCrashChild(t *testing.T) {
 	wg.Wait()
 }
 
-// A writer killed with SIGKILL in the middle of its writes leaves a file that opens, passes bbolt's consistency
-// check and holds every write the writer had seen acknowledged.
+// A writer killed with SIGKILL in the middle of its writes leaves files that open, pass bbolt's consistency check
+// and hold every write the writer had seen acknowledged: whether the writes were still in the log only, or the
+// kill came amid frequent checkpoints.
 func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	if testing.Short() {
 		t.Skip("re-executes the test binary")
 	}
+	for _, c := range []struct {
+		name       string
+		checkpoint time.Duration
+		killAfter  int
+	}{
+		{"log only", time.Hour, 600},
+		{"checkpoints", time.Millisecond, 3000},
+	} {
+		t.Run(c.name, func(t *testing.T) { crashAndCheck(t, c.checkpoint, c.killAfter) })
+	}
+}
+
+func crashAndCheck(t *testing.T, checkpoint time.Duration, killAfter int) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
+	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashCheckpointEnv+"="+checkpoint.String())
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +128,6 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	const killAfter = 600
 	var (
 		gens         = map[string]uint64{}
 		participants = map[string][]string{}
@@ -144,7 +166,12 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	}
 	t.Logf("child killed after %d acknowledged writes", acks)
 
-	checkBoltConsistent(t, dir)
+	// Open checkpoints once; the kill must have come after more checkpoints, or before any other.
+	if n := checkBoltConsistent(t, dir); (n > 0) != (checkpoint < time.Second) {
+		t.Fatalf("the file holds the log up to record %d: not the case this test is for", n)
+	} else {
+		t.Logf("the file holds the log up to record %d", n)
+	}
 	db := openTest(t, dir, Options{})
 	states, err := db.LoadAll()
 	if err != nil {
@@ -180,8 +207,8 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	}
 }
 
-// checkBoltConsistent runs bbolt's own page-level check on the file.
-func checkBoltConsistent(t *testing.T, dir string) {
+// checkBoltConsistent runs bbolt's own page-level check on the file and returns the last log record it holds.
+func checkBoltConsistent(t *testing.T, dir string) (checkpoint uint64) {
 	t.Helper()
 	bdb, err := bolt.Open(dir+"/"+FileName, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
 	if err != nil {
@@ -192,9 +219,11 @@ func checkBoltConsistent(t *testing.T, dir string) {
 		for err := range tx.Check() {
 			t.Errorf("bbolt check: %v", err)
 		}
-		return nil
+		checkpoint, err = decodeGeneration(tx.Bucket(bucketLog).Get(keyCheckpoint))
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return checkpoint
 }
