@@ -182,11 +182,12 @@ func (c *committer) commit(calls []*call) {
 			return
 		}
 		c.rec = newRecord(c.rec)
+		write, read := &txn{tx: c.tx, rec: &c.rec}, &txn{tx: c.tx}
 		failed := -1
 		for i, cl := range calls {
-			t := &txn{tx: c.tx}
-			if !cl.read {
-				t.rec = &c.rec
+			t := write
+			if cl.read {
+				t = read
 			}
 			cl.err = safeCall(cl.fn, t)
 			var r refusal
