@@ -159,7 +159,7 @@ func BenchmarkFanout(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {
 			h := newEchoHandler()
-			h.sessions = make(chan *webtransport.Session, n)
+			h.sessions, h.ended = make(chan *webtransport.Session, n), make(chan error, n)
 			ts := startServer(b, webtransport.ServerConfig{}, h)
 			sessions := make([]*webtransport.Session, 0, n)
 			got := make(chan struct{}, n)
