@@ -40,7 +40,8 @@ type committer struct {
 
 type call struct {
 	fn   func(*txn) error
-	read bool // a read: records nothing, its error is its result
+	read bool // a read: records nothing, its error is its result, and it runs once even if its group re-runs
+	ran  bool
 	err  error
 	done chan error
 }
@@ -96,7 +97,7 @@ func (c *committer) read(fn func(*txn) error) error { return c.enqueue(fn, true)
 
 func (c *committer) enqueue(fn func(*txn) error, read bool) error {
 	cl := c.calls.Get().(*call)
-	cl.fn, cl.read = fn, read
+	cl.fn, cl.read, cl.ran = fn, read, false
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -187,7 +188,10 @@ func (c *committer) commit(calls []*call) {
 		for i, cl := range calls {
 			t := write
 			if cl.read {
-				t = read
+				if cl.ran {
+					continue
+				}
+				t, cl.ran = read, true
 			}
 			cl.err = safeCall(cl.fn, t)
 			var r refusal

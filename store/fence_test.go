@@ -141,6 +141,13 @@ func TestGroupIsolatesFailures(t *testing.T) {
 	const n = 50
 	errs := make([]error, n)
 	var wg sync.WaitGroup
+	reads := 0 // a read queued first runs once, though the failures after it make its group run again
+	wg.Go(func() {
+		if err := db.commit.read(func(*txn) error { reads++; return nil }); err != nil {
+			t.Error(err)
+		}
+	})
+	waitQueued(t, db, 1)
 	for i := range n {
 		wg.Go(func() {
 			switch i % 5 {
@@ -160,9 +167,12 @@ func TestGroupIsolatesFailures(t *testing.T) {
 			}
 		})
 	}
-	waitQueued(t, db, n)
+	waitQueued(t, db, n+1)
 	release()
 	wg.Wait()
+	if reads != 1 {
+		t.Errorf("the read ran %d times, want once", reads)
+	}
 
 	states, err := db.LoadAll()
 	if err != nil {
