@@ -44,6 +44,7 @@ func loadgenFlagSet(cfg *loadgen.Config, f *loadgenFlags) *flag.FlagSet {
 	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "joins in flight at most")
 	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", 10*time.Second, "bound of one join")
 	fs.IntVar(&cfg.Mutes, "mutes", 0, "host-mute rounds per meeting after the joins (fan-out latency)")
+	fs.DurationVar(&cfg.Settle, "settle", 0, "pause after the joins before the first host-mute round")
 	fs.DurationVar(&cfg.MuteGap, "mute-gap", 20*time.Millisecond, "pause before each host-mute round")
 	fs.DurationVar(&cfg.MuteTimeout, "mute-timeout", 5*time.Second, "bound of one host-mute round")
 	fs.IntVar(&cfg.Reconnects, "reconnects", 0, "participants that drop and reconnect with their session binding")

@@ -244,7 +244,7 @@ func cleanEnv() []string {
 type loadRun struct {
 	sessions, meetings, concurrency, mutes int
 	rate                                   float64
-	hold                                   time.Duration
+	hold, settle                           time.Duration
 	// on is called, in the order they arrive, with each phase event; the
 	// load generator carries on meanwhile.
 	on func(loadgen.Event)
@@ -259,7 +259,7 @@ func (e *env) loadgen(ctx context.Context, s *server, r loadRun) loadgen.Report 
 	args := []string{"loadgen", "--json", "--protocol=" + proto, "--url=" + s.url, "--cert-hash=" + s.certHash,
 		"--sessions=" + strconv.Itoa(r.sessions), "--meetings=" + strconv.Itoa(r.meetings),
 		"--concurrency=" + strconv.Itoa(r.concurrency), "--rate=" + strconv.FormatFloat(r.rate, 'f', -1, 64),
-		"--mutes=" + strconv.Itoa(r.mutes), "--hold=" + r.hold.String(),
+		"--mutes=" + strconv.Itoa(r.mutes), "--hold=" + r.hold.String(), "--settle=" + r.settle.String(),
 		"--leave=false", "--join-timeout=30s", "--duration=10m"}
 	if proto == "signaling" {
 		args = append(args, "--jwt-private-key="+e.privKey, "--assign-grpc="+s.grpc)

@@ -148,7 +148,7 @@ func (r results) write(w io.Writer, o options) {
 	}
 
 	if len(r.fanout) > 0 {
-		fmt.Fprintf(w, "\n### Host-mute fan-out in one meeting (%d mutes each)\n\n", o.mutes)
+		fmt.Fprintf(w, "\n### Host-mute fan-out in one meeting (%d mutes each, the first %v after the last join)\n\n", o.mutes, o.settle)
 		fmt.Fprintf(w, "From the host's send until the last of N participants has the update (edgemc: HostMuteRequest → durable write → ParticipantMuteUpdate to everyone; floor: the frame relayed to every other session).\n\n")
 		fmt.Fprintf(w, "| participants | edgemc p50 / p99 | floor p50 / p99 | edgemc ÷ floor (p99) | server CPU per delivery, edgemc / floor | joins/s into the meeting, edgemc / floor | target |\n|---|---|---|---|---|---|---|\n")
 		for _, n := range o.fanout {

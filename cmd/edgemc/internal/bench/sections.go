@@ -134,7 +134,7 @@ func (e *env) fanoutSection(ctx context.Context, o options, log io.Writer) map[i
 			s := e.start(ctx, t)
 			var f fanoutFigures
 			var before, after usage
-			f.report = e.loadgen(ctx, s, loadRun{sessions: n + 1, meetings: 1, concurrency: 8, mutes: o.mutes,
+			f.report = e.loadgen(ctx, s, loadRun{sessions: n + 1, meetings: 1, concurrency: 8, mutes: o.mutes, settle: o.settle,
 				on: func(ev loadgen.Event) {
 					switch ev.Name {
 					case loadgen.EventJoined:

@@ -66,7 +66,10 @@ type Config struct {
 	// Mutes is the number of host-mute rounds per meeting once every
 	// session has joined. Each round waits until every other participant
 	// has the update (or MuteTimeout) before the next, after MuteGap.
-	Mutes       int
+	Mutes int
+	// Settle is a pause after the joins before the first round, so that
+	// the joins' own broadcasts have drained.
+	Settle      time.Duration
 	MuteGap     time.Duration // default 20 ms
 	MuteTimeout time.Duration // default 5 s
 
@@ -154,7 +157,7 @@ func (c *Config) check() error {
 		return bad("sessions must be 1 to %d", MaxSessions)
 	case len(c.Meetings) < 1 || len(c.Meetings) > c.Sessions:
 		return bad("meetings must be 1 to the number of sessions")
-	case c.Rate < 0 || c.Concurrency < 0 || c.Mutes < 0 || c.Reconnects < 0 || c.Hold < 0 || c.MaxDuration < 0:
+	case c.Rate < 0 || c.Concurrency < 0 || c.Mutes < 0 || c.Reconnects < 0 || c.Hold < 0 || c.Settle < 0 || c.MaxDuration < 0:
 		return bad("negative rate, concurrency, mutes, reconnects, hold or duration")
 	case c.MaxDuration > MaxRunTime:
 		return bad("duration is at most %v", MaxRunTime)
@@ -267,6 +270,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	r.observe(EventJoined)
 	holdUntil := time.Now().Add(cfg.Hold)
 	if cfg.Mutes > 0 {
+		sleep(ctx, cfg.Settle)
 		r.muteAll(ctx)
 		r.observe(EventMuted)
 	}

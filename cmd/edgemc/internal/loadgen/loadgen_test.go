@@ -112,7 +112,7 @@ func TestSignalingJoinMuteReconnectLeave(t *testing.T) {
 	var events []Event
 	rep, err := Run(context.Background(), Config{
 		URL: tg.url, Dial: tg.dial, Meetings: []string{"m-1", "m-2"}, Sessions: 12, Rate: 200,
-		Mutes: 3, MuteGap: time.Millisecond, Reconnects: 2, Leave: true,
+		Mutes: 3, Settle: 10 * time.Millisecond, MuteGap: time.Millisecond, Reconnects: 2, Leave: true,
 		Tokens: tokens, Assign: assign, Observe: func(e Event) { events = append(events, e) },
 	})
 	if err != nil {
@@ -238,6 +238,7 @@ func TestConfigIsChecked(t *testing.T) {
 		"no tokens":          {func(c *Config) { c.Protocol = Signaling }, ErrConfig},
 		"echo mutes, 2 mtgs": {func(c *Config) { c.Sessions, c.Meetings, c.Mutes = 2, []string{"a", "b"}, 1 }, ErrConfig},
 		"too long":           {func(c *Config) { c.MaxDuration = 2 * MaxRunTime }, ErrConfig},
+		"negative settle":    {func(c *Config) { c.Settle = -time.Second }, ErrConfig},
 	} {
 		c := ok
 		tc.edit(&c)
