@@ -330,7 +330,7 @@ func (r *run) joinAll(ctx context.Context) time.Duration {
 	sem := make(chan struct{}, r.cfg.Concurrency)
 	var wg sync.WaitGroup
 	for i, c := range r.clients {
-		at := time.Now()
+		var at time.Time // latency counts from here
 		if r.cfg.Rate > 0 {
 			at = start.Add(time.Duration(float64(i) / r.cfg.Rate * float64(time.Second)))
 			if !sleep(ctx, time.Until(at)) {
@@ -343,6 +343,9 @@ func (r *run) joinAll(ctx context.Context) time.Duration {
 		}
 		if ctx.Err() != nil {
 			break
+		}
+		if at.IsZero() {
+			at = time.Now() // closed loop: from the join's own start
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
