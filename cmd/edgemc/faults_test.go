@@ -67,6 +67,7 @@ type faultMC struct {
 	issuer   *authtest.Issuer
 	grpc     string // 127.0.0.1:port
 	http     string // 127.0.0.1:port
+	wtAddr   string // 127.0.0.1:port (UDP)
 	wtURL    string // https://127.0.0.1:port/
 	certHash [32]byte
 }
@@ -86,6 +87,7 @@ func startFaultMC(t *testing.T, dir string, issuer *authtest.Issuer, args ...str
 		issuer:     issuer,
 		grpc:       ready.Str("grpc"),
 		http:       ready.Str("http"),
+		wtAddr:     ready.Str("webtransport"),
 		wtURL:      "https://" + ready.Str("webtransport") + "/",
 	}
 	h, err := hex.DecodeString(ready.Str("cert_sha256"))
