@@ -39,6 +39,19 @@ bench-signaling: build ## joins/s and host-mute fan-out to N = 10, 100, 500 over
 bench-store: ## fenced durable writes and nonces: edgemc's store vs redis-server (Lua, appendfsync always/everysec)
 	$(GO) run ./store/internal/redisbench -duration 3s -writers 1,8,64
 
+GC_OUTAGE ?= 2m
+faults: ## fault suite on the real binary at full size: GC outage of GC_OUTAGE (2m), 10,000 half-open handshakes, SIGKILL under 1,000 joins
+	EDGEMC_FAULTS=long EDGEMC_FAULTS_GC_OUTAGE=$(GC_OUTAGE) $(GO) test -count=1 -timeout 30m -v -run '^TestFault' ./cmd/edgemc/
+
+FUZZTIME ?= 20s
+fuzz: ## run every fuzz target (grep 'func Fuzz') for FUZZTIME (20s) each, one after another
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
+		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$$f"); do \
+			echo "== $$(dirname "$$f") $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) "./$$(dirname "$$f")"; \
+		done; \
+	done
+
 package: ## .deb and .rpm for amd64 and arm64 in dist/ (nfpm)
 	for arch in $(PKG_ARCHES); do \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/edgemc-linux-$$arch ./cmd/edgemc || exit 1; \
