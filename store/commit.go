@@ -303,6 +303,7 @@ func (c *committer) checkpointNow() (err error) {
 		return fmt.Errorf("store: checkpoint: %w", err)
 	}
 	c.checkpoint, c.log.off, c.dirtySince = c.log.seq, 0, time.Time{}
+	c.setHealth(nil)
 	return nil
 }
 
