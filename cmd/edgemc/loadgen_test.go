@@ -62,7 +62,7 @@ func TestE2ELoadgenAgainstServe(t *testing.T) {
 			rep = *l.Report
 		}
 	}
-	if strings.Join(events, ",") != "joined,muted,reconnected,report" {
+	if strings.Join(events, ",") != "prepared,joined,muted,reconnected,report" {
 		t.Errorf("events %v", events)
 	}
 	if rep.Joined != 8 || rep.FanOut.Count != 4 || rep.Recovered != 1 || rep.Lost != 0 {
