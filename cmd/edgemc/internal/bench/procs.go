@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,9 @@ import (
 // clockTick is the unit of utime and stime in /proc/PID/stat (USER_HZ,
 // 100 on Linux).
 const clockTick = 10 * time.Millisecond
+
+// maxTicks is the most CPU time, in ticks, that a time.Duration holds.
+const maxTicks = math.MaxInt64 / int64(clockTick)
 
 // usage is what the kernel says a process has used so far.
 type usage struct {
@@ -75,7 +79,8 @@ func parseProc(status, stat string) (usage, error) {
 	var ticks int64
 	for _, s := range f[11:13] { // utime and stime, fields 14 and 15
 		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 0 {
+		// Beyond maxTicks the sum no longer fits a time.Duration.
+		if err != nil || n < 0 || n > maxTicks-ticks {
 			return usage{}, fmt.Errorf("bench: /proc stat time %q", s)
 		}
 		ticks += n
