@@ -205,7 +205,19 @@ func (s *fakeSession) Send(m *pb.ServerMessage) error {
 	return nil
 }
 
-func (s *fakeSession) SendFrame(webtransport.Frame) error { return nil }
+// SendFrame looks at the first message of f (a JoinResponse comes first in
+// the write that carries it).
+func (s *fakeSession) SendFrame(f webtransport.Frame) error {
+	payload, err := webtransport.ReadFrame(bytes.NewReader(f), nil)
+	if err != nil {
+		return err
+	}
+	m, err := webtransport.DecodeServerMessage(payload)
+	if err != nil {
+		return err
+	}
+	return s.Send(m)
+}
 
 func (s *fakeSession) Close(uint32, string) { s.closeOnce.Do(func() { close(s.closed) }) }
 

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/edgemc/edgemc/gc/auth"
 	"github.com/edgemc/edgemc/store"
@@ -266,14 +268,9 @@ func (m *meeting) join(req joinRequest) (string, *codedError) {
 	}
 	p.binding = store.Binding{CorrelationID: newID(), ParticipantID: p.rec.ID, UserID: p.rec.UserID}
 	token := m.rebind(p)
-	if err := m.c.db.PutParticipant(m.id, m.gen, p.rec); err != nil {
+	if err := m.c.db.PutSession(m.id, m.gen, p.rec, p.binding); err != nil {
 		m.c.participants.Add(-1)
-		return "", m.storeErr("put participant", err)
-	}
-	if err := m.c.db.PutBinding(m.id, m.gen, p.binding); err != nil {
-		m.c.participants.Add(-1)
-		m.c.db.DeleteParticipant(m.id, m.gen, p.rec.ID)
-		return "", m.storeErr("put binding", err)
+		return "", m.storeErr("put session", err)
 	}
 	m.participants[p.rec.ID] = p
 	m.order = append(m.order, p.rec.ID)
@@ -336,11 +333,8 @@ func (m *meeting) reattach(p *participant, conn peer) *codedError {
 	p.rec.Connected = true
 	p.rec.DisconnectedSince = time.Time{}
 	token := m.rebind(p)
-	if err := m.c.db.PutParticipant(m.id, m.gen, p.rec); err != nil {
-		return m.storeErr("put participant", err)
-	}
-	if err := m.c.db.PutBinding(m.id, m.gen, p.binding); err != nil {
-		return m.storeErr("put binding", err)
+	if err := m.c.db.PutSession(m.id, m.gen, p.rec, p.binding); err != nil {
+		return m.storeErr("put session", err)
 	}
 	if old != nil {
 		// The client came back before the server noticed the drop.
@@ -353,6 +347,10 @@ func (m *meeting) reattach(p *participant, conn peer) *codedError {
 	return nil
 }
 
+// sendJoinResponse sends the JoinResponse and the catch-up that follows it
+// as one queued write: participants that do not fit in one frame come as
+// ParticipantJoined, and the mute state of everyone muted as
+// ParticipantMuteUpdate (the roster carries no mute state).
 func (m *meeting) sendJoinResponse(p *participant, token string) {
 	resp := &pb.JoinResponse{
 		ParticipantId: p.rec.ID,
@@ -365,20 +363,40 @@ func (m *meeting) sendJoinResponse(p *participant, token string) {
 	}
 	var mutes []*pb.ServerMessage
 	for _, id := range m.order {
-		if q := m.participants[id]; q != p {
+		q := m.participants[id]
+		if q != p {
 			resp.ExistingParticipants = append(resp.ExistingParticipants, q.wire())
-			if q.muted() {
-				mutes = append(mutes, q.muteUpdate())
-			}
+		}
+		if q.muted() {
+			mutes = append(mutes, q.muteUpdate())
 		}
 	}
-	p.conn.Send(&pb.ServerMessage{Message: &pb.ServerMessage_JoinResponse{JoinResponse: resp}})
-	// The roster carries no mute state: tell the newcomer who is muted.
-	if p.muted() {
-		mutes = append(mutes, p.muteUpdate())
+	msg := &pb.ServerMessage{Message: &pb.ServerMessage_JoinResponse{JoinResponse: resp}}
+	var overflow []*pb.Participant
+	for proto.Size(msg) > webtransport.MaxFrameSize {
+		n := len(resp.ExistingParticipants)
+		k := max(1, n/8)
+		overflow = slices.Concat(resp.ExistingParticipants[n-k:], overflow)
+		resp.ExistingParticipants = resp.ExistingParticipants[:n-k]
+	}
+	buf, err := webtransport.AppendFrame(nil, msg)
+	for _, q := range overflow {
+		if err == nil {
+			buf, err = webtransport.AppendFrame(buf, &pb.ServerMessage{Message: &pb.ServerMessage_ParticipantJoined{
+				ParticipantJoined: &pb.ParticipantJoined{Participant: q},
+			}})
+		}
 	}
 	for _, u := range mutes {
-		p.conn.Send(u)
+		if err == nil {
+			buf, err = webtransport.AppendFrame(buf, u)
+		}
+	}
+	if err == nil {
+		err = p.conn.SendFrame(webtransport.Frame(buf))
+	}
+	if err != nil {
+		m.log.Warn("join response not delivered", "participant", p.rec.ID, "err", err)
 	}
 }
 
@@ -444,12 +462,8 @@ func (m *meeting) disconnected(pid string, connID uint64) {
 	p.rec.Connected = false
 	p.rec.DisconnectedSince = now
 	p.binding.ExpiresAt = now.Add(bindingTTL)
-	if err := m.c.db.PutParticipant(m.id, m.gen, p.rec); err != nil {
-		m.storeErr("put participant", err)
-		return
-	}
-	if err := m.c.db.PutBinding(m.id, m.gen, p.binding); err != nil {
-		m.storeErr("put binding", err)
+	if err := m.c.db.PutSession(m.id, m.gen, p.rec, p.binding); err != nil {
+		m.storeErr("put session", err)
 		return
 	}
 	m.startGrace(p)
@@ -594,13 +608,14 @@ func (m *meeting) restore(rec store.Participant, b store.Binding, now time.Time)
 	rec.Connected = false
 	rec.DisconnectedSince = now
 	p := &participant{rec: rec, userNum: userNumber(rec.UserID), binding: b}
+	var err error
 	if b.CorrelationID != "" {
 		p.binding.ExpiresAt = now.Add(bindingTTL)
-		if err := m.c.db.PutBinding(m.id, m.gen, p.binding); err != nil {
-			return err
-		}
+		err = m.c.db.PutSession(m.id, m.gen, p.rec, p.binding)
+	} else {
+		err = m.c.db.PutParticipant(m.id, m.gen, p.rec)
 	}
-	if err := m.c.db.PutParticipant(m.id, m.gen, p.rec); err != nil {
+	if err != nil {
 		return err
 	}
 	m.participants[rec.ID] = p

@@ -24,6 +24,7 @@ func TestFencing(t *testing.T) {
 		"DeleteParticipant": db.DeleteParticipant("m", old, "p"),
 		"PutBinding":        db.PutBinding("m", old, Binding{CorrelationID: "c"}),
 		"DeleteBinding":     db.DeleteBinding("m", old, "c"),
+		"PutSession":        db.PutSession("m", old, Participant{ID: "p"}, Binding{CorrelationID: "c"}),
 		"DeleteMeeting":     db.DeleteMeeting("m", old),
 	}
 	for name, err := range fencedOut {
@@ -42,9 +43,15 @@ func TestFencing(t *testing.T) {
 		t.Fatalf("state after fenced writes: %+v %v", st, err)
 	}
 
-	// Equal generation passes.
+	// Equal generation passes; a session is its roster entry and binding at once.
 	if err := db.PutParticipant("m", cur, Participant{ID: "q"}); err != nil {
 		t.Errorf("equal generation: %v", err)
+	}
+	if err := db.PutSession("m", cur, Participant{ID: "q2"}, Binding{CorrelationID: "c2", ParticipantID: "q2"}); err != nil {
+		t.Errorf("PutSession: %v", err)
+	}
+	if st, _ := db.Stats(); st.Participants != 3 || st.Bindings != 2 {
+		t.Errorf("after PutSession: %+v", st)
 	}
 	// A newer generation than was ever acquired passes and raises the counter, so it is never handed out.
 	if err := db.PutParticipant("m", cur+5, Participant{ID: "r"}); err != nil {

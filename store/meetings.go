@@ -131,8 +131,27 @@ func (db *DB) DeleteBinding(meetingID string, gen uint64, correlationID string) 
 	return db.deleteChild("delete_binding", meetingID, gen, bucketBindings, "correlation id", correlationID)
 }
 
+// PutSession writes a participant's roster entry and its binding in one
+// durable, fenced transaction: what a join or a reconnection changes.
+func (db *DB) PutSession(meetingID string, gen uint64, p Participant, b Binding) error {
+	valid := errors.Join(checkMeetingID(meetingID), checkKey("participant id", p.ID), checkKey("correlation id", b.CorrelationID))
+	return db.putChildren("put_session", meetingID, gen, valid,
+		child{bucketRoster, p.ID, encodeParticipant(p)}, child{bucketBindings, b.CorrelationID, encodeBinding(b)})
+}
+
+// child is one roster entry or binding to write.
+type child struct {
+	bucket []byte
+	id     string
+	value  []byte
+}
+
 func (db *DB) putChild(op, meetingID string, gen uint64, bucket []byte, what, id string, value []byte) error {
 	valid := errors.Join(checkMeetingID(meetingID), checkKey(what, id))
+	return db.putChildren(op, meetingID, gen, valid, child{bucket, id, value})
+}
+
+func (db *DB) putChildren(op, meetingID string, gen uint64, valid error, children ...child) error {
 	return db.checked(op, valid, func(tx *txn) error {
 		key := []byte(meetingID)
 		cur, err := fence(tx, meetingID, key, gen)
@@ -145,7 +164,12 @@ func (db *DB) putChild(op, meetingID string, gen uint64, bucket []byte, what, id
 		if err := raise(tx, key, cur, gen); err != nil {
 			return err
 		}
-		return tx.put(bucket, childKey(meetingID, id), value)
+		for _, c := range children {
+			if err := tx.put(c.bucket, childKey(meetingID, c.id), c.value); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
