@@ -90,7 +90,7 @@ func (a *appliance) init() (err error) {
 	}
 	a.db, err = store.Open(cfg.DataDir, store.Options{
 		SweepInterval: cfg.SweepInterval,
-		Logger:        a.log.With("component", "store"),
+		Logger:        a.log,
 		Observe:       a.metrics.StoreOp,
 	})
 	if err != nil {

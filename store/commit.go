@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 //
 // Reads run through the committer as well: only its open transaction sees every acknowledged write.
 type committer struct {
+	logger   *slog.Logger
 	db       *bolt.DB
 	log      *wal
 	maxGroup int
@@ -79,8 +81,8 @@ func (t *txn) del(bucket, key []byte) error {
 	return nil
 }
 
-func newCommitter(db *bolt.DB, log *wal, checkpoint uint64, interval time.Duration, maxGroup int) *committer {
-	c := &committer{db: db, log: log, checkpoint: checkpoint, interval: interval, maxGroup: maxGroup,
+func newCommitter(logger *slog.Logger, db *bolt.DB, log *wal, checkpoint uint64, interval time.Duration, maxGroup int) *committer {
+	c := &committer{logger: logger, db: db, log: log, checkpoint: checkpoint, interval: interval, maxGroup: maxGroup,
 		wake: make(chan struct{}, 1)}
 	c.calls.New = func() any { return &call{done: make(chan error, 1)} }
 	return c
@@ -340,10 +342,19 @@ func replay(tx *bolt.Tx, data []byte, checkpoint uint64) (end int64, last uint64
 }
 
 // setHealth records the outcome of the last group or checkpoint.
+// setHealth records the store's state and logs each change of it, so that a
+// full disk or an I/O error is seen in the log, not only in health.
 func (c *committer) setHealth(err error) {
 	c.mu.Lock()
+	was := c.health
 	c.health = err
 	c.mu.Unlock()
+	switch {
+	case err != nil && (was == nil || was.Error() != err.Error()):
+		c.logger.Error("store write failed; the store reports unhealthy until a write succeeds", "err", err)
+	case err == nil && was != nil:
+		c.logger.Info("store healthy again")
+	}
 }
 
 func (c *committer) lastError() error {

@@ -138,7 +138,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		path:   path,
 		opts:   opts,
 		logger: opts.Logger.With("component", "store"),
-		commit: newCommitter(bdb, log, checkpoint, opts.CheckpointInterval, maxGroup),
+		commit: newCommitter(opts.Logger.With("component", "store"), bdb, log, checkpoint, opts.CheckpointInterval, maxGroup),
 		stop:   stop,
 	}
 	db.group, ctx = errgroup.WithContext(ctx)
