@@ -9,50 +9,9 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/edgemc/edgemc/web/webtest"
 )
-
-const chromiumPath = "/usr/bin/chromium"
-
-// newBrowser starts headless Chromium for the test and returns a chromedp
-// context for one tab. Tabs for more contexts come from newTab.
-func newBrowser(t *testing.T) context.Context {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("browser test skipped: %s not found (install Debian's chromium to run it)", chromiumPath)
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", "new"),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("hide-scrollbars", true),
-		chromedp.Flag("mute-audio", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil { // starts the browser
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx
-}
-
-// newTab opens another tab in the browser of ctx.
-func newTab(t *testing.T, ctx context.Context) context.Context {
-	t.Helper()
-	tab, cancel := chromedp.NewContext(ctx)
-	t.Cleanup(cancel)
-	if err := chromedp.Do(tab); err != nil {
-		t.Fatal(err)
-	}
-	return tab
-}
 
 // run runs steps with a deadline; the deadline must not apply to the
 // context that started the browser, hence the derived one.
@@ -114,7 +73,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 const xssName = `<img src=x onerror="window.pwned=1">`
 
 func TestBrowserStatusPage(t *testing.T) {
-	ctx := newBrowser(t)
+	ctx := webtest.NewBrowser(t)
 	s := sampleStatus()
 	s.Meetings[0].Participants = append(s.Meetings[0].Participants,
 		Participant{ID: "p-x", Name: xssName, Role: "participant", Connected: true})
@@ -173,7 +132,7 @@ func TestBrowserStatusPage(t *testing.T) {
 }
 
 func TestBrowserStatusToken(t *testing.T) {
-	ctx := newBrowser(t)
+	ctx := webtest.NewBrowser(t)
 	src := &fakeSource{s: sampleStatus()}
 	srv := newServer(t, Options{StatusToken: statusToken, EventInterval: 20 * time.Millisecond}, src)
 

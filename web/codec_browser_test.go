@@ -13,13 +13,15 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
+
+	"github.com/edgemc/edgemc/web/webtest"
 )
 
 // TestBrowserProtoCodec checks the lab page's hand-written JavaScript
 // protobuf codec (assets/proto.js) against the generated Go code, in
 // Chromium: Go encodes what JS must decode and decodes what JS encodes.
 func TestBrowserProtoCodec(t *testing.T) {
-	ctx := newBrowser(t)
+	ctx := webtest.NewBrowser(t)
 	srv := newServer(t, Options{}, &fakeSource{s: sampleStatus()})
 	run(t, ctx, chromedp.Navigate(srv.URL+"/"))
 	eval[bool](t, ctx, `import('/assets/proto.js').then((m) => {

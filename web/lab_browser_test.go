@@ -25,6 +25,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
+
+	"github.com/edgemc/edgemc/web/webtest"
 )
 
 // miniMC is a tiny in-test meeting controller speaking just enough of the
@@ -188,11 +190,11 @@ func (mc *miniMC) serve(str *webtransport.Stream) {
 // TestBrowserLabDemo joins the demo page from two Chromium tabs over real
 // WebTransport (pinned self-signed certificate) to an in-test controller.
 func TestBrowserLabDemo(t *testing.T) {
-	ctx := newBrowser(t)
+	ctx := webtest.NewBrowser(t)
 	mc := startMiniMC(t)
 	srv := newServer(t, Options{Lab: mc}, &fakeSource{s: sampleStatus()})
 
-	host, guest := ctx, newTab(t, ctx)
+	host, guest := ctx, webtest.NewTab(t, ctx)
 	run(t, host, chromedp.Navigate(srv.URL+"/lab/join?role=host&name=Alice&autojoin=1"))
 	waitFor(t, host, `document.getElementById('status').textContent === 'joined'`)
 	run(t, guest, chromedp.Navigate(srv.URL+"/lab/join?role=participant&name=Bob&autojoin=1"))

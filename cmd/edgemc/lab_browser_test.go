@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/edgemc/edgemc/web/webtest"
 )
 
 // Page expressions shared by the steps of TestBrowserLab.
@@ -47,7 +49,7 @@ func labRow(pid string) string {
 // and leave; when the last one leaves the meeting ends and the lab assigns
 // it again.
 func TestBrowserLab(t *testing.T) {
-	ctx := newBrowser(t)
+	ctx := webtest.NewBrowser(t)
 	artifacts := artifactDir(t)
 	p := startEdgemc(t, append([]string{"lab"}, loopbackArgs()...))
 	base := "http://" + p.WaitReady().Str("http")
@@ -66,7 +68,7 @@ func TestBrowserLab(t *testing.T) {
 	firstGen := jsEval[int](t, status, `window.edgemcStatus.last().meetings.find(m => m.id === 'demo').generation`)
 
 	// Two demo tabs join.
-	host, guest := newTab(t, ctx), newTab(t, ctx)
+	host, guest := webtest.NewTab(t, ctx), webtest.NewTab(t, ctx)
 	joined := `document.getElementById('status').textContent === 'joined'`
 	browse(t, host, chromedp.EmulateViewport(1280, 800), chromedp.Navigate(base+"/lab/join?role=host&name=Alice&autojoin=1"))
 	waitJS(t, host, "the host to join", joined, labDescribe)
