@@ -110,6 +110,10 @@ func (a *appliance) init() (err error) {
 		}
 		cfg.JWKSURL, cfg.JWTPublicKey = a.lab.jwksURL, ""
 		cfg.GCURL, cfg.GCTokenFile = a.lab.gcAddr, ""
+		if _, port, err := net.SplitHostPort(cfg.WebTransportListen); err == nil && port != "0" {
+			// Browsers on this machine reach the lab on loopback.
+			cfg.WebTransportAdvertise = "https://127.0.0.1:" + port + "/"
+		}
 		a.cfg = cfg
 	}
 	if a.verifier, err = newVerifier(cfg, a.log); err != nil {
