@@ -243,12 +243,12 @@ func (m *meeting) join(req joinRequest) (string, *codedError) {
 		return "", &codedError{pb.ErrorCode_NOT_FOUND, "meeting not found"}
 	}
 	if req.correlationID != "" || req.bindingToken != "" {
-		if p, reason := m.recoverable(req); p != nil {
+		p, reason := m.recoverable(req)
+		if p != nil {
 			return p.rec.ID, m.reattach(p, req.conn)
-		} else {
-			m.c.metrics.Reconnection(reason)
-			m.log.Info("reconnection refused; joining as a new participant", "reason", reason)
 		}
+		m.c.metrics.Reconnection(reason)
+		m.log.Info("reconnection refused; joining as a new participant", "reason", reason)
 	}
 	if !m.c.reserveParticipant() {
 		return "", &codedError{pb.ErrorCode_CAPACITY_EXCEEDED, "participant capacity reached"}
