@@ -98,7 +98,7 @@ func startBareEchoT(b testing.TB) benchTarget {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv, err := wtbench.NewBareEcho("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{ci.Certificate}})
+	srv, err := wtbench.NewBare("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{ci.Certificate}})
 	if err != nil {
 		b.Fatal(err)
 	}

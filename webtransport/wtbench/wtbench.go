@@ -1,13 +1,13 @@
 // Package wtbench holds the yardsticks edgemc's WebTransport benchmarks are
-// measured against: a bare webtransport-go echo server (session accept, one
-// bidirectional stream, framed echo, library defaults) and a load driver
-// that runs dial + one framed round trip + close against any server.
+// measured against: a bare webtransport-go server (session accept, one
+// bidirectional stream, framed echo of the join, relay of later frames,
+// library defaults) and a load driver that runs dial + one framed round trip
+// + close against any server.
 package wtbench
 
 import (
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -24,15 +24,34 @@ import (
 	"github.com/edgemc/edgemc/webtransport/signalingpb"
 )
 
-// BareEcho is a bare webtransport-go server that echoes every frame of a
-// session's first bidirectional stream back as it came.
-type BareEcho struct {
+// Bare is the floor server: a bare webtransport-go server with the
+// library's defaults that accepts a session and its one bidirectional
+// stream, echoes the first frame (the join) and relays every later frame to
+// every other open session (a host-mute reaching the participants), each
+// write on its own goroutine. No tokens, meetings, queues or state: its
+// figures are what the library itself costs. Its sessions form one room.
+type Bare struct {
 	pc  net.PacketConn
 	srv *wt.Server
+
+	mu    sync.Mutex
+	peers map[*peer]struct{}
 }
 
-// NewBareEcho listens on addr (UDP) with tlsConf's certificate.
-func NewBareEcho(addr string, tlsConf *tls.Config) (*BareEcho, error) {
+// peer is one session's stream; mu serialises relayed writes.
+type peer struct {
+	mu  sync.Mutex
+	str *wt.Stream
+}
+
+func (p *peer) write(b []byte) {
+	p.mu.Lock()
+	_, _ = p.str.Write(b)
+	p.mu.Unlock()
+}
+
+// NewBare listens on addr (UDP) with tlsConf's certificate.
+func NewBare(addr string, tlsConf *tls.Config) (*Bare, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
@@ -41,34 +60,41 @@ func NewBareEcho(addr string, tlsConf *tls.Config) (*BareEcho, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &BareEcho{pc: pc}
-	b.srv = &wt.Server{
+	s := &Bare{pc: pc, peers: map[*peer]struct{}{}}
+	s.srv = &wt.Server{
 		H3: &http3.Server{
 			TLSConfig: http3.ConfigureTLSConfig(tlsConf),
-			Handler:   http.HandlerFunc(b.serve),
+			Handler:   http.HandlerFunc(s.serve),
 		},
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
-	return b, nil
+	return s, nil
 }
 
 // Addr is the bound UDP address.
-func (b *BareEcho) Addr() net.Addr { return b.pc.LocalAddr() }
+func (s *Bare) Addr() net.Addr { return s.pc.LocalAddr() }
+
+// Sessions is the number of sessions past their first frame.
+func (s *Bare) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.peers)
+}
 
 // Serve serves until ctx is done.
-func (b *BareEcho) Serve(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() { _ = b.srv.Close() })
+func (s *Bare) Serve(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { _ = s.srv.Close() })
 	defer stop()
-	err := b.srv.Serve(b.pc)
-	_ = b.pc.Close()
+	err := s.srv.Serve(s.pc)
+	_ = s.pc.Close()
 	if ctx.Err() != nil || errors.Is(err, http.ErrServerClosed) || errors.Is(err, quic.ErrServerClosed) {
 		return nil
 	}
 	return err
 }
 
-func (b *BareEcho) serve(w http.ResponseWriter, r *http.Request) {
-	sess, err := b.srv.Upgrade(w, r)
+func (s *Bare) serve(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.srv.Upgrade(w, r)
 	if err != nil {
 		w.WriteHeader(http.StatusBadRequest)
 		return
@@ -77,20 +103,51 @@ func (b *BareEcho) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	var in, out []byte
-	for {
-		payload, err := webtransport.ReadFrame(str, in)
+	p := &peer{str: str}
+	var buf, out []byte
+	for first := true; ; first = false {
+		payload, err := webtransport.ReadFrame(str, buf)
 		if err != nil {
 			break
 		}
-		in = payload
-		out = append(binary.BigEndian.AppendUint32(out[:0], uint32(len(payload))), payload...)
-		if _, err := str.Write(out); err != nil {
-			break
+		buf = payload
+		out = appendFrame(out[:0], payload)
+		if first {
+			if _, err := str.Write(out); err != nil {
+				break
+			}
+			s.mu.Lock()
+			s.peers[p] = struct{}{}
+			s.mu.Unlock()
+			continue
 		}
+		s.relay(p, append([]byte(nil), out...))
 	}
+	s.mu.Lock()
+	delete(s.peers, p)
+	s.mu.Unlock()
 	_ = str.Close()
 	<-sess.Context().Done()
+}
+
+// relay writes frame to every session but from, in parallel.
+func (s *Bare) relay(from *peer, frame []byte) {
+	s.mu.Lock()
+	to := make([]*peer, 0, len(s.peers))
+	for p := range s.peers {
+		if p != from {
+			to = append(to, p)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range to {
+		go p.write(frame)
+	}
+}
+
+func appendFrame(dst, payload []byte) []byte {
+	n := len(payload)
+	return append(append(dst, byte(n>>24), byte(n>>16), byte(n>>8), byte(n)), payload...)
 }
 
 // Result summarises a load run.

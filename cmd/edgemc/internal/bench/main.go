@@ -27,9 +27,9 @@ import (
 	"time"
 
 	"github.com/edgemc/edgemc/cmd/edgemc/internal/loadgen"
-	"github.com/edgemc/edgemc/cmd/edgemc/internal/loadgen/floor"
 	"github.com/edgemc/edgemc/gc/auth/authtest"
 	"github.com/edgemc/edgemc/webtransport"
+	"github.com/edgemc/edgemc/webtransport/wtbench"
 )
 
 // options are the command line.
@@ -223,7 +223,7 @@ func serveFloor(dir string) int {
 		fmt.Fprintln(os.Stderr, "floor:", err)
 		return 1
 	}
-	srv, err := floor.New("127.0.0.1:0", certs.TLSConfig())
+	srv, err := wtbench.NewBare("127.0.0.1:0", certs.TLSConfig())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "floor:", err)
 		return 1

@@ -109,7 +109,7 @@ func (r results) write(w io.Writer, o options) {
 	fmt.Fprintf(w, "\n## Performance on this machine\n\n")
 	fmt.Fprintf(w, "%d cores (%s), %s/%s, %s, %s. Every figure is a fresh server process measured from /proc; the load generator (`edgemc loadgen`) runs in its own process on the same cores; everything on 127.0.0.1.\n",
 		runtime.NumCPU(), cpuModel(), runtime.GOOS, runtime.GOARCH, runtime.Version(), time.Now().UTC().Format("2006-01-02"))
-	fmt.Fprintf(w, "The floor is a bare webtransport-go server (library defaults) that accepts the session and its stream, echoes the join and relays later frames (`cmd/edgemc/internal/loadgen/floor`).\n")
+	fmt.Fprintf(w, "The floor is a bare webtransport-go server (library defaults) that accepts the session and its stream, echoes the join and relays later frames (`webtransport/wtbench`).\n")
 
 	if len(r.joins) > 0 {
 		e, f := r.joins[edgemcTarget], r.joins[floorTarget]

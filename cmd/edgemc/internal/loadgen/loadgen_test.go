@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/edgemc/edgemc/appliance"
-	"github.com/edgemc/edgemc/cmd/edgemc/internal/loadgen/floor"
 	"github.com/edgemc/edgemc/gc/auth/authtest"
 	"github.com/edgemc/edgemc/webtransport"
+	"github.com/edgemc/edgemc/webtransport/wtbench"
 )
 
 // readyCatcher is a slog handler that hands over the attributes of the
@@ -195,7 +195,7 @@ func startFloor(t *testing.T) target {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := floor.New("127.0.0.1:0", certs.TLSConfig())
+	srv, err := wtbench.NewBare("127.0.0.1:0", certs.TLSConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
