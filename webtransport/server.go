@@ -57,6 +57,9 @@ type ServerConfig struct {
 	// IdleTimeout closes a QUIC connection that has been silent this long
 	// (a client lost without a close). Default 30s.
 	IdleTimeout time.Duration
+	// RetryAbove is how many unfinished QUIC handshakes make the server ask
+	// new clients to prove their address with a Retry first. Default 128.
+	RetryAbove int
 	// CheckOrigin vets the Origin of a browser's CONNECT request. Default:
 	// any origin, since clients are authenticated by their join token and
 	// the meeting web app is not served from the MC's origin.
@@ -75,6 +78,9 @@ func (c *ServerConfig) setDefaults() {
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 30 * time.Second
+	}
+	if c.RetryAbove <= 0 {
+		c.RetryAbove = 128
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -124,6 +130,9 @@ type Server struct {
 	wts     *wt.Server // set before ready is closed
 	nextID  atomic.Uint64
 	started atomic.Bool
+	// handshaking counts QUIC connections accepted whose handshake has not
+	// completed yet.
+	handshaking atomic.Int64
 
 	mu          sync.Mutex
 	base        context.Context // parent of every session's context
@@ -211,12 +220,44 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	close(s.ready)
 	s.log.Info("webtransport listening", "addr", s.addr.String())
 
+	// edgemc runs the QUIC listener itself so that it can answer with a
+	// Retry (proof of the source address, no state kept) while many
+	// handshakes are unfinished: a flood of half-open handshakes then costs
+	// one packet each instead of a connection's memory.
+	tr := &quic.Transport{Conn: pc, VerifySourceAddress: func(net.Addr) bool {
+		return s.handshaking.Load() >= int64(s.cfg.RetryAbove)
+	}}
+	defer tr.Close()
+	ln, err := tr.ListenEarly(h3.TLSConfig, h3.QUICConfig)
+	if err != nil {
+		return fmt.Errorf("webtransport: listen %q: %w", s.cfg.Addr, err)
+	}
+	defer ln.Close()
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := srv.Serve(pc); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, quic.ErrServerClosed) && gctx.Err() == nil {
-			return fmt.Errorf("webtransport: serve: %w", err)
+		for {
+			conn, err := ln.Accept(gctx)
+			if err != nil {
+				if gctx.Err() != nil || errors.Is(err, quic.ErrServerClosed) {
+					return nil
+				}
+				return fmt.Errorf("webtransport: accept: %w", err)
+			}
+			s.handshaking.Add(1)
+			go func() {
+				select {
+				case <-conn.HandshakeComplete():
+				case <-conn.Context().Done():
+				}
+				s.handshaking.Add(-1)
+			}()
+			go func() {
+				if err := srv.ServeQUICConn(conn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					s.log.Debug("serving QUIC connection", "err", err)
+				}
+			}()
 		}
-		return nil
 	})
 	g.Go(func() error {
 		<-gctx.Done()

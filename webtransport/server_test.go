@@ -325,3 +325,38 @@ func TestShutdownClosesSessions(t *testing.T) {
 		t.Fatal("ListenAndServe returned before the handler")
 	}
 }
+
+// With Retry demanded from the first unfinished handshake on, concurrent
+// clients still connect: they prove their address and carry on.
+func TestClientsConnectThroughRetry(t *testing.T) {
+	ts := startServer(t, webtransport.ServerConfig{RetryAbove: 1}, newEchoHandler())
+	const n = 24
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := webtransport.Dial(ctx, ts.url, ts.opts)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			id := fmt.Sprintf("m%d", i)
+			if err := c.Send(joinRequest(id)); err != nil {
+				errs <- err
+				return
+			}
+			m, err := c.Recv(ctx)
+			if err == nil && m.GetJoinResponse().GetParticipantId() != id {
+				err = fmt.Errorf("answer %v, want %s", m, id)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
