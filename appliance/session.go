@@ -159,8 +159,9 @@ func (c *Controller) dispatch(ctx context.Context, m *meeting, pid string, msg *
 	return cerr
 }
 
-// ended tells the meeting how the session ended: a clean close is a leave,
-// anything else (a lost connection, a drain) starts the disconnect grace.
+// ended tells the meeting how the session ended: a clean close by the client
+// is a leave; anything else (a lost connection, a close by the server as in a
+// drain) starts the disconnect grace.
 func (c *Controller) ended(m *meeting, pid string, s session, err error) {
 	if errors.Is(err, webtransport.ErrFrameTooLarge) {
 		// The stream can no longer be framed: say so and close.
@@ -170,7 +171,7 @@ func (c *Controller) ended(m *meeting, pid string, s session, err error) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), 10*time.Second)
 	defer cancel()
-	if cleanClose(err) && !c.Draining() {
+	if cleanClose(err) {
 		m.do(ctx, func() { m.leave(pid, s.ID(), pb.LeaveReason_VOLUNTARY) })
 		return
 	}
