@@ -25,8 +25,9 @@ esac
 [ -n "$v" ] || die "$1"
 
 case $v in
-[0-9]*)
-	# A tag, maybe followed by git describe's -N-gHASH.
+[0-9]*.*)
+	# A tag, maybe followed by git describe's -N-gHASH. (A bare hash can
+	# start with a digit too, but has no dot.)
 	tag=$(printf %s "$v" | sed -E 's/-[0-9]+-g[0-9a-f]+$//')
 	since=${v#"$tag"}
 	out=$(printf %s "$tag" | tr - '~')

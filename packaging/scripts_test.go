@@ -209,6 +209,7 @@ func TestPkgVersion(t *testing.T) {
 		{"v1.3.0-rc1", "9", "1.3.0~rc1"},
 		{"v1.3.0-rc1-2-gdeadbee", "9", "1.3.0~rc1+2.gdeadbee"},
 		{"abc1234", "57", "0.0.0+57.gabc1234"},
+		{"00a3232", "90", "0.0.0+90.g00a3232"}, // a hash that starts with digits
 		{"abc1234-dirty", "57", "0.0.0+57.gabc1234.dirty"},
 		{"dev", "0", "0.0.0+0.dev"},
 		{"", "1", ""},
