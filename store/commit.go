@@ -357,9 +357,14 @@ func (c *committer) setHealth(err error) {
 	}
 }
 
+// lastError is ErrClosed after Close, else the last failure of the log or
+// the file (nil after a good group). It never waits for the committer.
 func (c *committer) lastError() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
 	return c.health
 }
 
