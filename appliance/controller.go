@@ -47,7 +47,8 @@ type controllerConfig struct {
 // webtransport.Handler (see session.go).
 type Controller struct {
 	cfg      controllerConfig
-	ctx      context.Context // parent of every meeting
+	ctx      context.Context // parent of every meeting; cancel ends them
+	cancel   context.CancelFunc
 	log      *slog.Logger
 	db       *store.DB
 	verifier joinVerifier
@@ -66,11 +67,12 @@ type Controller struct {
 	notifyWG     sync.WaitGroup
 }
 
-func newController(ctx context.Context, cfg controllerConfig, log *slog.Logger, db *store.DB, v joinVerifier, b *binder, m metricsSink) *Controller {
+func newController(cfg controllerConfig, log *slog.Logger, db *store.DB, v joinVerifier, b *binder, m metricsSink) *Controller {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Controller{cfg: cfg, ctx: ctx, log: log, db: db, verifier: v, binder: b, metrics: m, meetings: map[string]*meeting{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Controller{cfg: cfg, ctx: ctx, cancel: cancel, log: log, db: db, verifier: v, binder: b, metrics: m, meetings: map[string]*meeting{}}
 }
 
 func (c *Controller) now() time.Time { return c.cfg.Now() }
@@ -271,8 +273,8 @@ func (c *Controller) WaitSessions(ctx context.Context) error {
 
 // Stop stops every meeting goroutine after it has handled what is queued,
 // and waits for them and for pending GC notifications (bounded by ctx).
-func (c *Controller) Stop(ctx context.Context, cancel context.CancelFunc) error {
-	cancel()
+func (c *Controller) Stop(ctx context.Context) error {
+	c.cancel()
 	if err := waitGroup(ctx, &c.meetingsWG); err != nil {
 		return err
 	}

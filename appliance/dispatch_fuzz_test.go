@@ -87,7 +87,7 @@ func newDispatchFixture(f *testing.F) *dispatchFixture {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	fx := &dispatchFixture{metrics: &countingSink{}}
-	fx.ctrl = newController(ctx, controllerConfig{MaxMeetings: 10, MaxParticipants: 1 << 20, Grace: time.Millisecond},
+	fx.ctrl = newController(controllerConfig{MaxMeetings: 10, MaxParticipants: 1 << 20, Grace: time.Millisecond},
 		slog.New(slog.DiscardHandler), db, fakeVerifier{}, b, fx.metrics)
 	if _, err := fx.ctrl.AssignMeeting(ctx, "m-fuzz", nil, "gc-fuzz"); err != nil {
 		f.Fatal(err)
@@ -104,7 +104,7 @@ func newDispatchFixture(f *testing.F) *dispatchFixture {
 	f.Cleanup(func() {
 		cancel()
 		<-served
-		fx.ctrl.Stop(context.Background(), func() {})
+		fx.ctrl.Stop(context.Background())
 	})
 	return fx
 }

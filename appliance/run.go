@@ -57,7 +57,6 @@ type appliance struct {
 	metrics   *web.Metrics
 	registry  *prometheus.Registry
 	ctrl      *Controller
-	stopCtrl  context.CancelFunc
 	certs     *webtransport.CertManager
 	verifier  *auth.Verifier
 	link      *gc.Link
@@ -127,9 +126,7 @@ func (a *appliance) init() (err error) {
 	if err != nil {
 		return fmt.Errorf("webtransport certificate: %w", err)
 	}
-	ctrlCtx, stop := context.WithCancel(context.Background())
-	a.stopCtrl = stop
-	a.ctrl = newController(ctrlCtx, controllerConfig{
+	a.ctrl = newController(controllerConfig{
 		MaxMeetings:     cfg.MaxMeetings,
 		MaxParticipants: cfg.MaxParticipants,
 		Grace:           cfg.DisconnectGrace,
@@ -286,15 +283,15 @@ func (a *appliance) drain(grpcSrv *grpc.Server) error {
 	case <-ctx.Done():
 		grpcSrv.Stop()
 	}
-	if err := a.ctrl.Stop(ctx, a.stopCtrl); err != nil {
+	if err := a.ctrl.Stop(ctx); err != nil {
 		return fmt.Errorf("drain: meetings did not stop within %s", a.cfg.DrainTimeout)
 	}
 	return nil
 }
 
 func (a *appliance) close() {
-	if a.stopCtrl != nil {
-		a.stopCtrl()
+	if a.ctrl != nil {
+		a.ctrl.cancel()
 	}
 	if a.link != nil {
 		a.link.Close()
