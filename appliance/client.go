@@ -85,5 +85,5 @@ func CertHash(cfg Config) (string, time.Time, error) {
 		return "", time.Time{}, err
 	}
 	c := m.Current()
-	return hex.EncodeToString(c.SHA256[:]), c.NotAfter, nil
+	return c.HashHex(), c.NotAfter, nil
 }

@@ -226,16 +226,16 @@ func (a *appliance) run(ctx context.Context) error {
 	}
 	select {
 	case <-a.wt.Ready():
-	case <-gctx.Done():
+		cert := a.certs.Current()
+		a.log.Info("edgemc ready",
+			"id", a.cfg.ID, "version", a.opts.Version,
+			"grpc", a.grpcLis.Addr().String(), "webtransport", a.wt.Addr().String(), "http", a.httpLis.Addr().String(),
+			"cert_sha256", cert.HashHex(), "gc", a.cfg.GCURL != "")
+		daemon.SdNotify(false, daemon.SdNotifyReady)
+		g.Go(func() error { watchdog(gctx); return nil })
+		g.Go(func() error { a.refreshGauges(gctx); return nil })
+	case <-gctx.Done(): // a component failed before the appliance was ready
 	}
-	cert := a.certs.Current()
-	a.log.Info("edgemc ready",
-		"id", a.cfg.ID, "version", a.opts.Version,
-		"grpc", a.grpcLis.Addr().String(), "webtransport", a.wt.Addr().String(), "http", a.httpLis.Addr().String(),
-		"cert_sha256", fmt.Sprintf("%x", cert.SHA256), "gc", a.cfg.GCURL != "")
-	daemon.SdNotify(false, daemon.SdNotifyReady)
-	g.Go(func() error { watchdog(gctx); return nil })
-	g.Go(func() error { a.refreshGauges(gctx); return nil })
 
 	select {
 	case <-ctx.Done():

@@ -26,7 +26,7 @@ func (a *appliance) Status(ctx context.Context) web.Status {
 			Version:         a.opts.Version,
 			WebTransportURL: a.wtURL(),
 			GRPCEndpoint:    a.grpcAdvertise(),
-			CertSHA256:      fmt.Sprintf("%x", cert.SHA256),
+			CertSHA256:      cert.HashHex(),
 			CertNotAfter:    cert.NotAfter,
 			StartedAt:       a.started,
 		},
