@@ -205,23 +205,30 @@ func startAppliance(t *testing.T, dir string, issuer *authtest.Issuer, keyFlag s
 	return a
 }
 
+// startMeetingOfTwo runs edgemc with meeting m1 and participants alice and
+// bob; restart starts another edgemc on the same data-dir and key.
+func startMeetingOfTwo(t *testing.T) (a *mc, alice, bob *participant, restart func() *mc) {
+	issuer := authtest.NewIssuer()
+	key := writeJWTKey(t, issuer)
+	dir := t.TempDir()
+	a = startAppliance(t, dir, issuer, key)
+	a.assign(t, "m1")
+	alice = a.join(t, "m1", "alice", "", "")
+	bob = a.join(t, "m1", "bob", "", "")
+	return a, alice, bob, func() *mc { return startAppliance(t, dir, issuer, key) }
+}
+
 // TestE2ERestartAfterSIGKILL: two participants, the process is killed, a new
 // one on the same data-dir recovers the meeting under a new generation and
 // both participants reconnect with their bindings to the same ids.
 func TestE2ERestartAfterSIGKILL(t *testing.T) {
-	issuer := authtest.NewIssuer()
-	key := writeJWTKey(t, issuer)
-	dir := t.TempDir()
-	a := startAppliance(t, dir, issuer, key)
-	a.assign(t, "m1")
-	alice := a.join(t, "m1", "alice", "", "")
-	bob := a.join(t, "m1", "bob", "", "")
+	a, alice, bob, restart := startMeetingOfTwo(t)
 	gen := meetingGeneration(t, a.status(t))
 
 	a.p.Signal(syscall.SIGKILL)
 	a.p.Wait()
 
-	b := startAppliance(t, dir, issuer, key)
+	b := restart()
 	if g := meetingGeneration(t, b.status(t)); g <= gen {
 		t.Fatalf("generation %v after restart, was %v", g, gen)
 	}
@@ -239,13 +246,7 @@ func TestE2ERestartAfterSIGKILL(t *testing.T) {
 // TestE2EDrainOnSIGTERM: clients see the going-away close, the process exits
 // 0 within the drain time, and after a restart they recover their sessions.
 func TestE2EDrainOnSIGTERM(t *testing.T) {
-	issuer := authtest.NewIssuer()
-	key := writeJWTKey(t, issuer)
-	dir := t.TempDir()
-	a := startAppliance(t, dir, issuer, key)
-	a.assign(t, "m1")
-	alice := a.join(t, "m1", "alice", "", "")
-	bob := a.join(t, "m1", "bob", "", "")
+	a, alice, bob, restart := startMeetingOfTwo(t)
 
 	start := time.Now()
 	a.p.Signal(syscall.SIGTERM)
@@ -271,7 +272,7 @@ func TestE2EDrainOnSIGTERM(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("drain took %v, more than drain-timeout", d)
 	}
-	b := startAppliance(t, dir, issuer, key)
+	b := restart()
 	if b.rejoin(t, "m1", "alice", alice).resp.ParticipantId != alice.resp.ParticipantId ||
 		b.rejoin(t, "m1", "bob", bob).resp.ParticipantId != bob.resp.ParticipantId {
 		t.Fatal("sessions not recovered after a drain and restart")
