@@ -424,12 +424,8 @@ func (m *meeting) leave(pid string, connID uint64, reason pb.LeaveReason) {
 	if p.grace != nil {
 		p.grace.Stop()
 	}
-	if err := m.c.db.DeleteParticipant(m.id, m.gen, pid); err != nil {
-		m.storeErr("delete participant", err)
-		return
-	}
-	if err := m.c.db.DeleteBinding(m.id, m.gen, p.binding.CorrelationID); err != nil && !errors.Is(err, store.ErrNotFound) {
-		m.storeErr("delete binding", err)
+	if err := m.c.db.DeleteSession(m.id, m.gen, pid, p.binding.CorrelationID); err != nil {
+		m.storeErr("delete session", err)
 		return
 	}
 	delete(m.participants, pid)

@@ -25,6 +25,7 @@ func TestFencing(t *testing.T) {
 		"PutBinding":        db.PutBinding("m", old, Binding{CorrelationID: "c"}),
 		"DeleteBinding":     db.DeleteBinding("m", old, "c"),
 		"PutSession":        db.PutSession("m", old, Participant{ID: "p"}, Binding{CorrelationID: "c"}),
+		"DeleteSession":     db.DeleteSession("m", old, "p", "c"),
 		"DeleteMeeting":     db.DeleteMeeting("m", old),
 	}
 	for name, err := range fencedOut {
@@ -52,6 +53,18 @@ func TestFencing(t *testing.T) {
 	}
 	if st, _ := db.Stats(); st.Participants != 3 || st.Bindings != 2 {
 		t.Errorf("after PutSession: %+v", st)
+	}
+	if err := db.DeleteSession("m", cur, "q2", "c2"); err != nil {
+		t.Errorf("DeleteSession: %v", err)
+	}
+	if err := db.DeleteSession("m", cur, "q", "no-binding"); err != nil {
+		t.Errorf("DeleteSession of a participant without a binding: %v", err)
+	}
+	if err := db.DeleteSession("m", cur, "q", "c"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("DeleteSession of a missing participant: %v, want ErrNotFound", err)
+	}
+	if st, _ := db.Stats(); st.Participants != 1 || st.Bindings != 1 {
+		t.Errorf("after DeleteSession: %+v", st)
 	}
 	// A newer generation than was ever acquired passes and raises the counter, so it is never handed out.
 	if err := db.PutParticipant("m", cur+5, Participant{ID: "r"}); err != nil {

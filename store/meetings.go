@@ -173,6 +173,33 @@ func (db *DB) putChildren(op, meetingID string, gen uint64, valid error, childre
 	})
 }
 
+// DeleteSession removes a participant's roster entry and, if there is one,
+// its binding, in one fenced commit: what a leave changes. A missing
+// participant gives ErrNotFound.
+func (db *DB) DeleteSession(meetingID string, gen uint64, participantID, correlationID string) error {
+	valid := errors.Join(checkMeetingID(meetingID), checkKey("participant id", participantID), checkKey("correlation id", correlationID))
+	return db.checked("delete_session", valid, func(tx *txn) error {
+		key := []byte(meetingID)
+		cur, err := fence(tx, meetingID, key, gen)
+		if err != nil {
+			return err
+		}
+		pk := childKey(meetingID, participantID)
+		if tx.bucket(bucketRoster).Get(pk) == nil {
+			return refuse(fmt.Errorf("meeting %q: participant id %q: %w", meetingID, participantID, ErrNotFound))
+		}
+		if err := tx.del(bucketRoster, pk); err != nil {
+			return err
+		}
+		if bk := childKey(meetingID, correlationID); tx.bucket(bucketBindings).Get(bk) != nil {
+			if err := tx.del(bucketBindings, bk); err != nil {
+				return err
+			}
+		}
+		return raise(tx, key, cur, gen)
+	})
+}
+
 func (db *DB) deleteChild(op, meetingID string, gen uint64, bucket []byte, what, id string) error {
 	valid := errors.Join(checkMeetingID(meetingID), checkKey(what, id))
 	return db.checked(op, valid, func(tx *txn) error {
