@@ -41,12 +41,9 @@ type peer interface {
 // participant is a roster entry; only its meeting's goroutine touches it.
 type participant struct {
 	rec     store.Participant
-	userNum uint64
 	conn    peer // nil while disconnected
 	binding store.Binding
 	grace   *time.Timer
-	// unmuteAsked records a pending UnmuteRequest (audio, video).
-	unmuteAsked [2]bool
 }
 
 // meeting is the actor that owns one meeting's state. Its goroutine (run) is
@@ -263,8 +260,7 @@ func (m *meeting) join(req joinRequest) (string, *codedError) {
 			JoinedAt:  now,
 			Connected: true,
 		},
-		userNum: userNumber(req.claims.Subject),
-		conn:    req.conn,
+		conn: req.conn,
 	}
 	p.binding = store.Binding{CorrelationID: newID(), ParticipantID: p.rec.ID, UserID: p.rec.UserID}
 	token := m.rebind(p)
@@ -354,7 +350,7 @@ func (m *meeting) reattach(p *participant, conn peer) *codedError {
 func (m *meeting) sendJoinResponse(p *participant, token string) {
 	resp := &pb.JoinResponse{
 		ParticipantId: p.rec.ID,
-		UserId:        p.userNum,
+		UserId:        userNumber(p.rec.UserID),
 		CorrelationId: p.binding.CorrelationID,
 		BindingToken:  token,
 	}
@@ -543,7 +539,6 @@ func (m *meeting) unmuteRequest(pid string, req *pb.UnmuteRequest) *codedError {
 	if !audio && !video {
 		return &codedError{pb.ErrorCode_CONFLICT, "not host-muted"}
 	}
-	p.unmuteAsked = [2]bool{audio, video}
 	msg := &pb.ServerMessage{Message: &pb.ServerMessage_UnmuteRequest{UnmuteRequest: &pb.UnmuteRequest{RequestAudio: audio, RequestVideo: video}}}
 	frame, err := webtransport.EncodeServerMessage(msg)
 	if err != nil {
@@ -577,7 +572,6 @@ func (m *meeting) unmuteResponse(pid string, resp *pb.UnmuteResponse) *codedErro
 	if resp.VideoApproved && p.rec.VideoHostMuted {
 		p.rec.VideoHostMuted, changed = false, true
 	}
-	p.unmuteAsked = [2]bool{}
 	if changed {
 		if !p.rec.AudioHostMuted && !p.rec.VideoHostMuted {
 			p.rec.HostMutedBy = ""
@@ -603,7 +597,7 @@ func (m *meeting) unmuteResponse(pid string, resp *pb.UnmuteResponse) *codedErro
 func (m *meeting) restore(rec store.Participant, b store.Binding, now time.Time) error {
 	rec.Connected = false
 	rec.DisconnectedSince = now
-	p := &participant{rec: rec, userNum: userNumber(rec.UserID), binding: b}
+	p := &participant{rec: rec, binding: b}
 	var err error
 	if b.CorrelationID != "" {
 		p.binding.ExpiresAt = now.Add(bindingTTL)
