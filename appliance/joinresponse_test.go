@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"testing"
 
 	"github.com/edgemc/edgemc/store"
@@ -87,5 +88,33 @@ func TestJoinResponseOfALargeMeeting(t *testing.T) {
 	}
 	if mutes != n/2 {
 		t.Fatalf("%d mute updates, want %d", mutes, n/2)
+	}
+}
+
+// Once an op is queued, do waits for it even when its context ends: a join
+// whose caller gave up would leave a participant no session goroutine
+// serves (seen under load as a client that closed right after joining and
+// was never removed).
+func TestDoWaitsForAQueuedOp(t *testing.T) {
+	c := &Controller{ctx: context.Background(), log: slog.New(slog.DiscardHandler), metrics: &countingSink{}}
+	m := newMeeting(c, store.Meeting{ID: "m"})
+	go m.run()
+	defer m.cancel()
+	holding, hold := make(chan struct{}), make(chan struct{})
+	if err := m.post(context.Background(), func() { close(holding); <-hold }); err != nil {
+		t.Fatal(err)
+	}
+	<-holding // the meeting is busy: the next op waits in the mailbox
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := false
+	result := make(chan error, 1)
+	go func() { result <- m.do(ctx, func() { ran = true }) }()
+	for len(m.mailbox) == 0 { // until do has queued its op
+		runtime.Gosched()
+	}
+	cancel()
+	close(hold)
+	if err := <-result; err != nil || !ran {
+		t.Fatalf("do returned %v with the op run: %v; want nil after it ran", err, ran)
 	}
 }

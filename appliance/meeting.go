@@ -111,7 +111,10 @@ func (m *meeting) post(ctx context.Context, fn func()) error {
 	}
 }
 
-// do runs fn on the meeting goroutine and waits until it has run.
+// do runs fn on the meeting goroutine and waits until it has run. ctx bounds
+// only the wait for room in the mailbox: once queued, fn will run, and its
+// caller must learn that it did (a join whose caller gave up would leave a
+// participant nobody serves).
 func (m *meeting) do(ctx context.Context, fn func()) error {
 	ran := make(chan struct{})
 	if err := m.post(ctx, func() { fn(); close(ran) }); err != nil {
@@ -128,8 +131,6 @@ func (m *meeting) do(ctx context.Context, fn func()) error {
 		default:
 			return errMeetingGone
 		}
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 
