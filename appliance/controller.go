@@ -26,13 +26,10 @@ type endNotifier interface {
 	NotifyMeetingEnded(ctx context.Context, meetingID string) error
 }
 
-// metricsSink is what the controller reports; *web.Metrics satisfies it.
+// metricsSink is what the controller and its meetings report; *web.Metrics
+// satisfies it.
 type metricsSink interface {
-	MailboxDepth(kind string, depth int)
-	PanicRecovered()
-	FencedOut()
-	NonceReplayRefused()
-	Reconnection(outcome string)
+	meetingMetrics
 	JoinDone(d time.Duration, outcome string)
 }
 
@@ -52,15 +49,15 @@ type Controller struct {
 	log      *slog.Logger
 	db       *store.DB
 	verifier joinVerifier
-	binder   *binder
 	metrics  metricsSink
 	notifier atomic.Pointer[endNotifier]
+	deps     meetingDeps // shared by every meeting
 
 	assignMu sync.Mutex // serialises creation of meetings
 	mu       sync.Mutex
 	meetings map[string]*meeting
 
-	participants atomic.Int64 // roster entries over all meetings
+	participants seatCounter // roster entries over all meetings
 	draining     atomic.Bool
 	sessions     sync.WaitGroup
 	meetingsWG   sync.WaitGroup
@@ -72,10 +69,21 @@ func newController(cfg controllerConfig, log *slog.Logger, db *store.DB, v joinV
 		cfg.Now = time.Now
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Controller{cfg: cfg, ctx: ctx, cancel: cancel, log: log, db: db, verifier: v, binder: b, metrics: m, meetings: map[string]*meeting{}}
+	c := &Controller{cfg: cfg, ctx: ctx, cancel: cancel, log: log, db: db, verifier: v, metrics: m, meetings: map[string]*meeting{}}
+	c.participants.max = int64(cfg.MaxParticipants)
+	c.deps = meetingDeps{
+		store:    db,
+		binder:   b,
+		metrics:  m,
+		seats:    &c.participants,
+		log:      log,
+		now:      cfg.Now,
+		grace:    cfg.Grace,
+		draining: c.Draining,
+		stopped:  c.stopped,
+	}
+	return c
 }
-
-func (c *Controller) now() time.Time { return c.cfg.Now() }
 
 // SetNotifier sets where meeting ends are reported (the GC link).
 func (c *Controller) SetNotifier(n endNotifier) { c.notifier.Store(&n) }
@@ -92,12 +100,17 @@ func (c *Controller) lookup(id string) *meeting {
 	return c.meetings[id]
 }
 
-func (c *Controller) forget(m *meeting) {
+// stopped forgets a meeting that is no longer held and, if it ended, tells
+// the GC.
+func (c *Controller) stopped(m *meeting, ended bool) {
 	c.mu.Lock()
 	if c.meetings[m.id] == m {
 		delete(c.meetings, m.id)
 	}
 	c.mu.Unlock()
+	if ended {
+		c.meetingEnded(m.id)
+	}
 }
 
 func (c *Controller) start(m *meeting) {
@@ -107,17 +120,27 @@ func (c *Controller) start(m *meeting) {
 	c.meetingsWG.Go(m.run)
 }
 
-func (c *Controller) reserveParticipant() bool {
+// seatCounter counts participants over all meetings against a maximum.
+type seatCounter struct {
+	n   atomic.Int64
+	max int64
+}
+
+func (s *seatCounter) take() bool {
 	for {
-		n := c.participants.Load()
-		if n >= int64(c.cfg.MaxParticipants) {
+		n := s.n.Load()
+		if n >= s.max {
 			return false
 		}
-		if c.participants.CompareAndSwap(n, n+1) {
+		if s.n.CompareAndSwap(n, n+1) {
 			return true
 		}
 	}
 }
+
+func (s *seatCounter) add(n int) { s.n.Add(int64(n)) }
+
+func (s *seatCounter) count() uint32 { return uint32(max(s.n.Load(), 0)) }
 
 func (c *Controller) meetingEnded(id string) {
 	n := c.notifier.Load()
@@ -142,31 +165,19 @@ func (c *Controller) Load() gc.Load {
 		MaxMeetings:         c.cfg.MaxMeetings,
 		CurrentMeetings:     uint32(meetings),
 		MaxParticipants:     c.cfg.MaxParticipants,
-		CurrentParticipants: uint32(max(c.participants.Load(), 0)),
+		CurrentParticipants: c.participants.count(),
 	}
 	switch {
 	case c.Draining():
 		l.Health = internalpb.HealthStatus_DRAINING
 	case c.db.Check() != nil:
 		l.Health = internalpb.HealthStatus_UNHEALTHY
-	case loadFraction(l) >= 0.80:
+	case l.Capacity().Degraded():
 		l.Health = internalpb.HealthStatus_DEGRADED
 	default:
 		l.Health = internalpb.HealthStatus_HEALTHY
 	}
 	return l
-}
-
-// loadFraction is the fuller of the two capacities, 0..1+.
-func loadFraction(l gc.Load) float64 {
-	f := 0.0
-	if l.MaxMeetings > 0 {
-		f = float64(l.CurrentMeetings) / float64(l.MaxMeetings)
-	}
-	if l.MaxParticipants > 0 {
-		f = max(f, float64(l.CurrentParticipants)/float64(l.MaxParticipants))
-	}
-	return f
 }
 
 // AssignMeeting creates (or confirms) a meeting the GC assigns to this MC.
@@ -182,14 +193,7 @@ func (c *Controller) AssignMeeting(ctx context.Context, id string, mhs []gc.MHAs
 	}
 	if m := c.lookup(id); m != nil {
 		// Idempotent: the meeting is already held here; take the new MH list.
-		err := m.do(ctx, func() {
-			m.assignments = assignments
-			st := store.Meeting{ID: id, Assignments: assignments, AssignedBy: gcID, CreatedAt: m.createdAt}
-			if err := c.db.PutMeeting(m.gen, st); err != nil {
-				m.storeErr("put meeting", err)
-			}
-			m.publish()
-		})
+		err := m.do(ctx, func() { m.reassign(assignments, gcID) })
 		if err == nil {
 			return internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED, nil
 		}
@@ -197,23 +201,18 @@ func (c *Controller) AssignMeeting(ctx context.Context, id string, mhs []gc.MHAs
 			return 0, err
 		}
 	}
-	l := c.Load()
-	if r := gc.CheckCapacity(l); r != internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED {
+	if r := gc.CheckCapacity(c.Load()); r != internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED {
 		return r, nil
-	}
-	if loadFraction(l) >= 0.85 {
-		// Load shedding: keep room for joins to the meetings already held.
-		return internalpb.RejectionReason_REJECTION_REASON_AT_CAPACITY, nil
 	}
 	gen, err := c.db.Acquire(id)
 	if err != nil {
 		return 0, fmt.Errorf("acquire meeting %s: %w", id, err)
 	}
-	st := store.Meeting{ID: id, Generation: gen, Assignments: assignments, AssignedBy: gcID, CreatedAt: c.now()}
+	st := store.Meeting{ID: id, Generation: gen, Assignments: assignments, AssignedBy: gcID, CreatedAt: c.cfg.Now()}
 	if err := c.db.PutMeeting(gen, st); err != nil {
 		return 0, fmt.Errorf("store meeting %s: %w", id, err)
 	}
-	c.start(newMeeting(c, st))
+	c.start(newMeeting(c.ctx, &c.deps, st))
 	c.log.Info("meeting assigned", "meeting", id, "generation", gen, "media_handlers", len(mhs))
 	return internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED, nil
 }
@@ -225,7 +224,7 @@ func (c *Controller) recover() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read stored meetings: %w", err)
 	}
-	now := c.now()
+	now := c.cfg.Now()
 	for _, st := range states {
 		gen, err := c.db.Acquire(st.Meeting.ID)
 		if err != nil {
@@ -235,7 +234,7 @@ func (c *Controller) recover() (int, error) {
 		if err := c.db.PutMeeting(gen, st.Meeting); err != nil {
 			return 0, fmt.Errorf("store meeting %s: %w", st.Meeting.ID, err)
 		}
-		m := newMeeting(c, st.Meeting)
+		m := newMeeting(c.ctx, &c.deps, st.Meeting)
 		bindings := map[string]store.Binding{}
 		for _, b := range st.Bindings {
 			bindings[b.ParticipantID] = b
@@ -246,7 +245,7 @@ func (c *Controller) recover() (int, error) {
 				return 0, fmt.Errorf("restore meeting %s: %w", st.Meeting.ID, err)
 			}
 		}
-		c.participants.Add(int64(len(st.Participants)))
+		c.participants.add(len(st.Participants))
 		m.publish()
 		c.start(m)
 		c.log.Info("meeting recovered", "meeting", st.Meeting.ID, "generation", gen, "participants", len(st.Participants))

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"runtime"
 	"testing"
 
@@ -33,8 +32,7 @@ func (c *capturePeer) Close(uint32, string) {}
 // queued write: the JoinResponse holds what fits, ParticipantJoined the rest,
 // then the mute state of everyone muted.
 func TestJoinResponseOfALargeMeeting(t *testing.T) {
-	c := &Controller{ctx: context.Background(), log: slog.New(slog.DiscardHandler)}
-	m := newMeeting(c, store.Meeting{ID: "big"})
+	m := newMeeting(context.Background(), newFakeDeps(t).deps(), store.Meeting{ID: "big"})
 	const n = 2000
 	for i := range n {
 		p := &participant{rec: store.Participant{ID: fmt.Sprintf("participant-%04d", i), Name: fmt.Sprintf("A fairly long display name %04d", i), AudioSelfMuted: i%2 == 0}}
@@ -96,8 +94,7 @@ func TestJoinResponseOfALargeMeeting(t *testing.T) {
 // serves (seen under load as a client that closed right after joining and
 // was never removed).
 func TestDoWaitsForAQueuedOp(t *testing.T) {
-	c := &Controller{ctx: context.Background(), log: slog.New(slog.DiscardHandler), metrics: &countingSink{}}
-	m := newMeeting(c, store.Meeting{ID: "m"})
+	m := newMeeting(context.Background(), newFakeDeps(t).deps(), store.Meeting{ID: "m"})
 	go m.run()
 	defer m.cancel()
 	holding, hold := make(chan struct{}), make(chan struct{})

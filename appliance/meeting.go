@@ -2,21 +2,13 @@ package appliance
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"slices"
-	"strconv"
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
-	"google.golang.org/protobuf/proto"
-
-	"github.com/edgemc/edgemc/gc/auth"
 	"github.com/edgemc/edgemc/store"
 	"github.com/edgemc/edgemc/webtransport"
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
@@ -30,12 +22,57 @@ const (
 	meetingMailbox = 1024
 )
 
-// peer is one participant's open session, as a meeting sees it.
-type peer interface {
-	ID() uint64
-	Send(*pb.ServerMessage) error
-	SendFrame(webtransport.Frame) error
-	Close(code uint32, reason string)
+// meetingStore is the durable state a meeting writes, fenced by its
+// generation; *store.DB satisfies it.
+type meetingStore interface {
+	PutMeeting(gen uint64, m store.Meeting) error
+	PutSession(meetingID string, gen uint64, p store.Participant, b store.Binding) error
+	PutParticipant(meetingID string, gen uint64, p store.Participant) error
+	DeleteSession(meetingID string, gen uint64, participantID, correlationID string) error
+	DeleteMeeting(meetingID string, gen uint64) error
+	ConsumeNonce(meetingID, nonce string, ttl time.Duration) error
+}
+
+// bindingSigner issues and checks session-binding tokens; *binder satisfies it.
+type bindingSigner interface {
+	issue(meetingID, correlationID, participantID string) (token, nonce string)
+	valid(meetingID, correlationID, participantID, nonce, token string) bool
+}
+
+// meetingMetrics is what a meeting reports; *web.Metrics satisfies it.
+type meetingMetrics interface {
+	MailboxDepth(kind string, depth int)
+	PanicRecovered()
+	FencedOut()
+	NonceReplayRefused()
+	Reconnection(outcome string)
+}
+
+// seats counts participants over all meetings against the appliance's
+// maximum; the controller owns it.
+type seats interface {
+	// take reserves one place; false when the appliance is full.
+	take() bool
+	// add counts n more participants (negative n frees places).
+	add(n int)
+}
+
+// meetingDeps is everything a meeting needs from outside itself. The
+// controller builds one for all its meetings; a test can build one of fakes.
+type meetingDeps struct {
+	store   meetingStore
+	binder  bindingSigner
+	metrics meetingMetrics
+	seats   seats
+	log     *slog.Logger
+	now     func() time.Time
+	grace   time.Duration // how long a disconnected participant keeps its place
+	// draining reports whether the appliance is draining (no grace expires then).
+	draining func() bool
+	// stopped is called once, on the meeting goroutine, when the meeting is
+	// no longer held here: ended is true when it ended (the GC is to be
+	// told), false when it was aborted (a panic, or fenced out).
+	stopped func(m *meeting, ended bool)
 }
 
 // participant is a roster entry; only its meeting's goroutine touches it.
@@ -47,12 +84,12 @@ type participant struct {
 }
 
 // meeting is the actor that owns one meeting's state. Its goroutine (run) is
-// the only code that reads or writes the fields below mailbox; everyone else
-// sends it functions through the mailbox.
+// the only code that reads or writes the fields below snapshot; everyone
+// else sends it functions through the mailbox (post, do).
 type meeting struct {
 	id        string
 	gen       uint64
-	c         *Controller
+	deps      *meetingDeps
 	log       *slog.Logger
 	createdAt time.Time
 	ctx       context.Context
@@ -76,13 +113,15 @@ type MeetingSnapshot struct {
 	Participants []store.Participant
 }
 
-func newMeeting(c *Controller, st store.Meeting) *meeting {
-	ctx, cancel := context.WithCancel(c.ctx)
+// newMeeting returns the actor for st; its goroutine (run) is started by the
+// caller. parent bounds its life.
+func newMeeting(parent context.Context, deps *meetingDeps, st store.Meeting) *meeting {
+	ctx, cancel := context.WithCancel(parent)
 	m := &meeting{
 		id:           st.ID,
 		gen:          st.Generation,
-		c:            c,
-		log:          c.log.With("meeting", st.ID),
+		deps:         deps,
+		log:          deps.log.With("meeting", st.ID),
 		createdAt:    st.CreatedAt,
 		ctx:          ctx,
 		cancel:       cancel,
@@ -139,7 +178,7 @@ func (m *meeting) run() {
 	for {
 		select {
 		case fn := <-m.mailbox:
-			m.c.metrics.MailboxDepth("meeting", len(m.mailbox))
+			m.deps.metrics.MailboxDepth("meeting", len(m.mailbox))
 			if !m.safely(fn) || m.stopped {
 				return
 			}
@@ -165,7 +204,7 @@ func (m *meeting) run() {
 func (m *meeting) safely(fn func()) (ok bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			m.c.metrics.PanicRecovered()
+			m.deps.metrics.PanicRecovered()
 			m.log.Error("meeting panicked; closing its sessions", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			m.abort(pb.ErrorCode_INTERNAL_ERROR, "internal error")
 			ok = false
@@ -189,9 +228,22 @@ func (m *meeting) abort(code pb.ErrorCode, msg string) {
 			p.conn.Close(closeError, msg)
 		}
 	}
-	m.c.participants.Add(-int64(len(m.participants)))
-	m.c.forget(m)
+	m.deps.seats.add(-len(m.participants))
+	m.deps.stopped(m, false)
 	m.cancel()
+}
+
+// end removes the meeting: its stored state (fenced), its place in the
+// controller, and tells the GC.
+func (m *meeting) end() {
+	if err := m.deps.store.DeleteMeeting(m.id, m.gen); err != nil && !errors.Is(err, store.ErrNotFound) {
+		m.storeErr("delete meeting", err)
+		return
+	}
+	m.stopped = true
+	m.deps.stopped(m, true)
+	m.cancel()
+	m.log.Info("meeting ended")
 }
 
 func (m *meeting) stopTimers() {
@@ -206,13 +258,23 @@ func (m *meeting) stopTimers() {
 // other error is reported to the caller as INTERNAL_ERROR.
 func (m *meeting) storeErr(op string, err error) *codedError {
 	if errors.Is(err, store.ErrFencedOut) {
-		m.c.metrics.FencedOut()
+		m.deps.metrics.FencedOut()
 		m.log.Warn("meeting fenced out by a newer owner; stopping it", "op", op, "generation", m.gen)
 		m.abort(pb.ErrorCode_INTERNAL_ERROR, "internal error")
 	} else {
 		m.log.Error("store write failed", "op", op, "err", err)
 	}
 	return &codedError{pb.ErrorCode_INTERNAL_ERROR, "internal error"}
+}
+
+// reassign takes the GC's new media-handler list for the meeting.
+func (m *meeting) reassign(assignments []store.Assignment, gcID string) {
+	m.assignments = assignments
+	st := store.Meeting{ID: m.id, Assignments: assignments, AssignedBy: gcID, CreatedAt: m.createdAt}
+	if err := m.deps.store.PutMeeting(m.gen, st); err != nil {
+		m.storeErr("put meeting", err)
+	}
+	m.publish()
 }
 
 // publish refreshes the snapshot that status reads use.
@@ -223,178 +285,6 @@ func (m *meeting) publish() {
 		s.Participants = append(s.Participants, m.participants[id].rec)
 	}
 	m.snapshot.Store(s)
-}
-
-// joinRequest is what a session brings to its meeting.
-type joinRequest struct {
-	claims        *auth.JoinClaims
-	name          string
-	correlationID string
-	bindingToken  string
-	conn          peer
-}
-
-// join admits a participant (or recovers one from a valid binding) and sends
-// the JoinResponse on conn. It runs on the meeting goroutine.
-func (m *meeting) join(req joinRequest) (string, *codedError) {
-	if m.stopped {
-		return "", &codedError{pb.ErrorCode_NOT_FOUND, "meeting not found"}
-	}
-	if req.correlationID != "" || req.bindingToken != "" {
-		p, reason := m.recoverable(req)
-		if p != nil {
-			return p.rec.ID, m.reattach(p, req.conn)
-		}
-		m.c.metrics.Reconnection(reason)
-		m.log.Info("reconnection refused; joining as a new participant", "reason", reason)
-	}
-	if !m.c.reserveParticipant() {
-		return "", &codedError{pb.ErrorCode_CAPACITY_EXCEEDED, "participant capacity reached"}
-	}
-	now := m.c.now()
-	p := &participant{
-		rec: store.Participant{
-			ID:        newID(),
-			UserID:    req.claims.Subject,
-			Name:      req.name,
-			Role:      req.claims.Role,
-			JoinedAt:  now,
-			Connected: true,
-		},
-		conn: req.conn,
-	}
-	p.binding = store.Binding{CorrelationID: newID(), ParticipantID: p.rec.ID, UserID: p.rec.UserID}
-	token := m.rebind(p)
-	if err := m.c.db.PutSession(m.id, m.gen, p.rec, p.binding); err != nil {
-		m.c.participants.Add(-1)
-		return "", m.storeErr("put session", err)
-	}
-	m.participants[p.rec.ID] = p
-	m.order = append(m.order, p.rec.ID)
-	m.publish()
-	m.sendJoinResponse(p, token)
-	m.broadcast(&pb.ServerMessage{Message: &pb.ServerMessage_ParticipantJoined{
-		ParticipantJoined: &pb.ParticipantJoined{Participant: p.wire()},
-	}}, p.rec.ID)
-	m.log.Info("participant joined", "participant", p.rec.ID, "role", p.rec.Role)
-	return p.rec.ID, nil
-}
-
-// rebind gives p a fresh nonce and returns the binding token for it.
-func (m *meeting) rebind(p *participant) string {
-	token, nonce := m.c.binder.issue(m.id, p.binding.CorrelationID, p.rec.ID)
-	p.binding.Nonce = nonce
-	p.binding.ExpiresAt = time.Time{} // live while connected; set on disconnect
-	return token
-}
-
-// recoverable checks a reconnection attempt; it returns the participant to
-// recover, or nil and the reason (for metrics and logs; never the token).
-func (m *meeting) recoverable(req joinRequest) (*participant, string) {
-	var p *participant
-	for _, q := range m.participants {
-		if q.binding.CorrelationID == req.correlationID {
-			p = q
-			break
-		}
-	}
-	switch {
-	case p == nil:
-		return nil, "unknown_binding"
-	case !m.c.binder.valid(m.id, req.correlationID, p.rec.ID, p.binding.Nonce, req.bindingToken):
-		return nil, "bad_token"
-	case !p.binding.ExpiresAt.IsZero() && m.c.now().After(p.binding.ExpiresAt.Add(bindingSkew)):
-		return nil, "expired"
-	case req.claims.Subject != p.rec.UserID:
-		return nil, "other_user"
-	}
-	if err := m.c.db.ConsumeNonce(m.id, p.binding.Nonce, nonceKeep); err != nil {
-		if errors.Is(err, store.ErrNonceUsed) {
-			m.c.metrics.NonceReplayRefused()
-			return nil, "replayed"
-		}
-		m.log.Error("nonce check failed", "err", err)
-		return nil, "store_error"
-	}
-	return p, ""
-}
-
-// reattach moves a recovered participant onto a new session.
-func (m *meeting) reattach(p *participant, conn peer) *codedError {
-	if p.grace != nil {
-		p.grace.Stop()
-		p.grace = nil
-	}
-	old := p.conn
-	p.conn = conn
-	p.rec.Connected = true
-	p.rec.DisconnectedSince = time.Time{}
-	token := m.rebind(p)
-	if err := m.c.db.PutSession(m.id, m.gen, p.rec, p.binding); err != nil {
-		return m.storeErr("put session", err)
-	}
-	if old != nil {
-		// The client came back before the server noticed the drop.
-		old.Close(closeReplaced, "replaced by a newer session")
-	}
-	m.c.metrics.Reconnection("recovered")
-	m.publish()
-	m.sendJoinResponse(p, token)
-	m.log.Info("participant reconnected", "participant", p.rec.ID)
-	return nil
-}
-
-// sendJoinResponse sends the JoinResponse and the catch-up that follows it
-// as one queued write: participants that do not fit in one frame come as
-// ParticipantJoined, and the mute state of everyone muted as
-// ParticipantMuteUpdate (the roster carries no mute state).
-func (m *meeting) sendJoinResponse(p *participant, token string) {
-	resp := &pb.JoinResponse{
-		ParticipantId: p.rec.ID,
-		UserId:        userNumber(p.rec.UserID),
-		CorrelationId: p.binding.CorrelationID,
-		BindingToken:  token,
-	}
-	for _, a := range m.assignments {
-		resp.MediaServers = append(resp.MediaServers, &pb.MediaServerInfo{MediaHandlerUrl: a.WebTransportEndpoint})
-	}
-	var mutes []*pb.ServerMessage
-	for _, id := range m.order {
-		q := m.participants[id]
-		if q != p {
-			resp.ExistingParticipants = append(resp.ExistingParticipants, q.wire())
-		}
-		if q.muted() {
-			mutes = append(mutes, q.muteUpdate())
-		}
-	}
-	msg := &pb.ServerMessage{Message: &pb.ServerMessage_JoinResponse{JoinResponse: resp}}
-	var overflow []*pb.Participant
-	for proto.Size(msg) > webtransport.MaxFrameSize {
-		n := len(resp.ExistingParticipants)
-		k := max(1, n/8)
-		overflow = slices.Concat(resp.ExistingParticipants[n-k:], overflow)
-		resp.ExistingParticipants = resp.ExistingParticipants[:n-k]
-	}
-	buf, err := webtransport.AppendFrame(nil, msg)
-	for _, q := range overflow {
-		if err == nil {
-			buf, err = webtransport.AppendFrame(buf, &pb.ServerMessage{Message: &pb.ServerMessage_ParticipantJoined{
-				ParticipantJoined: &pb.ParticipantJoined{Participant: q},
-			}})
-		}
-	}
-	for _, u := range mutes {
-		if err == nil {
-			buf, err = webtransport.AppendFrame(buf, u)
-		}
-	}
-	if err == nil {
-		err = p.conn.SendFrame(webtransport.Frame(buf))
-	}
-	if err != nil {
-		m.log.Warn("join response not delivered", "participant", p.rec.ID, "err", err)
-	}
 }
 
 // broadcast encodes msg once and queues it for every connected participant
@@ -412,239 +302,6 @@ func (m *meeting) broadcast(msg *pb.ServerMessage, skip string) {
 	}
 }
 
-// leave removes a participant that left cleanly (or whose grace ran out).
-func (m *meeting) leave(pid string, connID uint64, reason pb.LeaveReason) {
-	p := m.participants[pid]
-	if p == nil || (connID != 0 && (p.conn == nil || p.conn.ID() != connID)) {
-		return
-	}
-	if p.grace != nil {
-		p.grace.Stop()
-	}
-	if err := m.c.db.DeleteSession(m.id, m.gen, pid, p.binding.CorrelationID); err != nil {
-		m.storeErr("delete session", err)
-		return
-	}
-	delete(m.participants, pid)
-	for i, id := range m.order {
-		if id == pid {
-			m.order = append(m.order[:i], m.order[i+1:]...)
-			break
-		}
-	}
-	m.c.participants.Add(-1)
-	m.broadcast(&pb.ServerMessage{Message: &pb.ServerMessage_ParticipantLeft{
-		ParticipantLeft: &pb.ParticipantLeft{ParticipantId: pid, Reason: reason},
-	}}, "")
-	m.publish()
-	m.log.Info("participant left", "participant", pid, "reason", reason.String())
-	if len(m.participants) == 0 {
-		m.end()
-	}
-}
-
-// disconnected marks a participant whose session ended without a leave; the
-// grace timer removes them unless they reconnect.
-func (m *meeting) disconnected(pid string, connID uint64) {
-	p := m.participants[pid]
-	if p == nil || p.conn == nil || p.conn.ID() != connID {
-		return
-	}
-	now := m.c.now()
-	p.conn = nil
-	p.rec.Connected = false
-	p.rec.DisconnectedSince = now
-	p.binding.ExpiresAt = now.Add(bindingTTL)
-	if err := m.c.db.PutSession(m.id, m.gen, p.rec, p.binding); err != nil {
-		m.storeErr("put session", err)
-		return
-	}
-	m.startGrace(p)
-	m.publish()
-	m.log.Info("participant disconnected", "participant", pid)
-}
-
-func (m *meeting) startGrace(p *participant) {
-	pid, since := p.rec.ID, p.rec.DisconnectedSince
-	p.grace = time.AfterFunc(m.c.cfg.Grace, func() {
-		m.post(m.ctx, func() {
-			q := m.participants[pid]
-			if q == nil || q.conn != nil || !q.rec.DisconnectedSince.Equal(since) || m.c.Draining() {
-				return
-			}
-			m.leave(pid, 0, pb.LeaveReason_TIMEOUT)
-		})
-	})
-}
-
-// end removes the meeting: its stored state (fenced), its place in the
-// controller, and tells the GC.
-func (m *meeting) end() {
-	if err := m.c.db.DeleteMeeting(m.id, m.gen); err != nil && !errors.Is(err, store.ErrNotFound) {
-		m.storeErr("delete meeting", err)
-		return
-	}
-	m.stopped = true
-	m.c.forget(m)
-	m.c.meetingEnded(m.id)
-	m.cancel()
-	m.log.Info("meeting ended")
-}
-
-func (m *meeting) selfMute(pid string, req *pb.MuteRequest) {
-	p := m.participants[pid]
-	if p == nil {
-		return
-	}
-	p.rec.AudioSelfMuted, p.rec.VideoSelfMuted = req.AudioMuted, req.VideoMuted
-	if err := m.c.db.PutParticipant(m.id, m.gen, p.rec); err != nil {
-		m.storeErr("put participant", err)
-		return
-	}
-	m.broadcast(p.muteUpdate(), "")
-	m.publish()
-}
-
-func (m *meeting) hostMute(pid string, req *pb.HostMuteRequest) *codedError {
-	host := m.participants[pid]
-	if host == nil {
-		return &codedError{pb.ErrorCode_NOT_FOUND, "participant not found"}
-	}
-	if host.rec.Role != "host" {
-		return &codedError{pb.ErrorCode_FORBIDDEN, "only a host may mute others"}
-	}
-	p := m.participants[req.ParticipantId]
-	if p == nil {
-		return &codedError{pb.ErrorCode_NOT_FOUND, "participant not found"}
-	}
-	p.rec.AudioHostMuted, p.rec.VideoHostMuted = req.AudioMuted, req.VideoMuted
-	p.rec.HostMutedBy = ""
-	if req.AudioMuted || req.VideoMuted {
-		p.rec.HostMutedBy = pid
-	}
-	if err := m.c.db.PutParticipant(m.id, m.gen, p.rec); err != nil {
-		return m.storeErr("put participant", err)
-	}
-	m.broadcast(p.muteUpdate(), "")
-	m.publish()
-	return nil
-}
-
-// unmuteRequest forwards a host-muted participant's request to the hosts.
-func (m *meeting) unmuteRequest(pid string, req *pb.UnmuteRequest) *codedError {
-	p := m.participants[pid]
-	if p == nil {
-		return &codedError{pb.ErrorCode_NOT_FOUND, "participant not found"}
-	}
-	audio, video := req.RequestAudio && p.rec.AudioHostMuted, req.RequestVideo && p.rec.VideoHostMuted
-	if !audio && !video {
-		return &codedError{pb.ErrorCode_CONFLICT, "not host-muted"}
-	}
-	msg := &pb.ServerMessage{Message: &pb.ServerMessage_UnmuteRequest{UnmuteRequest: &pb.UnmuteRequest{RequestAudio: audio, RequestVideo: video}}}
-	frame, err := webtransport.EncodeServerMessage(msg)
-	if err != nil {
-		return &codedError{pb.ErrorCode_INTERNAL_ERROR, "internal error"}
-	}
-	for _, q := range m.participants {
-		if q.rec.Role == "host" && q.conn != nil && q != p {
-			q.conn.SendFrame(frame)
-		}
-	}
-	return nil
-}
-
-// unmuteResponse applies a host's answer and passes it to the participant.
-func (m *meeting) unmuteResponse(pid string, resp *pb.UnmuteResponse) *codedError {
-	host := m.participants[pid]
-	if host == nil {
-		return &codedError{pb.ErrorCode_NOT_FOUND, "participant not found"}
-	}
-	if host.rec.Role != "host" {
-		return &codedError{pb.ErrorCode_FORBIDDEN, "only a host may answer unmute requests"}
-	}
-	p := m.participants[resp.ParticipantId]
-	if p == nil {
-		return &codedError{pb.ErrorCode_NOT_FOUND, "participant not found"}
-	}
-	changed := false
-	if resp.AudioApproved && p.rec.AudioHostMuted {
-		p.rec.AudioHostMuted, changed = false, true
-	}
-	if resp.VideoApproved && p.rec.VideoHostMuted {
-		p.rec.VideoHostMuted, changed = false, true
-	}
-	if changed {
-		if !p.rec.AudioHostMuted && !p.rec.VideoHostMuted {
-			p.rec.HostMutedBy = ""
-		}
-		if err := m.c.db.PutParticipant(m.id, m.gen, p.rec); err != nil {
-			return m.storeErr("put participant", err)
-		}
-	}
-	if p.conn != nil {
-		p.conn.Send(&pb.ServerMessage{Message: &pb.ServerMessage_UnmuteResponse{UnmuteResponse: &pb.UnmuteResponse{
-			ParticipantId: p.rec.ID, AudioApproved: resp.AudioApproved, VideoApproved: resp.VideoApproved,
-		}}})
-	}
-	if changed {
-		m.broadcast(p.muteUpdate(), "")
-		m.publish()
-	}
-	return nil
-}
-
-// restore re-adds a participant read back from the store at start-up: it
-// counts as disconnected with a fresh grace period.
-func (m *meeting) restore(rec store.Participant, b store.Binding, now time.Time) error {
-	rec.Connected = false
-	rec.DisconnectedSince = now
-	p := &participant{rec: rec, binding: b}
-	var err error
-	if b.CorrelationID != "" {
-		p.binding.ExpiresAt = now.Add(bindingTTL)
-		err = m.c.db.PutSession(m.id, m.gen, p.rec, p.binding)
-	} else {
-		err = m.c.db.PutParticipant(m.id, m.gen, p.rec)
-	}
-	if err != nil {
-		return err
-	}
-	m.participants[rec.ID] = p
-	m.order = append(m.order, rec.ID)
-	m.startGrace(p)
-	return nil
-}
-
 func (p *participant) wire() *pb.Participant {
 	return &pb.Participant{ParticipantId: p.rec.ID, Name: p.rec.Name, JoinedAt: uint64(p.rec.JoinedAt.UnixMilli())}
-}
-
-func (p *participant) muted() bool {
-	r := p.rec
-	return r.AudioSelfMuted || r.VideoSelfMuted || r.AudioHostMuted || r.VideoHostMuted
-}
-
-func (p *participant) muteUpdate() *pb.ServerMessage {
-	r := p.rec
-	return &pb.ServerMessage{Message: &pb.ServerMessage_ParticipantMuteUpdate{ParticipantMuteUpdate: &pb.ParticipantMuteUpdate{
-		ParticipantId:  r.ID,
-		AudioSelfMuted: r.AudioSelfMuted, VideoSelfMuted: r.VideoSelfMuted,
-		AudioHostMuted: r.AudioHostMuted, VideoHostMuted: r.VideoHostMuted,
-		HostMutedBy: r.HostMutedBy,
-	}}}
-}
-
-// newID returns a UUIDv7 string.
-func newID() string {
-	return uuid.Must(uuid.NewV7()).String()
-}
-
-// userNumber maps a token subject to JoinResponse.user_id: a numeric subject
-// is used as is, any other is hashed to a stable 64-bit number.
-func userNumber(sub string) uint64 {
-	if n, err := strconv.ParseUint(sub, 10, 64); err == nil {
-		return n
-	}
-	h := sha256.Sum256([]byte(sub))
-	return binary.BigEndian.Uint64(h[:8])
 }

@@ -391,7 +391,7 @@ func (l *Link) fastHeartbeat(ctx context.Context, load Load) error {
 	defer cancel()
 	resp, err := l.client.FastHeartbeat(rctx, &internalpb.FastHeartbeatRequest{
 		ControllerId: l.cfg.ID,
-		Capacity:     capacity(load),
+		Capacity:     wireCapacity(load),
 		Health:       load.Health,
 	})
 	return l.heartbeatDone(ctx, "fast", start, resp.GetAcknowledged(), err,
@@ -413,7 +413,7 @@ func (l *Link) sendComprehensive(ctx context.Context) error {
 	defer cancel()
 	resp, err := l.client.ComprehensiveHeartbeat(rctx, &internalpb.ComprehensiveHeartbeatRequest{
 		ControllerId:       l.cfg.ID,
-		Capacity:           capacity(load),
+		Capacity:           wireCapacity(load),
 		Health:             load.Health,
 		CpuUsagePercent:    float32(clampPercent(cpuPct)),
 		MemoryUsagePercent: float32(clampPercent(memPct)),
@@ -479,7 +479,7 @@ func (l *Link) NotifyMeetingEnded(ctx context.Context, meetingID string) error {
 	return nil
 }
 
-func capacity(l Load) *internalpb.ControllerCapacity {
+func wireCapacity(l Load) *internalpb.ControllerCapacity {
 	return &internalpb.ControllerCapacity{
 		MaxMeetings:         l.MaxMeetings,
 		CurrentMeetings:     l.CurrentMeetings,

@@ -583,7 +583,8 @@ func TestCheckCapacity(t *testing.T) {
 		l    Load
 		want internalpb.RejectionReason
 	}{
-		{Load{MaxMeetings: 10, CurrentMeetings: 9, MaxParticipants: 100, CurrentParticipants: 90, Health: healthy}, internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED},
+		{Load{MaxMeetings: 10, CurrentMeetings: 8, MaxParticipants: 100, CurrentParticipants: 80, Health: healthy}, internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED},
+		{Load{MaxMeetings: 100, CurrentMeetings: 85, MaxParticipants: 1000, Health: healthy}, internalpb.RejectionReason_REJECTION_REASON_AT_CAPACITY},
 		{Load{MaxMeetings: 10, CurrentMeetings: 10, MaxParticipants: 100, Health: healthy}, internalpb.RejectionReason_REJECTION_REASON_AT_CAPACITY},
 		{Load{MaxMeetings: 10, CurrentMeetings: 1, MaxParticipants: 100, CurrentParticipants: 91, Health: healthy}, internalpb.RejectionReason_REJECTION_REASON_AT_CAPACITY},
 		{Load{MaxMeetings: 10, MaxParticipants: 100, CurrentParticipants: 0xFFFFFFFF, Health: healthy}, internalpb.RejectionReason_REJECTION_REASON_AT_CAPACITY},

@@ -10,17 +10,22 @@ import (
 	"github.com/shirou/gopsutil/v3/cpu"
 	"github.com/shirou/gopsutil/v3/mem"
 
+	"github.com/edgemc/edgemc/gc/capacity"
 	"github.com/edgemc/edgemc/gc/internalpb"
 )
-
-// ParticipantsPerMeetingEstimate is the room a new meeting is assumed to need
-// when deciding whether an assignment fits.
-const ParticipantsPerMeetingEstimate = 10
 
 // Load is the MC's capacity and health as reported to the GC.
 type Load struct {
 	MaxMeetings, CurrentMeetings, MaxParticipants, CurrentParticipants uint32
 	Health                                                             internalpb.HealthStatus
+}
+
+// Capacity is the part of l that the capacity policy reads.
+func (l Load) Capacity() capacity.Load {
+	return capacity.Load{
+		MaxMeetings: l.MaxMeetings, Meetings: l.CurrentMeetings,
+		MaxParticipants: l.MaxParticipants, Participants: l.CurrentParticipants,
+	}
 }
 
 // LoadReporter supplies the current Load.
@@ -29,17 +34,15 @@ type LoadReporter interface {
 }
 
 // CheckCapacity applies the assignment rule: a draining or unhealthy MC
-// refuses with that reason; otherwise it is at capacity when it already holds
-// MaxMeetings meetings, or when CurrentParticipants plus the estimate for one
-// more meeting exceeds MaxParticipants. A zero maximum means no meeting fits.
+// refuses with that reason; otherwise the capacity policy decides, and both a
+// full appliance and one shedding load refuse with AT_CAPACITY.
 func CheckCapacity(l Load) internalpb.RejectionReason {
 	switch {
 	case l.Health == internalpb.HealthStatus_DRAINING:
 		return internalpb.RejectionReason_REJECTION_REASON_DRAINING
 	case l.Health == internalpb.HealthStatus_UNHEALTHY:
 		return internalpb.RejectionReason_REJECTION_REASON_UNHEALTHY
-	case l.CurrentMeetings >= l.MaxMeetings,
-		uint64(l.CurrentParticipants)+ParticipantsPerMeetingEstimate > uint64(l.MaxParticipants):
+	case l.Capacity().Admit() != capacity.Admit:
 		return internalpb.RejectionReason_REJECTION_REASON_AT_CAPACITY
 	}
 	return internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED

@@ -19,6 +19,7 @@ import (
 
 	"github.com/edgemc/edgemc/gc/auth"
 	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/gc/capacity"
 	"github.com/edgemc/edgemc/gc/gctest"
 	"github.com/edgemc/edgemc/gc/internalpb"
 )
@@ -50,7 +51,7 @@ func (a *heldAssigner) AssignMeeting(ctx context.Context, id string, mhs []MHAss
 	}
 	a.held[id] = mhs
 	a.load.CurrentMeetings++
-	a.load.CurrentParticipants += ParticipantsPerMeetingEstimate
+	a.load.CurrentParticipants += capacity.ParticipantsPerMeeting
 	return internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED, nil
 }
 

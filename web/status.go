@@ -3,7 +3,10 @@ package web
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
+
+	"github.com/edgemc/edgemc/gc/capacity"
 )
 
 // Health values as reported to the Global Controller and shown on the page.
@@ -14,10 +17,6 @@ const (
 	HealthUnhealthy = "UNHEALTHY"
 	HealthDraining  = "DRAINING"
 )
-
-// ReadyCapacityLimit is the capacity fraction at and above which the
-// appliance reports itself not ready.
-const ReadyCapacityLimit = 0.95
 
 // StatusSource yields a snapshot of the appliance. Implementations must not
 // put secrets, join tokens or binding tokens in it.
@@ -76,18 +75,19 @@ type Capacity struct {
 	Participants    int `json:"participants"`
 }
 
-// Load returns the higher of the meeting and participant utilisation, as a
-// fraction (1 = full). Unlimited dimensions count as empty.
-func (c Capacity) Load() float64 {
-	return max(fraction(c.Meetings, c.MaxMeetings), fraction(c.Participants, c.MaxParticipants))
+// Policy is c as the capacity policy reads it.
+func (c Capacity) Policy() capacity.Load {
+	return capacity.Load{
+		MaxMeetings: clampUint32(c.MaxMeetings), Meetings: clampUint32(c.Meetings),
+		MaxParticipants: clampUint32(c.MaxParticipants), Participants: clampUint32(c.Participants),
+	}
 }
 
-func fraction(n, limit int) float64 {
-	if limit <= 0 {
-		return 0
-	}
-	return float64(n) / float64(limit)
-}
+// Load returns the higher of the meeting and participant utilisation, as a
+// fraction (1 = full). Unlimited dimensions count as empty.
+func (c Capacity) Load() float64 { return c.Policy().Fraction() }
+
+func clampUint32(n int) uint32 { return uint32(min(max(n, 0), math.MaxUint32)) }
 
 // System is host and process resource usage.
 type System struct {
@@ -139,7 +139,7 @@ type LabInfo struct {
 
 // Ready applies the readiness rule: the store is usable, the appliance is
 // registered with the GC (or runs without one), it is not draining or
-// unhealthy, and its load is below [ReadyCapacityLimit]. The reason is short
+// unhealthy, and the capacity policy finds it ready. The reason is short
 // and safe to show to anyone.
 func Ready(s Status) (ok bool, reason string) {
 	switch {
@@ -152,8 +152,8 @@ func Ready(s Status) (ok bool, reason string) {
 	case s.GC.Configured && !s.GC.Registered:
 		return false, "not registered with the global controller"
 	}
-	if load := s.Capacity.Load(); load >= ReadyCapacityLimit {
-		return false, fmt.Sprintf("at capacity (%.0f%%)", load*100)
+	if p := s.Capacity.Policy(); !p.Ready() {
+		return false, fmt.Sprintf("at capacity (%.0f%%)", p.Fraction()*100)
 	}
 	return true, "ready"
 }

@@ -1,0 +1,74 @@
+package appliance
+
+import (
+	"time"
+
+	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
+)
+
+// leave removes a participant that left cleanly (or whose grace ran out).
+func (m *meeting) leave(pid string, connID uint64, reason pb.LeaveReason) {
+	p := m.participants[pid]
+	if p == nil || (connID != 0 && (p.conn == nil || p.conn.ID() != connID)) {
+		return
+	}
+	if p.grace != nil {
+		p.grace.Stop()
+	}
+	if err := m.deps.store.DeleteSession(m.id, m.gen, pid, p.binding.CorrelationID); err != nil {
+		m.storeErr("delete session", err)
+		return
+	}
+	delete(m.participants, pid)
+	for i, id := range m.order {
+		if id == pid {
+			m.order = append(m.order[:i], m.order[i+1:]...)
+			break
+		}
+	}
+	m.deps.seats.add(-1)
+	m.broadcast(&pb.ServerMessage{Message: &pb.ServerMessage_ParticipantLeft{
+		ParticipantLeft: &pb.ParticipantLeft{ParticipantId: pid, Reason: reason},
+	}}, "")
+	m.publish()
+	m.log.Info("participant left", "participant", pid, "reason", reason.String())
+	if len(m.participants) == 0 {
+		m.end()
+	}
+}
+
+// disconnected marks a participant whose session ended without a leave; the
+// grace timer removes them unless they reconnect.
+func (m *meeting) disconnected(pid string, connID uint64) {
+	p := m.participants[pid]
+	if p == nil || p.conn == nil || p.conn.ID() != connID {
+		return
+	}
+	now := m.deps.now()
+	p.conn = nil
+	p.rec.Connected = false
+	p.rec.DisconnectedSince = now
+	p.binding.ExpiresAt = now.Add(bindingTTL)
+	if err := m.deps.store.PutSession(m.id, m.gen, p.rec, p.binding); err != nil {
+		m.storeErr("put session", err)
+		return
+	}
+	m.startGrace(p)
+	m.publish()
+	m.log.Info("participant disconnected", "participant", pid)
+}
+
+// startGrace arms p's grace timer: unless p reconnects (or the appliance
+// drains), p leaves with TIMEOUT when it fires.
+func (m *meeting) startGrace(p *participant) {
+	pid, since := p.rec.ID, p.rec.DisconnectedSince
+	p.grace = time.AfterFunc(m.deps.grace, func() {
+		m.post(m.ctx, func() {
+			q := m.participants[pid]
+			if q == nil || q.conn != nil || !q.rec.DisconnectedSince.Equal(since) || m.deps.draining() {
+				return
+			}
+			m.leave(pid, 0, pb.LeaveReason_TIMEOUT)
+		})
+	})
+}

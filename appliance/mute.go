@@ -1,0 +1,132 @@
+package appliance
+
+import (
+	"github.com/edgemc/edgemc/webtransport"
+	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
+)
+
+const roleHost = "host"
+
+// asHost returns the participant pid if it is a host; otherwise the error the
+// client sees (forbidden says what a host alone may do).
+func (m *meeting) asHost(pid, forbidden string) (*participant, *codedError) {
+	host := m.participants[pid]
+	if host == nil {
+		return nil, errParticipantNotFound
+	}
+	if host.rec.Role != roleHost {
+		return nil, &codedError{pb.ErrorCode_FORBIDDEN, forbidden}
+	}
+	return host, nil
+}
+
+var errParticipantNotFound = &codedError{pb.ErrorCode_NOT_FOUND, "participant not found"}
+
+func (m *meeting) selfMute(pid string, req *pb.MuteRequest) {
+	p := m.participants[pid]
+	if p == nil {
+		return
+	}
+	p.rec.AudioSelfMuted, p.rec.VideoSelfMuted = req.AudioMuted, req.VideoMuted
+	if err := m.deps.store.PutParticipant(m.id, m.gen, p.rec); err != nil {
+		m.storeErr("put participant", err)
+		return
+	}
+	m.broadcast(p.muteUpdate(), "")
+	m.publish()
+}
+
+func (m *meeting) hostMute(pid string, req *pb.HostMuteRequest) *codedError {
+	if _, cerr := m.asHost(pid, "only a host may mute others"); cerr != nil {
+		return cerr
+	}
+	p := m.participants[req.ParticipantId]
+	if p == nil {
+		return errParticipantNotFound
+	}
+	p.rec.AudioHostMuted, p.rec.VideoHostMuted = req.AudioMuted, req.VideoMuted
+	p.rec.HostMutedBy = ""
+	if req.AudioMuted || req.VideoMuted {
+		p.rec.HostMutedBy = pid
+	}
+	if err := m.deps.store.PutParticipant(m.id, m.gen, p.rec); err != nil {
+		return m.storeErr("put participant", err)
+	}
+	m.broadcast(p.muteUpdate(), "")
+	m.publish()
+	return nil
+}
+
+// unmuteRequest forwards a host-muted participant's request to the hosts.
+func (m *meeting) unmuteRequest(pid string, req *pb.UnmuteRequest) *codedError {
+	p := m.participants[pid]
+	if p == nil {
+		return errParticipantNotFound
+	}
+	audio, video := req.RequestAudio && p.rec.AudioHostMuted, req.RequestVideo && p.rec.VideoHostMuted
+	if !audio && !video {
+		return &codedError{pb.ErrorCode_CONFLICT, "not host-muted"}
+	}
+	msg := &pb.ServerMessage{Message: &pb.ServerMessage_UnmuteRequest{UnmuteRequest: &pb.UnmuteRequest{RequestAudio: audio, RequestVideo: video}}}
+	frame, err := webtransport.EncodeServerMessage(msg)
+	if err != nil {
+		return &codedError{pb.ErrorCode_INTERNAL_ERROR, "internal error"}
+	}
+	for _, q := range m.participants {
+		if q.rec.Role == roleHost && q.conn != nil && q != p {
+			q.conn.SendFrame(frame)
+		}
+	}
+	return nil
+}
+
+// unmuteResponse applies a host's answer and passes it to the participant.
+func (m *meeting) unmuteResponse(pid string, resp *pb.UnmuteResponse) *codedError {
+	if _, cerr := m.asHost(pid, "only a host may answer unmute requests"); cerr != nil {
+		return cerr
+	}
+	p := m.participants[resp.ParticipantId]
+	if p == nil {
+		return errParticipantNotFound
+	}
+	changed := false
+	if resp.AudioApproved && p.rec.AudioHostMuted {
+		p.rec.AudioHostMuted, changed = false, true
+	}
+	if resp.VideoApproved && p.rec.VideoHostMuted {
+		p.rec.VideoHostMuted, changed = false, true
+	}
+	if changed {
+		if !p.rec.AudioHostMuted && !p.rec.VideoHostMuted {
+			p.rec.HostMutedBy = ""
+		}
+		if err := m.deps.store.PutParticipant(m.id, m.gen, p.rec); err != nil {
+			return m.storeErr("put participant", err)
+		}
+	}
+	if p.conn != nil {
+		p.conn.Send(&pb.ServerMessage{Message: &pb.ServerMessage_UnmuteResponse{UnmuteResponse: &pb.UnmuteResponse{
+			ParticipantId: p.rec.ID, AudioApproved: resp.AudioApproved, VideoApproved: resp.VideoApproved,
+		}}})
+	}
+	if changed {
+		m.broadcast(p.muteUpdate(), "")
+		m.publish()
+	}
+	return nil
+}
+
+func (p *participant) muted() bool {
+	r := p.rec
+	return r.AudioSelfMuted || r.VideoSelfMuted || r.AudioHostMuted || r.VideoHostMuted
+}
+
+func (p *participant) muteUpdate() *pb.ServerMessage {
+	r := p.rec
+	return &pb.ServerMessage{Message: &pb.ServerMessage_ParticipantMuteUpdate{ParticipantMuteUpdate: &pb.ParticipantMuteUpdate{
+		ParticipantId:  r.ID,
+		AudioSelfMuted: r.AudioSelfMuted, VideoSelfMuted: r.VideoSelfMuted,
+		AudioHostMuted: r.AudioHostMuted, VideoHostMuted: r.VideoHostMuted,
+		HostMutedBy: r.HostMutedBy,
+	}}}
+}
