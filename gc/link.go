@@ -87,7 +87,7 @@ type LinkConfig struct {
 	// attempt (5 s).
 	RPCTimeout, ConnectTimeout time.Duration
 
-	Logger   *slog.Logger
+	Logger   *slog.Logger // nil discards the link's log
 	Observer Observer
 }
 
@@ -135,7 +135,7 @@ func NewLink(cfg LinkConfig, load LoadReporter, sys SystemSampler) (*Link, error
 	setDefault(&cfg.ConnectTimeout, DefaultConnectTimeout)
 	cfg.BackoffMax = max(cfg.BackoffMax, cfg.BackoffBase)
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}

@@ -36,7 +36,7 @@ var (
 	keyCheckpoint = []byte("checkpoint")
 )
 
-// Options configure Open. The zero value is usable.
+// Options configure Open. The zero value is usable; a nil Logger discards the store's log.
 type Options struct {
 	LockTimeout   time.Duration // default 1s; a second opener fails with ErrLocked (wrapped with the path)
 	SweepInterval time.Duration // default 10s; background sweeper of expired nonces and bindings
