@@ -87,7 +87,7 @@ type LinkConfig struct {
 	// attempt (5 s).
 	RPCTimeout, ConnectTimeout time.Duration
 
-	Logger   *slog.Logger
+	Logger   *slog.Logger // nil discards the link's log
 	Observer Observer
 }
 
@@ -135,7 +135,7 @@ func NewLink(cfg LinkConfig, load LoadReporter, sys SystemSampler) (*Link, error
 	setDefault(&cfg.ConnectTimeout, DefaultConnectTimeout)
 	cfg.BackoffMax = max(cfg.BackoffMax, cfg.BackoffBase)
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
@@ -347,6 +347,12 @@ func (l *Link) registerOnce(ctx context.Context) (*internalpb.RegisterMCResponse
 	return resp, nil
 }
 
+// Heartbeat kinds, as the Observer and the log name them.
+const (
+	heartbeatFast          = "fast"
+	heartbeatComprehensive = "comprehensive"
+)
+
 // heartbeat sends fast and comprehensive heartbeats, one of each at once and
 // then at their intervals, until ctx is done or the GC forgets the MC. It
 // reports whether any heartbeat was acknowledged.
@@ -354,7 +360,9 @@ func (l *Link) heartbeat(ctx context.Context, fast, comp time.Duration) (acked b
 	fastTick, compTick := time.NewTicker(fast), time.NewTicker(comp)
 	defer fastTick.Stop()
 	defer compTick.Stop()
-	known := func(err error) bool {
+	// send sends one heartbeat and reports whether the GC still knows the MC.
+	send := func(kind string) bool {
+		err := l.sendHeartbeat(ctx, kind, l.load.Load())
 		acked = acked || err == nil
 		if !errors.Is(err, ErrUnknownMC) {
 			return true
@@ -362,47 +370,32 @@ func (l *Link) heartbeat(ctx context.Context, fast, comp time.Duration) (acked b
 		l.log.Info("GC no longer knows this MC; registering again", "gc", l.cfg.Target)
 		return false
 	}
-	if !known(l.sendFast(ctx)) || !known(l.sendComprehensive(ctx)) {
+	if !send(heartbeatFast) || !send(heartbeatComprehensive) {
 		return acked
 	}
 	for {
-		var err error
+		var kind string
 		select {
 		case <-ctx.Done():
 			return acked
 		case <-fastTick.C:
-			err = l.sendFast(ctx)
+			kind = heartbeatFast
 		case <-compTick.C:
-			err = l.sendComprehensive(ctx)
+			kind = heartbeatComprehensive
 		}
-		if !known(err) {
+		if !send(kind) {
 			return acked
 		}
 	}
 }
 
-func (l *Link) sendFast(ctx context.Context) error {
-	return l.fastHeartbeat(ctx, l.load.Load())
-}
-
-func (l *Link) fastHeartbeat(ctx context.Context, load Load) error {
+// sendHeartbeat sends one heartbeat of kind reporting load; a comprehensive
+// one also reports CPU and memory use (0 % without a SystemSampler or when
+// sampling fails). A NOT_FOUND answer becomes ErrUnknownMC.
+func (l *Link) sendHeartbeat(ctx context.Context, kind string, load Load) error {
 	start := time.Now()
-	rctx, cancel := context.WithTimeout(ctx, l.cfg.RPCTimeout)
-	defer cancel()
-	resp, err := l.client.FastHeartbeat(rctx, &internalpb.FastHeartbeatRequest{
-		ControllerId: l.cfg.ID,
-		Capacity:     wireCapacity(load),
-		Health:       load.Health,
-	})
-	return l.heartbeatDone(ctx, "fast", start, resp.GetAcknowledged(), err,
-		func(s *LinkStatus, t time.Time) { s.LastFast = t })
-}
-
-func (l *Link) sendComprehensive(ctx context.Context) error {
-	start := time.Now()
-	load := l.load.Load()
 	var cpuPct, memPct float64
-	if l.sys != nil {
+	if kind == heartbeatComprehensive && l.sys != nil {
 		var err error
 		if cpuPct, memPct, err = l.sys.Sample(ctx); err != nil {
 			l.log.Debug("sampling CPU/memory failed; reporting 0", "error", err)
@@ -411,20 +404,30 @@ func (l *Link) sendComprehensive(ctx context.Context) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, l.cfg.RPCTimeout)
 	defer cancel()
-	resp, err := l.client.ComprehensiveHeartbeat(rctx, &internalpb.ComprehensiveHeartbeatRequest{
-		ControllerId:       l.cfg.ID,
-		Capacity:           wireCapacity(load),
-		Health:             load.Health,
-		CpuUsagePercent:    float32(clampPercent(cpuPct)),
-		MemoryUsagePercent: float32(clampPercent(memPct)),
-	})
-	return l.heartbeatDone(ctx, "comprehensive", start, resp.GetAcknowledged(), err,
-		func(s *LinkStatus, t time.Time) { s.LastComprehensive = t })
+	// A failed call returns a nil response, whose GetAcknowledged is false.
+	var resp interface{ GetAcknowledged() bool }
+	var err error
+	if kind == heartbeatFast {
+		resp, err = l.client.FastHeartbeat(rctx, &internalpb.FastHeartbeatRequest{
+			ControllerId: l.cfg.ID,
+			Capacity:     wireCapacity(load),
+			Health:       load.Health,
+		})
+	} else {
+		resp, err = l.client.ComprehensiveHeartbeat(rctx, &internalpb.ComprehensiveHeartbeatRequest{
+			ControllerId:       l.cfg.ID,
+			Capacity:           wireCapacity(load),
+			Health:             load.Health,
+			CpuUsagePercent:    float32(clampPercent(cpuPct)),
+			MemoryUsagePercent: float32(clampPercent(memPct)),
+		})
+	}
+	return l.heartbeatDone(ctx, kind, start, resp.GetAcknowledged(), err)
 }
 
 // heartbeatDone records the outcome of one heartbeat. A NOT_FOUND answer
 // becomes ErrUnknownMC.
-func (l *Link) heartbeatDone(ctx context.Context, kind string, start time.Time, acked bool, err error, mark func(*LinkStatus, time.Time)) error {
+func (l *Link) heartbeatDone(ctx context.Context, kind string, start time.Time, acked bool, err error) error {
 	d := time.Since(start)
 	if status.Code(err) == codes.NotFound {
 		l.update(func(s *LinkStatus) { s.Registered = false })
@@ -444,7 +447,11 @@ func (l *Link) heartbeatDone(ctx context.Context, kind string, start time.Time, 
 		return err
 	}
 	l.update(func(s *LinkStatus) {
-		mark(s, time.Now())
+		if kind == heartbeatFast {
+			s.LastFast = time.Now()
+		} else {
+			s.LastComprehensive = time.Now()
+		}
 		s.ConsecutiveFailures, s.LastError = 0, ""
 	})
 	l.obs.Heartbeat(kind, "ok", d)
@@ -457,7 +464,7 @@ func (l *Link) heartbeatDone(ctx context.Context, kind string, start time.Time, 
 func (l *Link) SendFinalHeartbeat(ctx context.Context) error {
 	load := l.load.Load()
 	load.Health = internalpb.HealthStatus_DRAINING
-	return l.fastHeartbeat(ctx, load)
+	return l.sendHeartbeat(ctx, heartbeatFast, load)
 }
 
 // NotifyMeetingEnded tells the GC that a meeting held here has ended.

@@ -51,7 +51,7 @@ type Assigner interface {
 // ServerConfig configures NewServer. A nil Verifier refuses every call.
 type ServerConfig struct {
 	Verifier *auth.Verifier
-	Logger   *slog.Logger
+	Logger   *slog.Logger // nil discards the server's log
 }
 
 // NewServer returns a gRPC server with MeetingControllerService registered
@@ -64,7 +64,7 @@ type ServerConfig struct {
 func NewServer(cfg ServerConfig, a Assigner) *grpc.Server {
 	log := cfg.Logger
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
 	g := &guard{verifier: cfg.Verifier, log: log}
 	srv := grpc.NewServer(

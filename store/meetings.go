@@ -71,32 +71,16 @@ func (db *DB) Acquire(meetingID string) (uint64, error) {
 // PutMeeting creates or replaces the meeting's record, fenced on m.ID with gen; m.Generation is ignored.
 func (db *DB) PutMeeting(gen uint64, m Meeting) error {
 	value := encodeMeeting(m)
-	return db.checked("put_meeting", checkMeetingID(m.ID), func(tx *txn) error {
-		key := []byte(m.ID)
-		cur, err := fence(tx, m.ID, key, gen)
-		if err != nil {
-			return err
-		}
-		if err := raise(tx, key, cur, gen); err != nil {
-			return err
-		}
-		return tx.put(bucketMeetings, key, value)
+	return db.fenced("put_meeting", m.ID, gen, checkMeetingID(m.ID), entry{}, func(tx *txn) error {
+		return tx.put(bucketMeetings, []byte(m.ID), value)
 	})
 }
 
 // DeleteMeeting removes the meeting with its roster and bindings, fenced with gen. The generation counter is kept,
 // so a later Acquire still returns a newer generation. A meeting that does not exist gives ErrNotFound.
 func (db *DB) DeleteMeeting(meetingID string, gen uint64) error {
-	return db.checked("delete_meeting", checkMeetingID(meetingID), func(tx *txn) error {
-		key := []byte(meetingID)
-		cur, err := fence(tx, meetingID, key, gen)
-		if err != nil {
-			return err
-		}
-		if tx.bucket(bucketMeetings).Get(key) == nil {
-			return refuse(fmt.Errorf("meeting %q: %w", meetingID, ErrNotFound))
-		}
-		if err := tx.del(bucketMeetings, key); err != nil {
+	return db.fenced("delete_meeting", meetingID, gen, checkMeetingID(meetingID), meetingRecord, func(tx *txn) error {
+		if err := tx.del(bucketMeetings, []byte(meetingID)); err != nil {
 			return err
 		}
 		for _, name := range [][]byte{bucketRoster, bucketBindings} {
@@ -104,7 +88,7 @@ func (db *DB) DeleteMeeting(meetingID string, gen uint64) error {
 				return err
 			}
 		}
-		return raise(tx, key, cur, gen)
+		return nil
 	})
 }
 
@@ -152,18 +136,7 @@ func (db *DB) putChild(op, meetingID string, gen uint64, bucket []byte, what, id
 }
 
 func (db *DB) putChildren(op, meetingID string, gen uint64, valid error, children ...child) error {
-	return db.checked(op, valid, func(tx *txn) error {
-		key := []byte(meetingID)
-		cur, err := fence(tx, meetingID, key, gen)
-		if err != nil {
-			return err
-		}
-		if tx.bucket(bucketMeetings).Get(key) == nil {
-			return refuse(fmt.Errorf("meeting %q: %w", meetingID, ErrNotFound))
-		}
-		if err := raise(tx, key, cur, gen); err != nil {
-			return err
-		}
+	return db.fenced(op, meetingID, gen, valid, meetingRecord, func(tx *txn) error {
 		for _, c := range children {
 			if err := tx.put(c.bucket, childKey(meetingID, c.id), c.value); err != nil {
 				return err
@@ -178,44 +151,22 @@ func (db *DB) putChildren(op, meetingID string, gen uint64, valid error, childre
 // participant gives ErrNotFound.
 func (db *DB) DeleteSession(meetingID string, gen uint64, participantID, correlationID string) error {
 	valid := errors.Join(checkMeetingID(meetingID), checkKey("participant id", participantID), checkKey("correlation id", correlationID))
-	return db.checked("delete_session", valid, func(tx *txn) error {
-		key := []byte(meetingID)
-		cur, err := fence(tx, meetingID, key, gen)
-		if err != nil {
-			return err
-		}
-		pk := childKey(meetingID, participantID)
-		if tx.bucket(bucketRoster).Get(pk) == nil {
-			return refuse(fmt.Errorf("meeting %q: participant id %q: %w", meetingID, participantID, ErrNotFound))
-		}
-		if err := tx.del(bucketRoster, pk); err != nil {
+	need := entry{bucketRoster, "participant id", participantID}
+	return db.fenced("delete_session", meetingID, gen, valid, need, func(tx *txn) error {
+		if err := tx.del(bucketRoster, childKey(meetingID, participantID)); err != nil {
 			return err
 		}
 		if bk := childKey(meetingID, correlationID); tx.bucket(bucketBindings).Get(bk) != nil {
-			if err := tx.del(bucketBindings, bk); err != nil {
-				return err
-			}
+			return tx.del(bucketBindings, bk)
 		}
-		return raise(tx, key, cur, gen)
+		return nil
 	})
 }
 
 func (db *DB) deleteChild(op, meetingID string, gen uint64, bucket []byte, what, id string) error {
 	valid := errors.Join(checkMeetingID(meetingID), checkKey(what, id))
-	return db.checked(op, valid, func(tx *txn) error {
-		key := []byte(meetingID)
-		cur, err := fence(tx, meetingID, key, gen)
-		if err != nil {
-			return err
-		}
-		ck := childKey(meetingID, id)
-		if tx.bucket(bucket).Get(ck) == nil {
-			return refuse(fmt.Errorf("meeting %q: %s %q: %w", meetingID, what, id, ErrNotFound))
-		}
-		if err := tx.del(bucket, ck); err != nil {
-			return err
-		}
-		return raise(tx, key, cur, gen)
+	return db.fenced(op, meetingID, gen, valid, entry{bucket, what, id}, func(tx *txn) error {
+		return tx.del(bucket, childKey(meetingID, id))
 	})
 }
 
@@ -226,6 +177,51 @@ func (db *DB) checked(op string, valid error, fn func(*txn) error) error {
 		return valid
 	}
 	return db.write(op, fn)
+}
+
+// fenced is the one sequence every write to a meeting follows, in one transaction: check the arguments (valid),
+// fence on gen, refuse with ErrNotFound unless need exists, raise the generation counter to gen, then write.
+// Everything before raise only reads, so its errors are refusals; write runs after the checks and must not refuse.
+func (db *DB) fenced(op, meetingID string, gen uint64, valid error, need entry, write func(*txn) error) error {
+	return db.checked(op, valid, func(tx *txn) error {
+		key := []byte(meetingID)
+		cur, err := fence(tx, meetingID, key, gen)
+		if err != nil {
+			return err
+		}
+		if err := need.exists(tx, meetingID, key); err != nil {
+			return err
+		}
+		if err := raise(tx, key, cur, gen); err != nil {
+			return err
+		}
+		return write(tx)
+	})
+}
+
+// entry names what a fenced write needs to exist: the meeting's record (meetingRecord), one of its roster entries
+// or bindings (its bucket, what the id is, the id), or nothing (the zero entry).
+type entry struct {
+	bucket   []byte
+	what, id string
+}
+
+var meetingRecord = entry{bucket: bucketMeetings}
+
+// exists refuses with ErrNotFound when e is missing.
+func (e entry) exists(tx *txn, meetingID string, key []byte) error {
+	switch {
+	case e.bucket == nil:
+	case e.what == "":
+		if tx.bucket(e.bucket).Get(key) == nil {
+			return refuse(fmt.Errorf("meeting %q: %w", meetingID, ErrNotFound))
+		}
+	default:
+		if tx.bucket(e.bucket).Get(childKey(meetingID, e.id)) == nil {
+			return refuse(fmt.Errorf("meeting %q: %s %q: %w", meetingID, e.what, e.id, ErrNotFound))
+		}
+	}
+	return nil
 }
 
 // generation reads a meeting's generation counter (0 if never acquired).

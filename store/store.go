@@ -1,23 +1,3 @@
-// Package store is edgemc's durable local state in one bbolt file: meeting generations (fencing tokens), each
-// meeting's MH assignments, roster and session bindings, and one-time nonces.
-//
-// It replaces Dark Tower's Redis and its Lua check-and-write: every meeting write names the generation its writer
-// holds, and the check and the write happen in one transaction. Writes are durable when a call returns: concurrent
-// writers share a group commit whose changes go to a write-ahead log (edgemc.wal) with one fdatasync, and a
-// checkpoint folds the log into the bbolt file every CheckpointInterval; Open replays what a crash left in the log.
-// Throughput grows with concurrency instead of paying one sync per write. A background sweeper removes expired
-// nonces and bindings.
-//
-// Layout (bucket/key → value; every value starts with a format version byte). Buckets are flat — per-meeting
-// entries are keyed "<meeting>\x00<id>" — because a commit costs one page per distinct leaf it touches, and nested
-// per-meeting buckets would add two more pages per meeting written:
-//
-//	generations/<meeting>               → generation counter (kept when the meeting is deleted)
-//	meetings/<meeting>                  → MH assignments, assigned-by, created-at
-//	roster/<meeting>\x00<participant>    → participant
-//	bindings/<meeting>\x00<correlation>  → binding
-//	nonces/<meeting>\x00<nonce>          → expiry
-//	log/checkpoint                      → sequence number of the last log record the file holds
 package store
 
 import (
@@ -56,7 +36,7 @@ var (
 	keyCheckpoint = []byte("checkpoint")
 )
 
-// Options configure Open. The zero value is usable.
+// Options configure Open. The zero value is usable; a nil Logger discards the store's log.
 type Options struct {
 	LockTimeout   time.Duration // default 1s; a second opener fails with ErrLocked (wrapped with the path)
 	SweepInterval time.Duration // default 10s; background sweeper of expired nonces and bindings

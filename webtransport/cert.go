@@ -171,7 +171,7 @@ type CertManager struct {
 }
 
 // NewSelfSignedManager loads or creates the self-signed certificate in dir
-// and logs its hash.
+// and logs its hash to logger (nil discards it).
 func NewSelfSignedManager(dir string, logger *slog.Logger) (*CertManager, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

@@ -48,7 +48,7 @@ type ServerConfig struct {
 	QueueDepth        int           // outbound frames per session, default 256
 	FirstFrameTimeout time.Duration // default 10s: stream opened and first frame read within it
 	MaxSessions       int           // 0 = unlimited; beyond it new sessions are refused
-	Logger            *slog.Logger
+	Logger            *slog.Logger  // nil discards the server's log
 	Observer          Observer
 
 	// CloseTimeout bounds a graceful Close: flushing queued frames and

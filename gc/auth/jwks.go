@@ -32,7 +32,7 @@ type JWKSOptions struct {
 	// expired cache (default 10 seconds), so forged kids cannot turn the MC
 	// into a load generator against the Auth Controller.
 	MinRefreshInterval time.Duration
-	// Logger receives refresh failures (default slog.Default()).
+	// Logger receives refresh failures; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -66,7 +66,7 @@ func NewJWKS(url string, client *http.Client, opts JWKSOptions) *JWKS {
 		opts.MinRefreshInterval = defaultMinRefreshInterval
 	}
 	if opts.Logger == nil {
-		opts.Logger = slog.Default()
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
