@@ -1,0 +1,69 @@
+package appliance
+
+import (
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// NewLogger builds edgemc's logger. format is "auto", "text" or "json"; auto
+// means text when isTerminal, else JSON (the caller passes isTerminal false
+// under systemd). level is "debug", "info", "warn" or "error". Attributes
+// whose key names a token, secret, password or authorization are redacted,
+// as a second line of defence.
+func NewLogger(format, level string, w io.Writer, isTerminal bool) (*slog.Logger, error) {
+	levels := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+	lvl, ok := levels[level]
+	if !ok {
+		return nil, &SettingError{Setting: "log-level", Value: level, Reason: "must be one of debug, info, warn, error"}
+	}
+	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: redact}
+	switch {
+	case format == "text" || format == "auto" && isTerminal:
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case format == "json" || format == "auto":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, &SettingError{Setting: "log-format", Value: format, Reason: "must be one of auto, text, json"}
+}
+
+// redact hides the value of any attribute whose key says it carries a
+// secret, e.g. "token", "join_token", "binding_token", "authorization".
+func redact(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindGroup {
+		return a
+	}
+	k := strings.ToLower(a.Key)
+	for _, suffix := range []string{"token", "secret", "password", "authorization"} {
+		if strings.HasSuffix(k, suffix) {
+			return slog.String(a.Key, "REDACTED")
+		}
+	}
+	return a
+}
+
+// LogValue lists every setting by name for the start-up log: paths and
+// addresses only, never the contents of the files they name.
+func (c Config) LogValue() slog.Value {
+	table := settings()
+	attrs := make([]slog.Attr, 0, len(table)+1)
+	attrs = append(attrs, slog.String("config", c.ConfigFile))
+	for _, s := range table {
+		attrs = append(attrs, slog.Attr{Key: s.name, Value: s.value(&c)})
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// value is the setting's current value in c, for logging.
+func (s setting) value(c *Config) slog.Value {
+	switch p := s.field(c).(type) {
+	case *string:
+		return slog.StringValue(*p)
+	case *uint32:
+		return slog.Uint64Value(uint64(*p))
+	case *time.Duration:
+		return slog.StringValue(p.String())
+	}
+	return slog.Value{}
+}

@@ -1,0 +1,126 @@
+package appliance
+
+import (
+	"slices"
+	"strings"
+)
+
+// envPrefix starts every edgemc environment variable.
+const envPrefix = "EDGEMC_"
+
+// hostPlaceholder in a default value is replaced by the host name.
+const hostPlaceholder = "<host>"
+
+// SettingInfo describes one setting, for help text and documentation.
+type SettingInfo struct {
+	Name    string // flag name and TOML key, e.g. "max-meetings"
+	Env     string // environment variable, e.g. "EDGEMC_MAX_MEETINGS"
+	Default string // "" when unset by default; "<host>" stands for the host name
+	Help    string
+	// Advanced marks test and tuning settings that operators rarely change.
+	Advanced bool
+}
+
+// setting is one row of the table that flags, environment variables, TOML
+// keys, defaults, help text and logging are all derived from.
+type setting struct {
+	name, def, help string
+	advanced        bool
+	// secret marks a setting naming a file whose contents are a secret.
+	secret bool
+	// field points at the setting's Config field: *string, *uint32 or
+	// *time.Duration. The kind decides parsing; check adds rules for strings.
+	field func(*Config) any
+	check func(string) error
+}
+
+// settings is the table of every setting, in help order.
+func settings() []setting {
+	return []setting{
+		{name: "id", def: hostPlaceholder, help: "this Meeting Controller's id, unique in the deployment",
+			field: func(c *Config) any { return &c.ID }, check: identifier},
+		{name: "region", def: "local", help: "region reported to the Global Controller",
+			field: func(c *Config) any { return &c.Region }, check: identifier},
+		{name: "data-dir", def: "./edgemc-data", help: "directory for the state database and generated keys",
+			field: func(c *Config) any { return &c.DataDir }, check: nonEmpty},
+		{name: "webtransport-listen", def: ":4433", help: "UDP host:port for WebTransport (clients)",
+			field: func(c *Config) any { return &c.WebTransportListen }, check: listenAddr},
+		{name: "webtransport-advertise", def: "https://" + hostPlaceholder + ":4433/", help: "WebTransport URL given to the Global Controller",
+			field: func(c *Config) any { return &c.WebTransportAdvertise }, check: advertiseURL("https")},
+		{name: "grpc-listen", def: ":50052", help: "TCP host:port for gRPC (Global Controller and media handlers)",
+			field: func(c *Config) any { return &c.GRPCListen }, check: listenAddr},
+		{name: "grpc-advertise", def: "http://" + hostPlaceholder + ":50052", help: "gRPC URL given to the Global Controller and media handlers",
+			field: func(c *Config) any { return &c.GRPCAdvertise }, check: advertiseURL("http", "https")},
+		{name: "http-listen", def: "127.0.0.1:8081", help: "TCP host:port for the status page, health and metrics",
+			field: func(c *Config) any { return &c.HTTPListen }, check: listenAddr},
+		{name: "gc-url", help: "Global Controller gRPC URL (http:// or https://); empty runs without a GC",
+			field: func(c *Config) any { return &c.GCURL }, check: optional(advertiseURL("http", "https"))},
+		{name: "gc-token-file", secret: true, help: "file holding the bearer token for calls to the Global Controller",
+			field: func(c *Config) any { return &c.GCTokenFile }, check: optional(readableFile)},
+		{name: "jwks-url", help: "JWKS URL of the Auth Controller (token signing keys)",
+			field: func(c *Config) any { return &c.JWKSURL }, check: optional(advertiseURL("http", "https"))},
+		{name: "jwt-public-key", help: "Ed25519 public key PEM file for tokens, instead of jwks-url on air-gapped hosts",
+			field: func(c *Config) any { return &c.JWTPublicKey }, check: optional(ed25519PEMFile)},
+		{name: "max-meetings", def: "1000", help: "meetings this controller accepts",
+			field: func(c *Config) any { return &c.MaxMeetings }},
+		{name: "max-participants", def: "10000", help: "participants this controller accepts, over all meetings",
+			field: func(c *Config) any { return &c.MaxParticipants }},
+		{name: "tls-cert", help: "TLS certificate PEM file (with tls-key); empty generates a self-signed one",
+			field: func(c *Config) any { return &c.TLSCert }, check: optional(readableFile)},
+		{name: "tls-key", help: "TLS private key PEM file (with tls-cert)",
+			field: func(c *Config) any { return &c.TLSKey }, check: optional(readableFile)},
+		{name: "drain-timeout", def: "30s", help: "how long a drain (SIGTERM) waits for meetings to end",
+			field: func(c *Config) any { return &c.DrainTimeout }},
+		{name: "disconnect-grace", def: "30s", help: "how long a disconnected participant may reconnect before leaving",
+			field: func(c *Config) any { return &c.DisconnectGrace }},
+		{name: "status-token-file", secret: true, help: "file holding the bearer token for the status page; empty leaves it open",
+			field: func(c *Config) any { return &c.StatusTokenFile }, check: optional(readableFile)},
+		{name: "binding-secret-file", secret: true, help: "file holding the session-binding secret; empty generates data-dir/binding.key",
+			field: func(c *Config) any { return &c.BindingSecretFile }, check: optional(readableFile)},
+		{name: "log-format", def: "auto", help: "auto, text or json; auto is text on a terminal, json otherwise and under systemd",
+			field: func(c *Config) any { return &c.LogFormat }, check: oneOf("auto", "text", "json")},
+		{name: "log-level", def: "info", help: "debug, info, warn or error",
+			field: func(c *Config) any { return &c.LogLevel }, check: oneOf("debug", "info", "warn", "error")},
+		{name: "gc-backoff-base", def: "1s", advanced: true, help: "first retry delay for GC registration, doubling up to gc-backoff-max",
+			field: func(c *Config) any { return &c.GCBackoffBase }},
+		{name: "gc-backoff-max", def: "30s", advanced: true, help: "longest retry delay for GC registration",
+			field: func(c *Config) any { return &c.GCBackoffMax }},
+		{name: "fast-heartbeat", def: "10s", advanced: true, help: "fast heartbeat interval when the GC's answer gives none",
+			field: func(c *Config) any { return &c.FastHeartbeat }},
+		{name: "comprehensive-heartbeat", def: "30s", advanced: true, help: "comprehensive heartbeat interval when the GC's answer gives none",
+			field: func(c *Config) any { return &c.ComprehensiveHeartbeat }},
+		{name: "first-frame-timeout", def: "10s", advanced: true, help: "how long a new session may take to send its join",
+			field: func(c *Config) any { return &c.FirstFrameTimeout }},
+		{name: "session-idle-timeout", def: "15s", advanced: true, help: "how long a silent client connection lives before the participant counts as disconnected",
+			field: func(c *Config) any { return &c.SessionIdleTimeout }},
+		{name: "sweep-interval", def: "10s", advanced: true, help: "how often expired state is removed",
+			field: func(c *Config) any { return &c.SweepInterval }},
+	}
+}
+
+// Settings describes every setting, in the order help lists them.
+func Settings() []SettingInfo {
+	table := settings()
+	out := make([]SettingInfo, len(table))
+	for i, s := range table {
+		out[i] = SettingInfo{Name: s.name, Env: envName(s.name), Default: s.def, Help: s.help, Advanced: s.advanced}
+	}
+	return out
+}
+
+// isSetting reports whether name is exactly the name of a setting in table.
+func isSetting(table []setting, name string) bool {
+	return slices.ContainsFunc(table, func(s setting) bool { return s.name == name })
+}
+
+// isSecretSetting reports whether name is a setting that names a file
+// holding a secret.
+func isSecretSetting(name string) bool {
+	return slices.ContainsFunc(settings(), func(s setting) bool { return s.name == name && s.secret })
+}
+
+// envName is the environment variable for a setting: EDGEMC_ and the name in
+// upper case with '-' turned into '_'.
+func envName(name string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
