@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/gc/devissuer"
 	"github.com/edgemc/edgemc/gc/internalpb"
 	"github.com/edgemc/edgemc/webtransport"
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
@@ -25,11 +25,11 @@ type env struct {
 	t      *testing.T
 	cfg    Config
 	a      *appliance
-	issuer *authtest.Issuer
+	issuer *devissuer.Issuer
 	stop   func()
 }
 
-func testConfig(t *testing.T, issuer *authtest.Issuer) Config {
+func testConfig(t *testing.T, issuer *devissuer.Issuer) Config {
 	jwks := httptest.NewServer(issuer.JWKSHandler())
 	t.Cleanup(jwks.Close)
 	cfg := DefaultConfig()
@@ -48,7 +48,7 @@ func testConfig(t *testing.T, issuer *authtest.Issuer) Config {
 
 // startEnv starts an appliance with cfg (see testConfig); it is stopped
 // (drained) when the test ends unless stopped earlier.
-func startEnv(t *testing.T, issuer *authtest.Issuer, cfg Config) *env {
+func startEnv(t *testing.T, issuer *devissuer.Issuer, cfg Config) *env {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, err := newAppliance(cfg, RunOptions{Version: "test", Logger: log})
@@ -81,7 +81,7 @@ func startEnv(t *testing.T, issuer *authtest.Issuer, cfg Config) *env {
 }
 
 func newEnv(t *testing.T, mods ...func(*Config)) *env {
-	issuer := authtest.NewIssuer()
+	issuer := devissuer.NewIssuer()
 	cfg := testConfig(t, issuer)
 	for _, m := range mods {
 		m(&cfg)
@@ -153,7 +153,7 @@ func joinMsg(meetingID, token, name string) *pb.ClientMessage {
 func (e *env) join(meetingID, sub, role string) *client {
 	e.t.Helper()
 	c := e.dial()
-	c.send(joinMsg(meetingID, e.issuer.MeetingToken(sub, meetingID, authtest.WithRole(role)), sub))
+	c.send(joinMsg(meetingID, e.issuer.MeetingToken(sub, meetingID, devissuer.WithRole(role)), sub))
 	c.resp = c.expect("join response").GetJoinResponse()
 	if c.resp == nil {
 		e.t.Fatal("first answer is not a JoinResponse")

@@ -11,8 +11,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/edgemc/edgemc/gc/auth/authtest"
-	"github.com/edgemc/edgemc/gc/gcdev"
+	"github.com/edgemc/edgemc/gc/devgc"
+	"github.com/edgemc/edgemc/gc/devissuer"
 	"github.com/edgemc/edgemc/web"
 )
 
@@ -20,13 +20,13 @@ import (
 const DemoMeetingID = "demo"
 
 // lab is the development control plane of `edgemc lab`: a token issuer
-// with a fresh Ed25519 key (JWKS on loopback) and a development GC on
-// loopback that accepts the registration and assigns the demo meeting.
-// Neither runs outside lab mode.
+// (devissuer) with a fresh Ed25519 key (JWKS on loopback) and a development
+// GC (devgc) on loopback that accepts the registration and assigns the demo
+// meeting. Neither runs outside lab mode.
 type lab struct {
 	log     *slog.Logger
-	issuer  *authtest.Issuer
-	gc      *gcdev.GC
+	issuer  *devissuer.Issuer
+	gc      *devgc.GC
 	gcLis   net.Listener
 	jwksLis net.Listener
 	jwksURL string
@@ -34,7 +34,7 @@ type lab struct {
 }
 
 func startLab(log *slog.Logger) (*lab, error) {
-	l := &lab{log: log, issuer: authtest.NewIssuer()}
+	l := &lab{log: log, issuer: devissuer.NewIssuer()}
 	var err error
 	if l.jwksLis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		return nil, fmt.Errorf("lab issuer: %w", err)
@@ -45,7 +45,7 @@ func startLab(log *slog.Logger) (*lab, error) {
 	}
 	l.jwksURL = "http://" + l.jwksLis.Addr().String() + "/.well-known/jwks.json"
 	l.gcAddr = "http://" + l.gcLis.Addr().String()
-	l.gc = gcdev.New(gcdev.Config{Logger: log})
+	l.gc = devgc.New(devgc.Config{Logger: log})
 	return l, nil
 }
 
@@ -126,6 +126,6 @@ func (a *appliance) labHandle() web.Lab {
 
 func (j labJoin) JoinInfo(ctx context.Context, role, name string) (web.LabJoin, error) {
 	cert := j.a.certs.Current()
-	token := j.a.lab.issuer.MeetingToken("lab-user-"+newID(), DemoMeetingID, authtest.WithRole(role))
+	token := j.a.lab.issuer.MeetingToken("lab-user-"+newID(), DemoMeetingID, devissuer.WithRole(role))
 	return web.LabJoin{URL: j.a.wtURL(), CertSHA256: cert.SHA256[:], MeetingID: DemoMeetingID, Token: token}, nil
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/gc/devissuer"
 	"github.com/edgemc/edgemc/gc/internalpb"
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
 )
@@ -143,19 +143,19 @@ func TestLeaveAndMeetingEnd(t *testing.T) {
 func TestJoinRefusals(t *testing.T) {
 	e := newEnv(t)
 	e.assign("m1")
-	other := authtest.NewIssuer()
+	other := devissuer.NewIssuer()
 	huge := strings.Repeat("x", 9000)
 	cases := []struct {
 		name string
 		msg  *pb.ClientMessage
 		code pb.ErrorCode
 	}{
-		{"expired", joinMsg("m1", e.issuer.MeetingToken("u", "m1", authtest.WithIssuedAt(time.Now().Add(-2*time.Hour)), authtest.WithTTL(time.Hour)), "u"), pb.ErrorCode_UNAUTHORIZED},
-		{"wrong signature", joinMsg("m1", other.MeetingToken("u", "m1", authtest.WithKID(e.issuer.KID())), "u"), pb.ErrorCode_UNAUTHORIZED},
+		{"expired", joinMsg("m1", e.issuer.MeetingToken("u", "m1", devissuer.WithIssuedAt(time.Now().Add(-2*time.Hour)), devissuer.WithTTL(time.Hour)), "u"), pb.ErrorCode_UNAUTHORIZED},
+		{"wrong signature", joinMsg("m1", other.MeetingToken("u", "m1", devissuer.WithKID(e.issuer.KID())), "u"), pb.ErrorCode_UNAUTHORIZED},
 		{"wrong meeting", joinMsg("m1", e.issuer.MeetingToken("u", "m2"), "u"), pb.ErrorCode_UNAUTHORIZED},
 		{"service token", joinMsg("m1", e.issuer.ServiceToken("u", "global-controller"), "u"), pb.ErrorCode_UNAUTHORIZED},
-		{"unknown token type", joinMsg("m1", e.issuer.MeetingToken("u", "m1", authtest.WithClaim("token_type", "admin")), "u"), pb.ErrorCode_UNAUTHORIZED},
-		{"oversized token", joinMsg("m1", e.issuer.MeetingToken("u", "m1", authtest.WithClaim("pad", huge)), "u"), pb.ErrorCode_UNAUTHORIZED},
+		{"unknown token type", joinMsg("m1", e.issuer.MeetingToken("u", "m1", devissuer.WithClaim("token_type", "admin")), "u"), pb.ErrorCode_UNAUTHORIZED},
+		{"oversized token", joinMsg("m1", e.issuer.MeetingToken("u", "m1", devissuer.WithClaim("pad", huge)), "u"), pb.ErrorCode_UNAUTHORIZED},
 		{"missing token", joinMsg("m1", "", "u"), pb.ErrorCode_UNAUTHORIZED},
 		{"unknown meeting", joinMsg("nope", e.issuer.MeetingToken("u", "nope"), "u"), pb.ErrorCode_NOT_FOUND},
 		{"name too long", joinMsg("m1", e.issuer.MeetingToken("u", "m1"), strings.Repeat("n", 257)), pb.ErrorCode_INVALID_REQUEST},

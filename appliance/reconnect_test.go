@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/gc/devissuer"
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
 )
 
@@ -13,7 +13,7 @@ import (
 func (e *env) rejoin(meetingID, sub, role, correlationID, bindingToken string) *client {
 	e.t.Helper()
 	c := e.dial()
-	m := joinMsg(meetingID, e.issuer.MeetingToken(sub, meetingID, authtest.WithRole(role)), sub)
+	m := joinMsg(meetingID, e.issuer.MeetingToken(sub, meetingID, devissuer.WithRole(role)), sub)
 	m.GetJoinRequest().CorrelationId = correlationID
 	m.GetJoinRequest().BindingToken = bindingToken
 	c.send(m)
@@ -133,7 +133,7 @@ func TestDisconnectGraceEnds(t *testing.T) {
 }
 
 func TestRestartRecoversSessions(t *testing.T) {
-	issuer := authtest.NewIssuer()
+	issuer := devissuer.NewIssuer()
 	cfg := testConfig(t, issuer)
 	e := startEnv(t, issuer, cfg)
 	e.assign("m1")

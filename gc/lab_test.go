@@ -5,7 +5,7 @@ import (
 	"net"
 	"testing"
 
-	"github.com/edgemc/edgemc/gc/gcdev"
+	"github.com/edgemc/edgemc/gc/devgc"
 )
 
 // TestWithDevGC runs what `edgemc lab` runs: a link registered with the
@@ -13,7 +13,7 @@ import (
 // server with a service token.
 func TestWithDevGC(t *testing.T) {
 	ctx := testCtx(t)
-	dev := gcdev.New(gcdev.Config{FastInterval: fastConfig("").FastInterval})
+	dev := devgc.New(devgc.Config{FastInterval: fastConfig("").FastInterval})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

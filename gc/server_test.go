@@ -18,8 +18,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/edgemc/edgemc/gc/auth"
-	"github.com/edgemc/edgemc/gc/auth/authtest"
 	"github.com/edgemc/edgemc/gc/capacity"
+	"github.com/edgemc/edgemc/gc/devissuer"
 	"github.com/edgemc/edgemc/gc/gctest"
 	"github.com/edgemc/edgemc/gc/internalpb"
 )
@@ -68,12 +68,12 @@ func (mhCoordination) NotifyParticipantConnected(context.Context, *internalpb.No
 type serverEnv struct {
 	addr   string
 	conn   *grpc.ClientConn
-	issuer *authtest.Issuer
+	issuer *devissuer.Issuer
 	gcTok  string
 	a      *heldAssigner
 }
 
-func startServer(t testing.TB, v *auth.Verifier, iss *authtest.Issuer) *serverEnv {
+func startServer(t testing.TB, v *auth.Verifier, iss *devissuer.Issuer) *serverEnv {
 	t.Helper()
 	a := &heldAssigner{
 		load: Load{MaxMeetings: 2, MaxParticipants: 100, Health: internalpb.HealthStatus_HEALTHY},
@@ -97,7 +97,7 @@ func startServer(t testing.TB, v *auth.Verifier, iss *authtest.Issuer) *serverEn
 }
 
 func newServerEnv(t testing.TB) *serverEnv {
-	iss := authtest.NewIssuer()
+	iss := devissuer.NewIssuer()
 	v := auth.NewVerifier(auth.NewStaticKeys(iss.PublicKey()), auth.VerifierOptions{})
 	return startServer(t, v, iss)
 }
@@ -121,7 +121,7 @@ func TestServerAuthentication(t *testing.T) {
 	ctx := testCtx(t)
 	e := newServerEnv(t)
 	iss := e.issuer
-	stranger := authtest.NewIssuer()
+	stranger := devissuer.NewIssuer()
 	now := time.Now()
 	const mcMethod = "/dark_tower.internal.v1.MeetingControllerService/AssignMeetingWithMh"
 	const mhMethod = "/dark_tower.internal.v1.MediaCoordinationService/NotifyParticipantConnected"
@@ -135,12 +135,12 @@ func TestServerAuthentication(t *testing.T) {
 		{"missing token", mcMethod, "", "", codes.Unauthenticated},
 		{"not bearer", mcMethod, "", "Basic Zm9vOmJhcg==", codes.Unauthenticated},
 		{"malformed", mcMethod, "not.a.jwt", "", codes.Unauthenticated},
-		{"bad signature", mcMethod, stranger.ServiceToken("gc-1", ServiceTypeGC, authtest.WithKID(iss.KID())), "", codes.Unauthenticated},
-		{"expired", mcMethod, iss.ServiceToken("gc-1", ServiceTypeGC, authtest.WithIssuedAt(now.Add(-2*time.Hour)), authtest.WithTTL(time.Hour)), "", codes.Unauthenticated},
-		{"iat in future", mcMethod, iss.ServiceToken("gc-1", ServiceTypeGC, authtest.WithIssuedAt(now.Add(10*time.Minute))), "", codes.Unauthenticated},
+		{"bad signature", mcMethod, stranger.ServiceToken("gc-1", ServiceTypeGC, devissuer.WithKID(iss.KID())), "", codes.Unauthenticated},
+		{"expired", mcMethod, iss.ServiceToken("gc-1", ServiceTypeGC, devissuer.WithIssuedAt(now.Add(-2*time.Hour)), devissuer.WithTTL(time.Hour)), "", codes.Unauthenticated},
+		{"iat in future", mcMethod, iss.ServiceToken("gc-1", ServiceTypeGC, devissuer.WithIssuedAt(now.Add(10*time.Minute))), "", codes.Unauthenticated},
 		{"join token", mcMethod, iss.MeetingToken("u", "m"), "", codes.Unauthenticated},
-		{"wrong scope", mcMethod, iss.ServiceToken("gc-1", ServiceTypeGC, authtest.WithScopes("service.read.mc")), "", codes.PermissionDenied},
-		{"no scope", mcMethod, iss.ServiceToken("gc-1", ServiceTypeGC, authtest.WithoutClaim("scope")), "", codes.PermissionDenied},
+		{"wrong scope", mcMethod, iss.ServiceToken("gc-1", ServiceTypeGC, devissuer.WithScopes("service.read.mc")), "", codes.PermissionDenied},
+		{"no scope", mcMethod, iss.ServiceToken("gc-1", ServiceTypeGC, devissuer.WithoutClaim("scope")), "", codes.PermissionDenied},
 		{"wrong service_type", mcMethod, iss.ServiceToken("mh-1", ServiceTypeMediaHandler), "", codes.PermissionDenied},
 		{"MH token on MH service", mhMethod, iss.ServiceToken("mh-1", ServiceTypeMediaHandler), "", codes.OK},
 		{"GC token on MH service", mhMethod, e.gcTok, "", codes.PermissionDenied},
@@ -169,10 +169,10 @@ func TestServerAuthentication(t *testing.T) {
 
 func TestServerUnknownKID(t *testing.T) {
 	ctx := testCtx(t)
-	iss := authtest.NewIssuer()
+	iss := devissuer.NewIssuer()
 	v := auth.NewVerifier(kidKeys{iss.KID(): iss}, auth.VerifierOptions{})
 	e := startServer(t, v, iss)
-	_, err := gctest.Assign(ctx, e.addr, iss.ServiceToken("gc", ServiceTypeGC, authtest.WithKID("rotated-away")), assignReq("m"))
+	_, err := gctest.Assign(ctx, e.addr, iss.ServiceToken("gc", ServiceTypeGC, devissuer.WithKID("rotated-away")), assignReq("m"))
 	if status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("unknown kid: %v", err)
 	}
@@ -181,7 +181,7 @@ func TestServerUnknownKID(t *testing.T) {
 	}
 }
 
-type kidKeys map[string]*authtest.Issuer
+type kidKeys map[string]*devissuer.Issuer
 
 func (k kidKeys) Key(_ context.Context, kid string) (ed25519.PublicKey, error) {
 	if iss, ok := k[kid]; ok {
@@ -191,7 +191,7 @@ func (k kidKeys) Key(_ context.Context, kid string) (ed25519.PublicKey, error) {
 }
 
 func TestServerFailsClosedWithoutVerifier(t *testing.T) {
-	iss := authtest.NewIssuer()
+	iss := devissuer.NewIssuer()
 	e := startServer(t, nil, iss)
 	_, err := gctest.Assign(testCtx(t), e.addr, e.gcTok, assignReq("m"))
 	if status.Code(err) != codes.Unauthenticated {

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/gc/devissuer"
 	"github.com/edgemc/edgemc/gc/gctest"
 	"github.com/edgemc/edgemc/gc/internalpb"
 	"github.com/edgemc/edgemc/webtransport"
@@ -46,7 +46,7 @@ func testCtx(t *testing.T) context.Context {
 func TestE2EGCRegistrationAndHeartbeats(t *testing.T) {
 	gc := gctest.Start(t)
 	gc.Accept(200*time.Millisecond, 400*time.Millisecond)
-	issuer := authtest.NewIssuer()
+	issuer := devissuer.NewIssuer()
 	grpcAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	tokenFile := filepath.Join(t.TempDir(), "gc.token")
 	os.WriteFile(tokenFile, []byte("mc-secret-token\n"), 0o600)
@@ -124,7 +124,7 @@ type participant struct {
 
 type mc struct {
 	p       *edgemcProc
-	issuer  *authtest.Issuer
+	issuer  *devissuer.Issuer
 	url     string
 	http    string
 	grpc    string
@@ -198,7 +198,7 @@ func meetingGeneration(t *testing.T, s map[string]any) float64 {
 	return ms[0].(map[string]any)["generation"].(float64)
 }
 
-func startAppliance(t *testing.T, dir string, issuer *authtest.Issuer, keyFlag string) *mc {
+func startAppliance(t *testing.T, dir string, issuer *devissuer.Issuer, keyFlag string) *mc {
 	args := append([]string{"serve", keyFlag, "--drain-timeout=10s"}, loopbackArgs()...)
 	a := &mc{p: startEdgemcIn(t, dir, args), issuer: issuer}
 	a.ready()
@@ -208,7 +208,7 @@ func startAppliance(t *testing.T, dir string, issuer *authtest.Issuer, keyFlag s
 // startMeetingOfTwo runs edgemc with meeting m1 and participants alice and
 // bob; restart starts another edgemc on the same data-dir and key.
 func startMeetingOfTwo(t *testing.T) (a *mc, alice, bob *participant, restart func() *mc) {
-	issuer := authtest.NewIssuer()
+	issuer := devissuer.NewIssuer()
 	key := writeJWTKey(t, issuer)
 	dir := t.TempDir()
 	a = startAppliance(t, dir, issuer, key)
@@ -283,7 +283,7 @@ func TestE2EDrainOnSIGTERM(t *testing.T) {
 // prints the JoinResponse, then the server's close when the server drains;
 // a refused join prints the error and the close.
 func TestE2EClientJoin(t *testing.T) {
-	issuer := authtest.NewIssuer()
+	issuer := devissuer.NewIssuer()
 	a := startAppliance(t, t.TempDir(), issuer, writeJWTKey(t, issuer))
 	a.assign(t, "m1")
 	hash := hex.EncodeToString(a.certSum[:])

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/gc/devissuer"
 )
 
 // edgemcBin is the binary TestMain built; set once before any test runs.
@@ -364,7 +364,7 @@ func TestE2EBadSettingExitsTwoWithOneLine(t *testing.T) {
 
 // writeJWTKey writes the issuer's public key as a PEM file and returns the
 // --jwt-public-key flag for it; serve needs a token key (or jwks-url).
-func writeJWTKey(t *testing.T, issuer *authtest.Issuer) string {
+func writeJWTKey(t *testing.T, issuer *devissuer.Issuer) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "jwt.pem")
 	if err := os.WriteFile(path, issuer.PublicKeyPEM(), 0o600); err != nil {
@@ -374,7 +374,7 @@ func writeJWTKey(t *testing.T, issuer *authtest.Issuer) string {
 }
 
 func TestE2EServeReadyAndSIGTERM(t *testing.T) {
-	p := startEdgemc(t, append([]string{"serve", writeJWTKey(t, authtest.NewIssuer())}, loopbackArgs()...))
+	p := startEdgemc(t, append([]string{"serve", writeJWTKey(t, devissuer.NewIssuer())}, loopbackArgs()...))
 	ready := p.WaitReady()
 	if ready.Str("version") != e2eVersion {
 		t.Errorf("ready line version %q, want %q", ready.Str("version"), e2eVersion)

@@ -16,7 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/gc/devissuer"
 	"github.com/edgemc/edgemc/gc/internalpb"
 	"github.com/edgemc/edgemc/webtransport"
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
@@ -40,7 +40,7 @@ func (rawCodec) Name() string { return "proto" }
 // still assigns meetings afterwards.
 func TestFaultAbsurdGRPC(t *testing.T) {
 	t.Parallel()
-	issuer := authtest.NewIssuer()
+	issuer := devissuer.NewIssuer()
 	mc := startFaultMC(t, "", issuer)
 	conn, err := grpc.NewClient(mc.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -111,7 +111,7 @@ func TestFaultAbsurdGRPC(t *testing.T) {
 // session closed, and real clients still join.
 func TestFaultAbsurdSignaling(t *testing.T) {
 	t.Parallel()
-	mc := startFaultMC(t, "", authtest.NewIssuer())
+	mc := startFaultMC(t, "", devissuer.NewIssuer())
 	mc.mustAssign(t, "m-absurd")
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()

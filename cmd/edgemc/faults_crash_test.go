@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/gc/devissuer"
 	"github.com/edgemc/edgemc/webtransport"
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
 )
@@ -27,7 +27,7 @@ func TestFaultSIGKILLUnderJoinLoad(t *testing.T) {
 	s := faultSettings(t)
 	workers := pick(s, 8, 32)
 	killAfter := pick(s, 120, 1000)
-	issuer := authtest.NewIssuer()
+	issuer := devissuer.NewIssuer()
 	dir := t.TempDir()
 	mc := startFaultMC(t, dir, issuer)
 	meetings := []string{"m-kill-0", "m-kill-1", "m-kill-2", "m-kill-3"}

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/gc/devissuer"
 	"github.com/edgemc/edgemc/gc/internalpb"
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
 )
@@ -114,7 +114,7 @@ func assertNoCrash(t *testing.T, p *edgemcProc) {
 func TestFaultDiskFull(t *testing.T) {
 	t.Parallel()
 	data := mountTmpfs(t, "16m")
-	issuer := authtest.NewIssuer()
+	issuer := devissuer.NewIssuer()
 	dir := t.TempDir()
 	// No sweeper commits: readiness reflects the writes of this test.
 	args := []string{"--data-dir=" + data, "--sweep-interval=1h"}
@@ -196,7 +196,7 @@ func TestFaultDiskFull(t *testing.T) {
 // empty. Each ends with exit code 1 and one error line naming the cause.
 func TestFaultDataDirUnusable(t *testing.T) {
 	t.Parallel()
-	issuer := authtest.NewIssuer()
+	issuer := devissuer.NewIssuer()
 	full := mountTmpfs(t, "1m")
 	fillDisk(t, full)
 

@@ -14,7 +14,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
-	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/gc/devissuer"
 	"github.com/edgemc/edgemc/webtransport"
 )
 
@@ -29,7 +29,7 @@ func TestFaultHalfOpenFlood(t *testing.T) {
 	halfOpen := pick(s, 2000, 10000)
 	silent := pick(s, 200, 2000)
 	firstFrame := pick(s, 4*time.Second, 15*time.Second)
-	mc := startFaultMC(t, "", authtest.NewIssuer(), "--first-frame-timeout="+firstFrame.String())
+	mc := startFaultMC(t, "", devissuer.NewIssuer(), "--first-frame-timeout="+firstFrame.String())
 	mc.mustAssign(t, "m-flood")
 	mc.mustJoin(t, "m-flood", "host-1")
 	baseRSS := procStatusKiB(t, mc.Pid(), "VmRSS")

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/gc/devissuer"
 	"github.com/edgemc/edgemc/gc/gctest"
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
 )
@@ -26,7 +26,7 @@ func startGCFaultMC(t *testing.T) (*gctest.GC, *faultMC) {
 	t.Helper()
 	g := gctest.Start(t)
 	g.Accept(faultFast, faultComp)
-	mc := startFaultMC(t, "", authtest.NewIssuer(), "--id=mc-faults", "--gc-url="+g.Target(),
+	mc := startFaultMC(t, "", devissuer.NewIssuer(), "--id=mc-faults", "--gc-url="+g.Target(),
 		"--gc-backoff-base=100ms", "--gc-backoff-max=2s", "--fast-heartbeat="+faultFast.String())
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/gc/devissuer"
 	"github.com/edgemc/edgemc/gc/gctest"
 	"github.com/edgemc/edgemc/gc/internalpb"
 	"github.com/edgemc/edgemc/webtransport"
@@ -64,7 +64,7 @@ func pick[T any](s faultScale, short, long T) T {
 // faultMC is a running edgemc with what a test needs to reach it.
 type faultMC struct {
 	*edgemcProc
-	issuer   *authtest.Issuer
+	issuer   *devissuer.Issuer
 	grpc     string // 127.0.0.1:port
 	http     string // 127.0.0.1:port
 	wtAddr   string // 127.0.0.1:port (UDP)
@@ -74,7 +74,7 @@ type faultMC struct {
 
 // startFaultMC runs `edgemc serve` on loopback in dir ("" for a fresh one),
 // trusting issuer's tokens, and waits until it is ready.
-func startFaultMC(t *testing.T, dir string, issuer *authtest.Issuer, args ...string) *faultMC {
+func startFaultMC(t *testing.T, dir string, issuer *devissuer.Issuer, args ...string) *faultMC {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
@@ -150,7 +150,7 @@ func (mc *faultMC) joinAnswer(ctx context.Context, sub string, req *pb.JoinReque
 	if err != nil {
 		return nil, nil, err
 	}
-	req.JoinToken = mc.issuer.MeetingToken(sub, req.MeetingId, authtest.WithRole(roleOf(sub)))
+	req.JoinToken = mc.issuer.MeetingToken(sub, req.MeetingId, devissuer.WithRole(roleOf(sub)))
 	if req.ParticipantName == "" {
 		req.ParticipantName = sub
 	}

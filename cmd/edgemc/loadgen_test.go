@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/edgemc/edgemc/cmd/edgemc/internal/loadgen"
-	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/gc/devissuer"
 )
 
 // writeKeyPair writes a fresh Ed25519 key pair and returns the paths of
@@ -30,7 +30,7 @@ func writeKeyPair(t *testing.T) (privPath, pubPath string) {
 	if err := os.WriteFile(privPath, privPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(pubPath, authtest.NewIssuerFromKey("k", priv).PublicKeyPEM(), 0o600); err != nil {
+	if err := os.WriteFile(pubPath, devissuer.NewIssuerFromKey("k", priv).PublicKeyPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return privPath, pubPath

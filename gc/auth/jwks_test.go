@@ -11,13 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/gc/devissuer"
 )
 
 // jwksServer serves whatever issuer is current and counts fetches.
 type jwksServer struct {
 	mu      sync.Mutex
-	issuer  *authtest.Issuer
+	issuer  *devissuer.Issuer
 	fail    bool
 	fetches atomic.Int32
 }
@@ -34,7 +34,7 @@ func (s *jwksServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	iss.JWKSHandler().ServeHTTP(w, r)
 }
 
-func (s *jwksServer) set(iss *authtest.Issuer, fail bool) {
+func (s *jwksServer) set(iss *devissuer.Issuer, fail bool) {
 	s.mu.Lock()
 	s.issuer, s.fail = iss, fail
 	s.mu.Unlock()
@@ -50,7 +50,7 @@ func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d)
 
 func newJWKSFixture(t *testing.T) (*jwksServer, *JWKS, *fakeClock) {
 	t.Helper()
-	srv := &jwksServer{issuer: authtest.NewIssuer()}
+	srv := &jwksServer{issuer: devissuer.NewIssuer()}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	clock := &fakeClock{now: time.Unix(1_900_000_000, 0)}
@@ -74,7 +74,7 @@ func TestJWKSCachesAndRefreshesOnUnknownKID(t *testing.T) {
 	}
 
 	// Key rotation: a new kid appears; the first lookup of it refreshes.
-	rotated := authtest.NewIssuer()
+	rotated := devissuer.NewIssuer()
 	srv.set(rotated, false)
 	clock.Advance(11 * time.Second)
 	if key, err := j.Key(ctx, rotated.KID()); err != nil || !key.Equal(rotated.PublicKey()) {
@@ -127,14 +127,14 @@ func TestJWKSVerifierEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var te *TokenError
-	_, err := v.VerifyService(context.Background(), authtest.NewIssuer().ServiceToken("gc", "global-controller"))
+	_, err := v.VerifyService(context.Background(), devissuer.NewIssuer().ServiceToken("gc", "global-controller"))
 	if !errors.As(err, &te) || te.Reason != ReasonUnknownKID {
 		t.Fatalf("foreign issuer: %v", err)
 	}
 }
 
 func TestParseJWKS(t *testing.T) {
-	iss := authtest.NewIssuer()
+	iss := devissuer.NewIssuer()
 	keys, err := parseJWKS(iss.JWKS())
 	if err != nil || !keys[iss.KID()].Equal(iss.PublicKey()) {
 		t.Fatalf("parseJWKS = %v, %v", keys, err)
@@ -155,7 +155,7 @@ func TestParseJWKS(t *testing.T) {
 }
 
 func FuzzParseJWKS(f *testing.F) {
-	f.Add(authtest.NewIssuer().JWKS())
+	f.Add(devissuer.NewIssuer().JWKS())
 	f.Add([]byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`))
 	f.Add([]byte(`{"keys":[{"kty":"RSA"}]}`))
 	f.Add([]byte(`null`))

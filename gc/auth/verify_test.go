@@ -11,12 +11,12 @@ import (
 	"time"
 
 	"github.com/edgemc/edgemc/gc/auth"
-	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/gc/devissuer"
 )
 
 var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-func newVerifier(iss *authtest.Issuer) *auth.Verifier {
+func newVerifier(iss *devissuer.Issuer) *auth.Verifier {
 	return auth.NewVerifier(auth.NewStaticKeys(iss.PublicKey()), auth.VerifierOptions{
 		ClockSkew: time.Minute,
 		Now:       func() time.Time { return t0 },
@@ -49,12 +49,12 @@ func reasonOf(t *testing.T, err error) string {
 }
 
 func TestVerifyJoin(t *testing.T) {
-	iss := authtest.NewIssuer().WithClock(func() time.Time { return t0 })
-	other := authtest.NewIssuer().WithClock(func() time.Time { return t0 })
+	iss := devissuer.NewIssuer().WithClock(func() time.Time { return t0 })
+	other := devissuer.NewIssuer().WithClock(func() time.Time { return t0 })
 	v := auth.NewVerifier(keysByKID{iss.KID(): iss.PublicKey()}, auth.VerifierOptions{
 		Now: func() time.Time { return t0 },
 	})
-	meeting := iss.MeetingToken("user-1", "m-1", authtest.WithRole("host"))
+	meeting := iss.MeetingToken("user-1", "m-1", devissuer.WithRole("host"))
 	header, rest, _ := strings.Cut(meeting, ".")
 	payload, sig, _ := strings.Cut(rest, ".")
 	noneHeader := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT","kid":"` + iss.KID() + `"}`))
@@ -69,22 +69,22 @@ func TestVerifyJoin(t *testing.T) {
 		{"too large", strings.Repeat("a", auth.MaxTokenSize+1), auth.ReasonTooLarge},
 		{"garbage", "not-a-jwt", auth.ReasonMalformed},
 		{"bad base64", header + ".%%%." + sig, auth.ReasonMalformed},
-		{"no kid", iss.MeetingToken("u", "m-1", authtest.WithKID("")), auth.ReasonMalformed},
+		{"no kid", iss.MeetingToken("u", "m-1", devissuer.WithKID("")), auth.ReasonMalformed},
 		{"alg none", noneHeader + "." + payload + ".", auth.ReasonAlgorithm},
 		{"alg HS256", hsHeader + "." + payload + "." + sig, auth.ReasonAlgorithm},
 		{"tampered payload", header + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"admin"}`)) + "." + sig, auth.ReasonSignature},
-		{"other key same kid", other.MeetingToken("u", "m-1", authtest.WithKID(iss.KID())), auth.ReasonSignature},
+		{"other key same kid", other.MeetingToken("u", "m-1", devissuer.WithKID(iss.KID())), auth.ReasonSignature},
 		{"unknown kid", other.MeetingToken("u", "m-1"), auth.ReasonUnknownKID},
-		{"expired", iss.MeetingToken("u", "m-1", authtest.WithIssuedAt(t0.Add(-2*time.Hour)), authtest.WithExpiresAt(t0.Add(-2*time.Minute))), auth.ReasonExpired},
-		{"expired within skew", iss.MeetingToken("u", "m-1", authtest.WithIssuedAt(t0.Add(-time.Hour)), authtest.WithExpiresAt(t0.Add(-30*time.Second))), ""},
-		{"iat in future", iss.MeetingToken("u", "m-1", authtest.WithIssuedAt(t0.Add(5*time.Minute))), auth.ReasonIssuedInFuture},
-		{"iat ahead within skew", iss.MeetingToken("u", "m-1", authtest.WithIssuedAt(t0.Add(30*time.Second))), ""},
-		{"no exp", iss.MeetingToken("u", "m-1", authtest.WithoutClaim("exp")), auth.ReasonMissingClaim},
-		{"no iat", iss.MeetingToken("u", "m-1", authtest.WithoutClaim("iat")), auth.ReasonMissingClaim},
+		{"expired", iss.MeetingToken("u", "m-1", devissuer.WithIssuedAt(t0.Add(-2*time.Hour)), devissuer.WithExpiresAt(t0.Add(-2*time.Minute))), auth.ReasonExpired},
+		{"expired within skew", iss.MeetingToken("u", "m-1", devissuer.WithIssuedAt(t0.Add(-time.Hour)), devissuer.WithExpiresAt(t0.Add(-30*time.Second))), ""},
+		{"iat in future", iss.MeetingToken("u", "m-1", devissuer.WithIssuedAt(t0.Add(5*time.Minute))), auth.ReasonIssuedInFuture},
+		{"iat ahead within skew", iss.MeetingToken("u", "m-1", devissuer.WithIssuedAt(t0.Add(30*time.Second))), ""},
+		{"no exp", iss.MeetingToken("u", "m-1", devissuer.WithoutClaim("exp")), auth.ReasonMissingClaim},
+		{"no iat", iss.MeetingToken("u", "m-1", devissuer.WithoutClaim("iat")), auth.ReasonMissingClaim},
 		{"no meeting id", iss.MeetingToken("u", ""), auth.ReasonMissingClaim},
 		{"service token", iss.ServiceToken("gc", "global-controller"), auth.ReasonWrongType},
-		{"other token type", iss.MeetingToken("u", "m-1", authtest.WithClaim("token_type", "refresh")), auth.ReasonWrongType},
-		{"claim of wrong JSON type", iss.MeetingToken("u", "m-1", authtest.WithClaim("capabilities", 7)), auth.ReasonMalformed},
+		{"other token type", iss.MeetingToken("u", "m-1", devissuer.WithClaim("token_type", "refresh")), auth.ReasonWrongType},
+		{"claim of wrong JSON type", iss.MeetingToken("u", "m-1", devissuer.WithClaim("capabilities", 7)), auth.ReasonMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,23 +100,23 @@ func TestVerifyJoin(t *testing.T) {
 }
 
 func TestVerifyJoinClaims(t *testing.T) {
-	iss := authtest.NewIssuer().WithClock(func() time.Time { return t0 })
+	iss := devissuer.NewIssuer().WithClock(func() time.Time { return t0 })
 	v := newVerifier(iss)
-	c, err := v.VerifyJoin(context.Background(), iss.GuestToken("g-7", "m-9", "Ada", authtest.WithClaim("waiting_room", true)))
+	c, err := v.VerifyJoin(context.Background(), iss.GuestToken("g-7", "m-9", "Ada", devissuer.WithClaim("waiting_room", true)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Subject != "g-7" || c.TokenType != "guest" || c.MeetingID != "m-9" || c.DisplayName != "Ada" ||
 		!c.WaitingRoom || c.ParticipantType != "external" || c.Role != "participant" || c.JTI == "" ||
-		!c.IssuedAt.Equal(t0) || !c.ExpiresAt.Equal(t0.Add(authtest.DefaultTTL)) || len(c.Capabilities) != 2 {
+		!c.IssuedAt.Equal(t0) || !c.ExpiresAt.Equal(t0.Add(devissuer.DefaultTTL)) || len(c.Capabilities) != 2 {
 		t.Fatalf("claims = %+v", c)
 	}
 }
 
 func TestVerifyService(t *testing.T) {
-	iss := authtest.NewIssuer().WithClock(func() time.Time { return t0 })
+	iss := devissuer.NewIssuer().WithClock(func() time.Time { return t0 })
 	v := newVerifier(iss)
-	c, err := v.VerifyService(context.Background(), iss.ServiceToken("gc-1", "global-controller", authtest.WithScopes("service.read.mc", "service.write.mc")))
+	c, err := v.VerifyService(context.Background(), iss.ServiceToken("gc-1", "global-controller", devissuer.WithScopes("service.read.mc", "service.write.mc")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func (failingKeys) Key(context.Context, string) (ed25519.PublicKey, error) {
 }
 
 func TestVerifyFailsClosed(t *testing.T) {
-	iss := authtest.NewIssuer()
+	iss := devissuer.NewIssuer()
 	tok := iss.ServiceToken("gc", "global-controller")
 	for name, v := range map[string]*auth.Verifier{
 		"nil verifier":   nil,
@@ -150,7 +150,7 @@ func TestVerifyFailsClosed(t *testing.T) {
 }
 
 func TestParsePublicKeyPEM(t *testing.T) {
-	iss := authtest.NewIssuer()
+	iss := devissuer.NewIssuer()
 	pub, err := auth.ParsePublicKeyPEM(iss.PublicKeyPEM())
 	if err != nil || !pub.Equal(iss.PublicKey()) {
 		t.Fatalf("ParsePublicKeyPEM = %x, %v", pub, err)
@@ -168,7 +168,7 @@ func TestParsePublicKeyPEM(t *testing.T) {
 }
 
 func FuzzParsePublicKeyPEM(f *testing.F) {
-	f.Add(authtest.NewIssuer().PublicKeyPEM())
+	f.Add(devissuer.NewIssuer().PublicKeyPEM())
 	f.Add([]byte("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		pub, err := auth.ParsePublicKeyPEM(in)
@@ -179,7 +179,7 @@ func FuzzParsePublicKeyPEM(f *testing.F) {
 }
 
 func FuzzVerifyJoin(f *testing.F) {
-	iss := authtest.NewIssuer().WithClock(func() time.Time { return t0 })
+	iss := devissuer.NewIssuer().WithClock(func() time.Time { return t0 })
 	v := newVerifier(iss)
 	f.Add(iss.MeetingToken("u", "m"))
 	f.Add(iss.GuestToken("g", "m", "Guest"))
@@ -201,18 +201,18 @@ func FuzzVerifyJoin(f *testing.F) {
 }
 
 func TestIssuerKeysAreFresh(t *testing.T) {
-	a, b := authtest.NewIssuer(), authtest.NewIssuer()
+	a, b := devissuer.NewIssuer(), devissuer.NewIssuer()
 	if a.KID() == b.KID() || a.PublicKey().Equal(b.PublicKey()) {
 		t.Fatal("two issuers share a key or kid")
 	}
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	if got := authtest.NewIssuerFromKey("k1", priv); got.KID() != "k1" || !got.PublicKey().Equal(priv.Public()) {
+	if got := devissuer.NewIssuerFromKey("k1", priv); got.KID() != "k1" || !got.PublicKey().Equal(priv.Public()) {
 		t.Fatal("NewIssuerFromKey did not keep the key")
 	}
 }
 
 func BenchmarkVerifyService(b *testing.B) {
-	iss := authtest.NewIssuer()
+	iss := devissuer.NewIssuer()
 	v := auth.NewVerifier(auth.NewStaticKeys(iss.PublicKey()), auth.VerifierOptions{})
 	tok := iss.ServiceToken("gc-1", "global-controller")
 	ctx := context.Background()
@@ -225,7 +225,7 @@ func BenchmarkVerifyService(b *testing.B) {
 }
 
 func BenchmarkVerifyJoin(b *testing.B) {
-	iss := authtest.NewIssuer()
+	iss := devissuer.NewIssuer()
 	v := auth.NewVerifier(auth.NewStaticKeys(iss.PublicKey()), auth.VerifierOptions{})
 	tok := iss.MeetingToken("user-1", "m-1")
 	ctx := context.Background()

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/edgemc/edgemc/gc/gcdev"
+	"github.com/edgemc/edgemc/gc/devgc"
 	"github.com/edgemc/edgemc/gc/internalpb"
 )
 
@@ -219,7 +219,7 @@ func record[T proto.Message](g *GC, calls *[]Call[T], c Call[T]) {
 // Assign calls AssignMeetingWithMh on the MC at mcAddr with a service token
 // ("" sends none).
 func Assign(ctx context.Context, mcAddr, token string, req *internalpb.AssignMeetingWithMhRequest) (*internalpb.AssignMeetingWithMhResponse, error) {
-	return gcdev.Assign(ctx, mcAddr, token, req)
+	return devgc.Assign(ctx, mcAddr, token, req)
 }
 
 type service struct {

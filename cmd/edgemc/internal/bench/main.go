@@ -27,7 +27,7 @@ import (
 	"time"
 
 	"github.com/edgemc/edgemc/cmd/edgemc/internal/loadgen"
-	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/gc/devissuer"
 	"github.com/edgemc/edgemc/webtransport"
 	"github.com/edgemc/edgemc/webtransport/wtbench"
 )
@@ -179,7 +179,7 @@ func newEnv(bin string) *env {
 		privKey: filepath.Join(tmp, "loadgen.pem"), pubKey: filepath.Join(tmp, "jwt.pem")}
 	if err := errors.Join(
 		os.WriteFile(e.privKey, privPEM, 0o600),
-		os.WriteFile(e.pubKey, authtest.NewIssuerFromKey("bench", priv).PublicKeyPEM(), 0o600),
+		os.WriteFile(e.pubKey, devissuer.NewIssuerFromKey("bench", priv).PublicKeyPEM(), 0o600),
 	); err != nil {
 		fatalf("%v", err)
 	}

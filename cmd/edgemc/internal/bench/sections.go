@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/edgemc/edgemc/cmd/edgemc/internal/loadgen"
-	"github.com/edgemc/edgemc/gc/gcdev"
+	"github.com/edgemc/edgemc/gc/devgc"
 )
 
 // The two targets of every side-by-side figure.
@@ -187,16 +187,16 @@ func (e *env) idleCostSection(ctx context.Context, o options, log io.Writer) cos
 	}
 	gctx, stopGC := context.WithCancel(ctx)
 	defer stopGC()
-	gc := gcdev.New(gcdev.Config{Logger: slog.New(slog.DiscardHandler)})
+	gc := devgc.New(devgc.Config{Logger: slog.New(slog.DiscardHandler)})
 	go gc.Serve(gctx, lis)
 	s := e.start(ctx, edgemcTarget, "--gc-url=http://"+lis.Addr().String())
 	defer s.stop()
-	registered := func() (gcdev.MC, bool) {
+	registered := func() (devgc.MC, bool) {
 		st := gc.Status()
 		if len(st.MCs) == 1 && !st.MCs[0].RegisteredAt.IsZero() {
 			return st.MCs[0], true
 		}
-		return gcdev.MC{}, false
+		return devgc.MC{}, false
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; pause(ctx, 20*time.Millisecond) {
 		if _, ok := registered(); ok {

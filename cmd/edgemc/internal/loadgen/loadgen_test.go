@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/edgemc/edgemc/appliance"
-	"github.com/edgemc/edgemc/gc/auth/authtest"
+	"github.com/edgemc/edgemc/gc/devissuer"
 	"github.com/edgemc/edgemc/webtransport"
 	"github.com/edgemc/edgemc/webtransport/wtbench"
 )
@@ -56,7 +56,7 @@ func startAppliance(t testing.TB, priv ed25519.PrivateKey, lab bool) target {
 	cfg.MaxMeetings = 100000 // BenchmarkJoin holds one meeting per session
 	if priv != nil {
 		key := filepath.Join(t.TempDir(), "jwt.pem")
-		pub := authtest.NewIssuerFromKey("k", priv).PublicKeyPEM()
+		pub := devissuer.NewIssuerFromKey("k", priv).PublicKeyPEM()
 		if err := os.WriteFile(key, pub, 0o600); err != nil {
 			t.Fatal(err)
 		}

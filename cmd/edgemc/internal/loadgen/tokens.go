@@ -14,8 +14,8 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/edgemc/edgemc/gc/auth/authtest"
-	"github.com/edgemc/edgemc/gc/gcdev"
+	"github.com/edgemc/edgemc/gc/devgc"
+	"github.com/edgemc/edgemc/gc/devissuer"
 	"github.com/edgemc/edgemc/gc/internalpb"
 )
 
@@ -28,7 +28,7 @@ type Tokens interface {
 
 // KeyTokens mints tokens locally with an Ed25519 private key that the
 // appliance trusts (its --jwt-public-key, or a key its JWKS serves).
-type KeyTokens struct{ iss *authtest.Issuer }
+type KeyTokens struct{ iss *devissuer.Issuer }
 
 // ParsePrivateKeyPEM decodes a PKCS#8 ("PRIVATE KEY") PEM block holding an
 // Ed25519 private key.
@@ -63,7 +63,7 @@ func MarshalPrivateKeyPEM(priv ed25519.PrivateKey) ([]byte, error) {
 
 // NewKeyTokens signs tokens with priv under kid.
 func NewKeyTokens(priv ed25519.PrivateKey, kid string) *KeyTokens {
-	return &KeyTokens{iss: authtest.NewIssuerFromKey(kid, priv)}
+	return &KeyTokens{iss: devissuer.NewIssuerFromKey(kid, priv)}
 }
 
 // JoinToken mints a meeting token.
@@ -72,7 +72,7 @@ func (k *KeyTokens) JoinToken(_ context.Context, sub, meetingID string, host boo
 	if host {
 		role = "host"
 	}
-	return k.iss.MeetingToken(sub, meetingID, authtest.WithRole(role)), nil
+	return k.iss.MeetingToken(sub, meetingID, devissuer.WithRole(role)), nil
 }
 
 // Assigner returns a Config.Assign that creates meetings on the appliance
@@ -84,7 +84,7 @@ func (k *KeyTokens) Assigner(addr string) (func(ctx context.Context, meetingID s
 	}
 	return func(ctx context.Context, meetingID string) error {
 		token := k.iss.ServiceToken("edgemc-loadgen", "global-controller")
-		resp, err := gcdev.Assign(ctx, addr, token, &internalpb.AssignMeetingWithMhRequest{MeetingId: meetingID, RequestingGcId: "edgemc-loadgen"})
+		resp, err := devgc.Assign(ctx, addr, token, &internalpb.AssignMeetingWithMhRequest{MeetingId: meetingID, RequestingGcId: "edgemc-loadgen"})
 		if err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package gcdev_test
+package devgc_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/edgemc/edgemc/gc/gcdev"
+	"github.com/edgemc/edgemc/gc/devgc"
 	"github.com/edgemc/edgemc/gc/internalpb"
 )
 
@@ -53,7 +53,7 @@ func serve(t *testing.T, register func(*grpc.Server)) string {
 func TestDevGC(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	g := gcdev.New(gcdev.Config{FastInterval: time.Second, Logger: slog.New(slog.DiscardHandler)})
+	g := devgc.New(devgc.Config{FastInterval: time.Second, Logger: slog.New(slog.DiscardHandler)})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +99,7 @@ func TestDevGC(t *testing.T) {
 	if tok := <-m.token; tok != "Bearer service-token" {
 		t.Fatalf("authorization = %q", tok)
 	}
-	var rej *gcdev.RejectedError
+	var rej *devgc.RejectedError
 	if err := g.AssignDemo(ctx, mcAddr, "other", "service-token"); !errors.As(err, &rej) ||
 		rej.Reason != internalpb.RejectionReason_REJECTION_REASON_AT_CAPACITY {
 		t.Fatalf("assignment over capacity: %v", err)

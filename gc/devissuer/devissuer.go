@@ -1,8 +1,15 @@
-// Package authtest mints Dark Tower EdDSA tokens: meeting, guest and service
-// tokens signed by a fresh Ed25519 key, plus the JWKS document and PEM key
-// that let a verifier trust them. Tests use it, and so does edgemc's lab mode
-// as its development token issuer, which is why it is a regular package.
-package authtest
+// Package devissuer is a DEVELOPMENT token issuer: it mints Dark Tower EdDSA
+// tokens (meeting, guest and service tokens) signed by one Ed25519 key, and
+// serves the JWKS document and PEM public key that let a verifier trust them.
+//
+// It is a development stand-in for Dark Tower's Auth Controller, used by
+// `edgemc lab` (inside the same process, JWKS on loopback), by the load
+// generator and bench tools, and by tests. `edgemc serve` never uses it on
+// its production path: there tokens come from the real Auth Controller and
+// are only verified (package gc/auth). Its options can also craft expired
+// tokens, tokens under a foreign or missing kid and tokens with odd claims,
+// which tests use to exercise the verifier.
+package devissuer
 
 import (
 	"crypto/ed25519"
@@ -38,7 +45,7 @@ type Issuer struct {
 func NewIssuer() *Issuer {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		panic(fmt.Sprintf("authtest: generating key: %v", err)) // crypto/rand does not fail
+		panic(fmt.Sprintf("devissuer: generating key: %v", err)) // crypto/rand does not fail
 	}
 	return NewIssuerFromKey("edgemc-dev-"+rand.Text()[:12], priv)
 }
@@ -66,7 +73,7 @@ func (i *Issuer) PublicKey() ed25519.PublicKey { return i.priv.Public().(ed25519
 func (i *Issuer) PublicKeyPEM() []byte {
 	der, err := x509.MarshalPKIXPublicKey(i.PublicKey())
 	if err != nil {
-		panic(fmt.Sprintf("authtest: encoding public key: %v", err)) // Ed25519 keys always encode
+		panic(fmt.Sprintf("devissuer: encoding public key: %v", err)) // Ed25519 keys always encode
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }
@@ -186,7 +193,7 @@ func (i *Issuer) Sign(claims map[string]any, opts ...Option) (string, error) {
 	}
 	signed, err := tok.SignedString(i.priv)
 	if err != nil {
-		return "", fmt.Errorf("authtest: signing token: %w", err)
+		return "", fmt.Errorf("devissuer: signing token: %w", err)
 	}
 	return signed, nil
 }

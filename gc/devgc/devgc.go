@@ -1,11 +1,13 @@
-// Package gcdev is a DEVELOPMENT Global Controller for `edgemc lab`: it
-// accepts every MC registration, takes heartbeats, records meeting-ended
-// notifications and can assign a demo meeting to an MC.
+// Package devgc is a DEVELOPMENT Global Controller: it accepts every MC
+// registration, takes heartbeats, records meeting-ended notifications and can
+// assign a demo meeting to an MC.
 //
-// It is a development tool, not a Global Controller: it keeps state in
-// memory only, trusts every caller (no token is checked) and talks plaintext
-// gRPC. Serve it on loopback only.
-package gcdev
+// It is a development stand-in for Dark Tower's Global Controller, used by
+// `edgemc lab` (inside the same process, on loopback), by the load generator
+// and bench tools, and by tests; `edgemc serve` never uses it on its
+// production path. It keeps state in memory only, trusts every caller (no
+// token is checked) and talks plaintext gRPC. Serve it on loopback only.
+package devgc
 
 import (
 	"context"
@@ -101,7 +103,7 @@ func (g *GC) Serve(ctx context.Context, lis net.Listener) error {
 	go func() { errc <- srv.Serve(lis) }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("gcdev: serving: %w", err)
+		return fmt.Errorf("devgc: serving: %w", err)
 	case <-ctx.Done():
 	}
 	stopped := make(chan struct{})
@@ -137,7 +139,7 @@ type RejectedError struct {
 }
 
 func (e *RejectedError) Error() string {
-	return "gcdev: assignment rejected: " + e.Reason.String()
+	return "devgc: assignment rejected: " + e.Reason.String()
 }
 
 // AssignDemo assigns meetingID (without media handlers) to the MC serving
@@ -175,7 +177,7 @@ func (g *GC) AssignDemo(ctx context.Context, mcGRPCAddr, meetingID, token string
 		m.Accepted, m.Ended, m.RejectionReason = true, false, ""
 	}
 	if was.Accepted != m.Accepted || was.RejectionReason != m.RejectionReason || was.MCAddr != m.MCAddr {
-		g.log.Info("gcdev: meeting assignment", "meeting_id", meetingID, "mc", mcGRPCAddr,
+		g.log.Info("devgc: meeting assignment", "meeting_id", meetingID, "mc", mcGRPCAddr,
 			"accepted", m.Accepted, "rejection_reason", m.RejectionReason)
 	}
 	return err
@@ -188,7 +190,7 @@ func Assign(ctx context.Context, mcAddr, token string, req *internalpb.AssignMee
 	conn, err := grpc.NewClient(strings.TrimPrefix(mcAddr, "http://"),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return nil, fmt.Errorf("gcdev: MC client: %w", err)
+		return nil, fmt.Errorf("devgc: MC client: %w", err)
 	}
 	defer conn.Close()
 	if token != "" {
@@ -196,7 +198,7 @@ func Assign(ctx context.Context, mcAddr, token string, req *internalpb.AssignMee
 	}
 	resp, err := internalpb.NewMeetingControllerServiceClient(conn).AssignMeetingWithMh(ctx, req)
 	if err != nil {
-		return nil, fmt.Errorf("gcdev: AssignMeetingWithMh: %w", err)
+		return nil, fmt.Errorf("devgc: AssignMeetingWithMh: %w", err)
 	}
 	return resp, nil
 }
@@ -221,7 +223,7 @@ func (s service) RegisterMC(_ context.Context, req *internalpb.RegisterMCRequest
 		Health: internalpb.HealthStatus_PENDING.String(), RegisteredAt: time.Now(),
 	}
 	g.mu.Unlock()
-	g.log.Info("gcdev: MC registered", "mc_id", req.GetId(), "again", again,
+	g.log.Info("devgc: MC registered", "mc_id", req.GetId(), "again", again,
 		"grpc", req.GetGrpcEndpoint(), "webtransport", req.GetWebtransportEndpoint())
 	return &internalpb.RegisterMCResponse{
 		Accepted:                         true,
@@ -272,6 +274,6 @@ func (s service) NotifyMeetingEnded(_ context.Context, req *internalpb.NotifyMee
 		m.Ended, m.Accepted = true, false
 	}
 	g.mu.Unlock()
-	g.log.Info("gcdev: meeting ended", "meeting_id", req.GetMeetingId())
+	g.log.Info("devgc: meeting ended", "meeting_id", req.GetMeetingId())
 	return &internalpb.NotifyMeetingEndedResponse{Acknowledged: true}, nil
 }
