@@ -341,7 +341,6 @@ func replay(tx *bolt.Tx, data []byte, checkpoint uint64) (end int64, last uint64
 	return end, max(last, checkpoint), err
 }
 
-// setHealth records the outcome of the last group or checkpoint.
 // setHealth records the store's state and logs each change of it, so that a
 // full disk or an I/O error is seen in the log, not only in health.
 func (c *committer) setHealth(err error) {

@@ -34,7 +34,7 @@ type Config struct {
 	ID                                  string        // requesting_gc_id of assignments ("gcdev")
 	FastInterval, ComprehensiveInterval time.Duration // told to MCs (10 s, 30 s)
 	RPCTimeout                          time.Duration // for calls to MCs (10 s)
-	Logger                              *slog.Logger
+	Logger                              *slog.Logger // nil discards
 }
 
 // MC is what the development GC knows of one registered MC.
@@ -89,7 +89,7 @@ func New(cfg Config) *GC {
 		cfg.RPCTimeout = 10 * time.Second
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &GC{cfg: cfg, log: cfg.Logger, mcs: map[string]*MC{}, meetings: map[string]*Meeting{}}
 }
