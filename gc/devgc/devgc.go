@@ -34,7 +34,7 @@ type Config struct {
 	ID                                  string        // requesting_gc_id of assignments ("gcdev")
 	FastInterval, ComprehensiveInterval time.Duration // told to MCs (10 s, 30 s)
 	RPCTimeout                          time.Duration // for calls to MCs (10 s)
-	Logger                              *slog.Logger // nil discards
+	Logger                              *slog.Logger  // nil discards
 }
 
 // MC is what the development GC knows of one registered MC.
