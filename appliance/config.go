@@ -26,7 +26,7 @@ type Config struct {
 
 	TLSCert, TLSKey string
 
-	DrainTimeout, DisconnectGrace time.Duration
+	DrainTimeout, DisconnectGrace, EmptyMeetingTimeout time.Duration
 
 	StatusTokenFile, BindingSecretFile string
 

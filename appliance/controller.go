@@ -35,7 +35,8 @@ type metricsSink interface {
 
 type controllerConfig struct {
 	MaxMeetings, MaxParticipants uint32
-	Grace                        time.Duration
+	Grace                        time.Duration // disconnect grace
+	EmptyTimeout                 time.Duration // how long a meeting may stay empty
 	Now                          func() time.Time
 }
 
@@ -79,6 +80,7 @@ func newController(cfg controllerConfig, log *slog.Logger, db *store.DB, v joinV
 		log:      log,
 		now:      cfg.Now,
 		grace:    cfg.Grace,
+		empty:    cfg.EmptyTimeout,
 		draining: c.Draining,
 		stopped:  c.stopped,
 	}
@@ -193,11 +195,15 @@ func (c *Controller) AssignMeeting(ctx context.Context, id string, mhs []gc.MHAs
 	}
 	if m := c.lookup(id); m != nil {
 		// Idempotent: the meeting is already held here; take the new MH list.
-		err := m.do(ctx, func() { m.reassign(assignments, gcID) })
-		if err == nil {
+		// It is acknowledged only once stored.
+		var werr error
+		err := m.do(ctx, func() { werr = m.reassign(assignments, gcID) })
+		switch {
+		case err == nil && werr == nil:
 			return internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED, nil
-		}
-		if !errors.Is(err, errMeetingGone) {
+		case err == nil:
+			return refusedByStore(fmt.Errorf("store meeting %s: %w", id, werr))
+		case !errors.Is(err, errMeetingGone):
 			return 0, err
 		}
 	}
@@ -206,15 +212,21 @@ func (c *Controller) AssignMeeting(ctx context.Context, id string, mhs []gc.MHAs
 	}
 	gen, err := c.db.Acquire(id)
 	if err != nil {
-		return 0, fmt.Errorf("acquire meeting %s: %w", id, err)
+		return refusedByStore(fmt.Errorf("acquire meeting %s: %w", id, err))
 	}
 	st := store.Meeting{ID: id, Generation: gen, Assignments: assignments, AssignedBy: gcID, CreatedAt: c.cfg.Now()}
 	if err := c.db.PutMeeting(gen, st); err != nil {
-		return 0, fmt.Errorf("store meeting %s: %w", id, err)
+		return refusedByStore(fmt.Errorf("store meeting %s: %w", id, err))
 	}
 	c.start(newMeeting(c.ctx, &c.deps, st))
 	c.log.Info("meeting assigned", "meeting", id, "generation", gen, "media_handlers", len(mhs))
 	return internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED, nil
+}
+
+// refusedByStore is the answer to an assignment the store could not hold:
+// the GC is told UNHEALTHY (accepted=false), never that it was accepted.
+func refusedByStore(err error) (internalpb.RejectionReason, error) {
+	return internalpb.RejectionReason_REJECTION_REASON_UNHEALTHY, err
 }
 
 // recover reloads every meeting held before a restart, under a new

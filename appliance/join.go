@@ -27,7 +27,8 @@ type joinRequest struct {
 }
 
 // join admits a participant (or recovers one from a valid binding) and sends
-// the JoinResponse on conn. It runs on the meeting goroutine.
+// the JoinResponse on conn. It runs on the meeting goroutine. Nothing is
+// changed or sent unless the durable write succeeded.
 func (m *meeting) join(req joinRequest) (string, *codedError) {
 	if m.stopped {
 		return "", &codedError{pb.ErrorCode_NOT_FOUND, "meeting not found"}
@@ -55,15 +56,25 @@ func (m *meeting) join(req joinRequest) (string, *codedError) {
 		conn: req.conn,
 	}
 	p.binding = store.Binding{CorrelationID: newID(), ParticipantID: p.rec.ID, UserID: p.rec.UserID}
-	token := m.rebind(p)
-	if err := m.deps.store.PutSession(m.id, m.gen, p.rec, p.binding); err != nil {
+	var token string
+	p.binding, token = m.bind(p)
+	frame, cerr := m.joinResponse(p, token)
+	if cerr == nil {
+		if err := m.deps.store.PutSession(m.id, m.gen, p.rec, p.binding); err != nil {
+			cerr = m.storeErr("put session", err)
+		}
+	}
+	if cerr != nil {
 		m.deps.seats.add(-1)
-		return "", m.storeErr("put session", err)
+		return "", cerr
 	}
 	m.participants[p.rec.ID] = p
 	m.order = append(m.order, p.rec.ID)
+	if m.emptyTimer != nil {
+		m.emptyTimer.Stop()
+	}
 	m.publish()
-	m.sendJoinResponse(p, token)
+	m.sendJoinFrame(p, frame)
 	m.broadcast(&pb.ServerMessage{Message: &pb.ServerMessage_ParticipantJoined{
 		ParticipantJoined: &pb.ParticipantJoined{Participant: p.wire()},
 	}}, p.rec.ID)
@@ -71,12 +82,13 @@ func (m *meeting) join(req joinRequest) (string, *codedError) {
 	return p.rec.ID, nil
 }
 
-// rebind gives p a fresh nonce and returns the binding token for it.
-func (m *meeting) rebind(p *participant) string {
-	token, nonce := m.deps.binder.issue(m.id, p.binding.CorrelationID, p.rec.ID)
-	p.binding.Nonce = nonce
-	p.binding.ExpiresAt = time.Time{} // live while connected; set on disconnect
-	return token
+// bind returns p's binding with a fresh nonce, live while p is connected
+// (its expiry is set on disconnect), and the binding token for it.
+func (m *meeting) bind(p *participant) (store.Binding, string) {
+	b := p.binding
+	token, nonce := m.deps.binder.issue(m.id, b.CorrelationID, p.rec.ID)
+	b.Nonce, b.ExpiresAt = nonce, time.Time{}
+	return b, token
 }
 
 // recoverable checks a reconnection attempt; it returns the participant to
@@ -110,36 +122,43 @@ func (m *meeting) recoverable(req joinRequest) (*participant, string) {
 	return p, ""
 }
 
-// reattach moves a recovered participant onto a new session.
+// reattach moves a recovered participant onto a new session, once the new
+// binding is stored; otherwise the participant stays as it was (disconnected,
+// its grace running) and the new session gets the error.
 func (m *meeting) reattach(p *participant, conn peer) *codedError {
+	rec := p.rec
+	rec.Connected, rec.DisconnectedSince = true, time.Time{}
+	b, token := m.bind(p)
+	frame, cerr := m.joinResponse(p, token)
+	if cerr != nil {
+		return cerr
+	}
+	if err := m.deps.store.PutSession(m.id, m.gen, rec, b); err != nil {
+		return m.storeErr("put session", err)
+	}
 	if p.grace != nil {
 		p.grace.Stop()
 		p.grace = nil
 	}
 	old := p.conn
-	p.conn = conn
-	p.rec.Connected = true
-	p.rec.DisconnectedSince = time.Time{}
-	token := m.rebind(p)
-	if err := m.deps.store.PutSession(m.id, m.gen, p.rec, p.binding); err != nil {
-		return m.storeErr("put session", err)
-	}
+	p.conn, p.rec, p.binding = conn, rec, b
 	if old != nil {
 		// The client came back before the server noticed the drop.
 		old.Close(closeReplaced, "replaced by a newer session")
 	}
 	m.deps.metrics.Reconnection("recovered")
 	m.publish()
-	m.sendJoinResponse(p, token)
+	m.sendJoinFrame(p, frame)
 	m.log.Info("participant reconnected", "participant", p.rec.ID)
 	return nil
 }
 
-// sendJoinResponse sends the JoinResponse and the catch-up that follows it
-// as one queued write: participants that do not fit in one frame come as
-// ParticipantJoined, and the mute state of everyone muted as
-// ParticipantMuteUpdate (the roster carries no mute state).
-func (m *meeting) sendJoinResponse(p *participant, token string) {
+// joinResponse encodes the JoinResponse for p and the catch-up that follows
+// it, to be sent as one queued write: participants that do not fit in one
+// frame come as ParticipantJoined, and the mute state of everyone muted as
+// ParticipantMuteUpdate (the roster carries no mute state). A response that
+// does not fit in a frame even without a roster is refused.
+func (m *meeting) joinResponse(p *participant, token string) (webtransport.Frame, *codedError) {
 	resp := &pb.JoinResponse{
 		ParticipantId: p.rec.ID,
 		UserId:        userNumber(p.rec.UserID),
@@ -163,6 +182,10 @@ func (m *meeting) sendJoinResponse(p *participant, token string) {
 	var overflow []*pb.Participant
 	for proto.Size(msg) > webtransport.MaxFrameSize {
 		n := len(resp.ExistingParticipants)
+		if n == 0 {
+			m.log.Error("join refused: the join response alone exceeds a frame", "media_handlers", len(m.assignments))
+			return nil, &codedError{pb.ErrorCode_INTERNAL_ERROR, "join response too large"}
+		}
 		k := max(1, n/8)
 		overflow = slices.Concat(resp.ExistingParticipants[n-k:], overflow)
 		resp.ExistingParticipants = resp.ExistingParticipants[:n-k]
@@ -180,10 +203,16 @@ func (m *meeting) sendJoinResponse(p *participant, token string) {
 			buf, err = webtransport.AppendFrame(buf, u)
 		}
 	}
-	if err == nil {
-		err = p.conn.SendFrame(webtransport.Frame(buf))
-	}
 	if err != nil {
+		m.log.Error("encode join response", "err", err)
+		return nil, &codedError{pb.ErrorCode_INTERNAL_ERROR, "internal error"}
+	}
+	return webtransport.Frame(buf), nil
+}
+
+// sendJoinFrame queues the encoded join response for p.
+func (m *meeting) sendJoinFrame(p *participant, frame webtransport.Frame) {
+	if err := p.conn.SendFrame(frame); err != nil {
 		m.log.Warn("join response not delivered", "participant", p.rec.ID, "err", err)
 	}
 }

@@ -43,7 +43,11 @@ func TestJoinResponseOfALargeMeeting(t *testing.T) {
 	newcomer := &participant{rec: store.Participant{ID: "newcomer"}, conn: peer}
 	m.participants["newcomer"] = newcomer
 	m.order = append(m.order, "newcomer")
-	m.sendJoinResponse(newcomer, "token")
+	frame, cerr := m.joinResponse(newcomer, "token")
+	if cerr != nil {
+		t.Fatal(cerr)
+	}
+	m.sendJoinFrame(newcomer, frame)
 
 	if len(peer.frames) != 1 {
 		t.Fatalf("%d queued writes, want 1", len(peer.frames))

@@ -67,6 +67,7 @@ type meetingDeps struct {
 	log     *slog.Logger
 	now     func() time.Time
 	grace   time.Duration // how long a disconnected participant keeps its place
+	empty   time.Duration // how long a meeting with nobody in it is kept
 	// draining reports whether the appliance is draining (no grace expires then).
 	draining func() bool
 	// stopped is called once, on the meeting goroutine, when the meeting is
@@ -100,7 +101,8 @@ type meeting struct {
 
 	assignments  []store.Assignment
 	participants map[string]*participant
-	order        []string // participant ids in join order
+	order        []string    // participant ids in join order
+	emptyTimer   *time.Timer // armed while nobody is in the meeting
 	stopped      bool
 }
 
@@ -175,6 +177,9 @@ func (m *meeting) do(ctx context.Context, fn func()) error {
 
 func (m *meeting) run() {
 	defer close(m.done)
+	if len(m.participants) == 0 {
+		m.watchEmpty()
+	}
 	for {
 		select {
 		case fn := <-m.mailbox:
@@ -234,10 +239,14 @@ func (m *meeting) abort(code pb.ErrorCode, msg string) {
 }
 
 // end removes the meeting: its stored state (fenced), its place in the
-// controller, and tells the GC.
+// controller, and tells the GC. If the store refuses, the meeting stays (empty)
+// and tries again after the empty-meeting timeout.
 func (m *meeting) end() {
 	if err := m.deps.store.DeleteMeeting(m.id, m.gen); err != nil && !errors.Is(err, store.ErrNotFound) {
 		m.storeErr("delete meeting", err)
+		if !m.stopped {
+			m.watchEmpty()
+		}
 		return
 	}
 	m.stopped = true
@@ -246,7 +255,28 @@ func (m *meeting) end() {
 	m.log.Info("meeting ended")
 }
 
+// watchEmpty (re)arms the timer that ends the meeting if it is still empty
+// when it fires: a meeting nobody joins, or one whose end failed, does not
+// hold its capacity forever.
+func (m *meeting) watchEmpty() {
+	if m.emptyTimer != nil {
+		m.emptyTimer.Stop()
+	}
+	m.emptyTimer = time.AfterFunc(m.deps.empty, func() {
+		m.post(m.ctx, func() {
+			if len(m.participants) > 0 || m.stopped || m.deps.draining() {
+				return
+			}
+			m.log.Info("meeting empty; ending it", "empty_for", m.deps.empty.String())
+			m.end()
+		})
+	})
+}
+
 func (m *meeting) stopTimers() {
+	if m.emptyTimer != nil {
+		m.emptyTimer.Stop()
+	}
 	for _, p := range m.participants {
 		if p.grace != nil {
 			p.grace.Stop()
@@ -267,14 +297,17 @@ func (m *meeting) storeErr(op string, err error) *codedError {
 	return &codedError{pb.ErrorCode_INTERNAL_ERROR, "internal error"}
 }
 
-// reassign takes the GC's new media-handler list for the meeting.
-func (m *meeting) reassign(assignments []store.Assignment, gcID string) {
-	m.assignments = assignments
-	st := store.Meeting{ID: m.id, Assignments: assignments, AssignedBy: gcID, CreatedAt: m.createdAt}
+// reassign takes the GC's new media-handler list for the meeting, once it is
+// stored; the store's error otherwise.
+func (m *meeting) reassign(assignments []store.Assignment, gcID string) error {
+	st := store.Meeting{ID: m.id, Generation: m.gen, Assignments: assignments, AssignedBy: gcID, CreatedAt: m.createdAt}
 	if err := m.deps.store.PutMeeting(m.gen, st); err != nil {
 		m.storeErr("put meeting", err)
+		return err
 	}
+	m.assignments = assignments
 	m.publish()
+	return nil
 }
 
 // publish refreshes the snapshot that status reads use.

@@ -20,6 +20,8 @@ import (
 type memStore struct {
 	mu           sync.Mutex
 	fail         error // returned by every write while set
+	failSession  error // returned by PutSession while set
+	deletes      int   // DeleteMeeting calls
 	participants map[string]store.Participant
 	bindings     map[string]store.Binding
 	nonces       map[string]bool
@@ -30,7 +32,14 @@ func newMemStore() *memStore {
 	return &memStore{participants: map[string]store.Participant{}, bindings: map[string]store.Binding{}, nonces: map[string]bool{}, meetings: map[string]store.Meeting{}}
 }
 
-func (s *memStore) setFail(err error) { s.mu.Lock(); s.fail = err; s.mu.Unlock() }
+func (s *memStore) setFail(err error)      { s.mu.Lock(); s.fail = err; s.mu.Unlock() }
+func (s *memStore) failSessions(err error) { s.mu.Lock(); s.failSession = err; s.mu.Unlock() }
+
+func (s *memStore) deleteTries() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deletes
+}
 
 func (s *memStore) write(fn func()) error {
 	s.mu.Lock()
@@ -47,6 +56,12 @@ func (s *memStore) PutMeeting(gen uint64, m store.Meeting) error {
 }
 
 func (s *memStore) PutSession(_ string, _ uint64, p store.Participant, b store.Binding) error {
+	s.mu.Lock()
+	err := s.failSession
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	return s.write(func() { s.participants[p.ID] = p; s.bindings[b.CorrelationID] = b })
 }
 
@@ -59,6 +74,9 @@ func (s *memStore) DeleteSession(_ string, _ uint64, pid, correlationID string) 
 }
 
 func (s *memStore) DeleteMeeting(id string, _ uint64) error {
+	s.mu.Lock()
+	s.deletes++
+	s.mu.Unlock()
 	return s.write(func() { delete(s.meetings, id) })
 }
 
@@ -85,6 +103,7 @@ type fakeDeps struct {
 	seats   seatCounter
 	now     time.Time
 	grace   time.Duration
+	empty   time.Duration
 	stops   chan bool // receives ended for every stop
 	binder  *binder
 }
@@ -94,7 +113,7 @@ func newFakeDeps(t testing.TB) *fakeDeps {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeDeps{store: newMemStore(), metrics: &countingSink{}, now: time.Unix(1_800_000_000, 0), grace: time.Hour, stops: make(chan bool, 1), binder: b}
+	f := &fakeDeps{store: newMemStore(), metrics: &countingSink{}, now: time.Unix(1_800_000_000, 0), grace: time.Hour, empty: time.Hour, stops: make(chan bool, 1), binder: b}
 	f.seats.max = 100
 	return f
 }
@@ -102,7 +121,7 @@ func newFakeDeps(t testing.TB) *fakeDeps {
 func (f *fakeDeps) deps() *meetingDeps {
 	return &meetingDeps{
 		store: f.store, binder: f.binder, metrics: f.metrics, seats: &f.seats,
-		log: slog.New(slog.DiscardHandler), now: func() time.Time { return f.now }, grace: f.grace,
+		log: slog.New(slog.DiscardHandler), now: func() time.Time { return f.now }, grace: f.grace, empty: f.empty,
 		draining: func() bool { return false },
 		stopped:  func(_ *meeting, ended bool) { f.stops <- ended },
 	}

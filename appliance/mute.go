@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"github.com/edgemc/edgemc/store"
 	"github.com/edgemc/edgemc/webtransport"
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
 )
@@ -27,13 +28,21 @@ func (m *meeting) selfMute(pid string, req *pb.MuteRequest) {
 	if p == nil {
 		return
 	}
-	p.rec.AudioSelfMuted, p.rec.VideoSelfMuted = req.AudioMuted, req.VideoMuted
-	if err := m.deps.store.PutParticipant(m.id, m.gen, p.rec); err != nil {
-		m.storeErr("put participant", err)
-		return
+	rec := p.rec
+	rec.AudioSelfMuted, rec.VideoSelfMuted = req.AudioMuted, req.VideoMuted
+	m.updateParticipant(p, rec)
+}
+
+// updateParticipant stores rec as p's roster entry and, once stored, takes it
+// and tells everyone p's mute state.
+func (m *meeting) updateParticipant(p *participant, rec store.Participant) *codedError {
+	if err := m.deps.store.PutParticipant(m.id, m.gen, rec); err != nil {
+		return m.storeErr("put participant", err)
 	}
+	p.rec = rec
 	m.broadcast(p.muteUpdate(), "")
 	m.publish()
+	return nil
 }
 
 func (m *meeting) hostMute(pid string, req *pb.HostMuteRequest) *codedError {
@@ -44,17 +53,13 @@ func (m *meeting) hostMute(pid string, req *pb.HostMuteRequest) *codedError {
 	if p == nil {
 		return errParticipantNotFound
 	}
-	p.rec.AudioHostMuted, p.rec.VideoHostMuted = req.AudioMuted, req.VideoMuted
-	p.rec.HostMutedBy = ""
+	rec := p.rec
+	rec.AudioHostMuted, rec.VideoHostMuted = req.AudioMuted, req.VideoMuted
+	rec.HostMutedBy = ""
 	if req.AudioMuted || req.VideoMuted {
-		p.rec.HostMutedBy = pid
+		rec.HostMutedBy = pid
 	}
-	if err := m.deps.store.PutParticipant(m.id, m.gen, p.rec); err != nil {
-		return m.storeErr("put participant", err)
-	}
-	m.broadcast(p.muteUpdate(), "")
-	m.publish()
-	return nil
+	return m.updateParticipant(p, rec)
 }
 
 // unmuteRequest forwards a host-muted participant's request to the hosts.
@@ -89,29 +94,25 @@ func (m *meeting) unmuteResponse(pid string, resp *pb.UnmuteResponse) *codedErro
 	if p == nil {
 		return errParticipantNotFound
 	}
-	changed := false
-	if resp.AudioApproved && p.rec.AudioHostMuted {
-		p.rec.AudioHostMuted, changed = false, true
+	rec := p.rec
+	if resp.AudioApproved {
+		rec.AudioHostMuted = false
 	}
-	if resp.VideoApproved && p.rec.VideoHostMuted {
-		p.rec.VideoHostMuted, changed = false, true
+	if resp.VideoApproved {
+		rec.VideoHostMuted = false
 	}
-	if changed {
-		if !p.rec.AudioHostMuted && !p.rec.VideoHostMuted {
-			p.rec.HostMutedBy = ""
-		}
-		if err := m.deps.store.PutParticipant(m.id, m.gen, p.rec); err != nil {
-			return m.storeErr("put participant", err)
+	if !rec.AudioHostMuted && !rec.VideoHostMuted {
+		rec.HostMutedBy = ""
+	}
+	if rec != p.rec {
+		if cerr := m.updateParticipant(p, rec); cerr != nil {
+			return cerr
 		}
 	}
 	if p.conn != nil {
 		p.conn.Send(&pb.ServerMessage{Message: &pb.ServerMessage_UnmuteResponse{UnmuteResponse: &pb.UnmuteResponse{
 			ParticipantId: p.rec.ID, AudioApproved: resp.AudioApproved, VideoApproved: resp.VideoApproved,
 		}}})
-	}
-	if changed {
-		m.broadcast(p.muteUpdate(), "")
-		m.publish()
 	}
 	return nil
 }

@@ -130,6 +130,7 @@ func (a *appliance) init() (err error) {
 		MaxMeetings:     cfg.MaxMeetings,
 		MaxParticipants: cfg.MaxParticipants,
 		Grace:           cfg.DisconnectGrace,
+		EmptyTimeout:    cfg.EmptyMeetingTimeout,
 	}, a.log.With("component", "controller"), a.db, a.verifier, b, a.metrics)
 	n, err := a.ctrl.recover()
 	if err != nil {

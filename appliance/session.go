@@ -138,13 +138,15 @@ func (c *Controller) ended(m *meeting, pid string, s session, err error) {
 		sendError(s, cerr.code, cerr.msg)
 		s.Close(closeError, cerr.msg)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), 10*time.Second)
-	defer cancel()
+	// The meeting must learn of it, however busy it is: a participant left
+	// "connected" to a closed session would never time out. The wait ends
+	// when the op is queued or the meeting has stopped.
+	ctx := context.WithoutCancel(c.ctx)
 	if cleanClose(err) {
-		m.do(ctx, func() { m.leave(pid, s.ID(), pb.LeaveReason_VOLUNTARY) })
+		m.post(ctx, func() { m.leave(pid, s.ID(), pb.LeaveReason_VOLUNTARY) })
 		return
 	}
-	m.do(ctx, func() { m.disconnected(pid, s.ID()) })
+	m.post(ctx, func() { m.disconnected(pid, s.ID()) })
 }
 
 // cleanClose reports whether a session ended because its client closed it.

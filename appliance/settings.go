@@ -73,6 +73,8 @@ func settings() []setting {
 			field: func(c *Config) any { return &c.DrainTimeout }},
 		{name: "disconnect-grace", def: "30s", help: "how long a disconnected participant may reconnect before leaving",
 			field: func(c *Config) any { return &c.DisconnectGrace }},
+		{name: "empty-meeting-timeout", def: "5m", help: "how long a meeting with nobody in it (connected or within their grace) is kept before it ends",
+			field: func(c *Config) any { return &c.EmptyMeetingTimeout }},
 		{name: "status-token-file", secret: true, help: "file holding the bearer token for the status page; empty leaves it open",
 			field: func(c *Config) any { return &c.StatusTokenFile }, check: optional(readableFile)},
 		{name: "binding-secret-file", secret: true, help: "file holding the session-binding secret; empty generates data-dir/binding.key",

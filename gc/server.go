@@ -30,6 +30,9 @@ const (
 	MaxMHAssignments  = 64
 	maxIDBytes        = 256
 	maxEndpointBytes  = 1024
+	// maxMediaServerBytes bounds the WebTransport endpoints of one meeting
+	// together, so that a JoinResponse carrying them fits one 64 KiB frame.
+	maxMediaServerBytes = 32 << 10
 	// maxRequestBytes caps an inbound message; a maximal valid assignment
 	// is far smaller.
 	maxRequestBytes = 64 << 10
@@ -43,8 +46,10 @@ type MHAssignment struct {
 // Assigner takes meetings assigned by the GC; the appliance implements it.
 type Assigner interface {
 	// AssignMeeting returns REJECTION_REASON_UNSPECIFIED and nil to accept,
-	// a non-zero reason to refuse, or an error (reported as Internal).
-	// Assigning a meeting already held must be accepted.
+	// a non-zero reason to refuse, or an error: with a non-zero reason the GC
+	// is answered accepted=false with that reason (the error is logged), with
+	// none it gets an Internal error. Assigning a meeting already held must be
+	// accepted once it is held.
 	AssignMeeting(ctx context.Context, meetingID string, mhs []MHAssignment, gcID string) (internalpb.RejectionReason, error)
 }
 
@@ -209,8 +214,12 @@ func (s *assignService) AssignMeetingWithMh(ctx context.Context, req *internalpb
 	}
 	reason, err := s.assigner.AssignMeeting(ctx, req.GetMeetingId(), mhs, req.GetRequestingGcId())
 	if err != nil {
-		s.log.Error("meeting assignment failed", "meeting_id", req.GetMeetingId(), "gc_id", req.GetRequestingGcId(), "error", err)
-		return nil, status.Error(codes.Internal, "assignment failed")
+		s.log.Error("meeting assignment failed", "meeting_id", req.GetMeetingId(), "gc_id", req.GetRequestingGcId(),
+			"rejection_reason", reason.String(), "error", err)
+		if reason == internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED {
+			return nil, status.Error(codes.Internal, "assignment failed")
+		}
+		return &internalpb.AssignMeetingWithMhResponse{Accepted: false, RejectionReason: reason}, nil
 	}
 	accepted := reason == internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED
 	s.log.Info("meeting assignment", "meeting_id", req.GetMeetingId(), "gc_id", req.GetRequestingGcId(),
@@ -229,12 +238,16 @@ func validateAssign(req *internalpb.AssignMeetingWithMhRequest) error {
 	case len(req.GetMhAssignments()) > MaxMHAssignments:
 		return fmt.Errorf("more than %d mh_assignments", MaxMHAssignments)
 	}
+	total := 0
 	for i, m := range req.GetMhAssignments() {
+		total += len(m.GetWebtransportEndpoint())
 		switch {
 		case m.GetMhId() == "" || len(m.GetMhId()) > maxIDBytes:
 			return fmt.Errorf("mh_assignments[%d]: mh_id must be 1..%d bytes", i, maxIDBytes)
 		case len(m.GetWebtransportEndpoint()) > maxEndpointBytes || len(m.GetGrpcEndpoint()) > maxEndpointBytes:
 			return fmt.Errorf("mh_assignments[%d]: endpoint longer than %d bytes", i, maxEndpointBytes)
+		case total > maxMediaServerBytes:
+			return fmt.Errorf("webtransport endpoints longer than %d bytes together", maxMediaServerBytes)
 		}
 	}
 	return nil

@@ -27,11 +27,12 @@ import (
 // heldAssigner is a minimal appliance: it holds meetings, accepts a
 // re-assignment of a held one, and otherwise applies CheckCapacity.
 type heldAssigner struct {
-	mu     sync.Mutex
-	load   Load
-	held   map[string][]MHAssignment
-	err    error
-	caller string
+	mu        sync.Mutex
+	load      Load
+	held      map[string][]MHAssignment
+	err       error
+	errReason internalpb.RejectionReason // returned with err
+	caller    string
 }
 
 func (a *heldAssigner) AssignMeeting(ctx context.Context, id string, mhs []MHAssignment, _ string) (internalpb.RejectionReason, error) {
@@ -41,7 +42,7 @@ func (a *heldAssigner) AssignMeeting(ctx context.Context, id string, mhs []MHAss
 		a.caller = c.Subject
 	}
 	if a.err != nil {
-		return 0, a.err
+		return a.errReason, a.err
 	}
 	if _, ok := a.held[id]; ok {
 		return internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED, nil
@@ -241,6 +242,9 @@ func TestAssignment(t *testing.T) {
 	if status.Code(err) != codes.Internal || strings.Contains(err.Error(), "disk") {
 		t.Fatalf("assigner error: %v (want Internal saying nothing more)", err)
 	}
+	// A store that could not hold the meeting: the GC is told it was not accepted, and why.
+	e.a.set(func(a *heldAssigner) { a.errReason = internalpb.RejectionReason_REJECTION_REASON_UNHEALTHY })
+	rejected("m-4", internalpb.RejectionReason_REJECTION_REASON_UNHEALTHY)
 }
 
 func TestAssignmentValidation(t *testing.T) {
@@ -250,13 +254,19 @@ func TestAssignmentValidation(t *testing.T) {
 	for range MaxMHAssignments {
 		many.MhAssignments = append(many.MhAssignments, &internalpb.MhAssignment{MhId: "mh"})
 	}
+	wide := assignReq("m")
+	for range MaxMHAssignments {
+		wide.MhAssignments = append(wide.MhAssignments, &internalpb.MhAssignment{MhId: "mh", WebtransportEndpoint: strings.Repeat("w", maxEndpointBytes)})
+	}
+	wide.MhAssignments = wide.MhAssignments[:MaxMHAssignments]
 	tests := map[string]*internalpb.AssignMeetingWithMhRequest{
-		"empty meeting id": {},
-		"long meeting id":  assignReq(strings.Repeat("m", MaxMeetingIDBytes+1)),
-		"too many MHs":     many,
-		"empty MH id":      {MeetingId: "m", MhAssignments: []*internalpb.MhAssignment{{}}},
-		"long endpoint":    {MeetingId: "m", MhAssignments: []*internalpb.MhAssignment{{MhId: "x", GrpcEndpoint: strings.Repeat("e", 2000)}}},
-		"long gc id":       {MeetingId: "m", RequestingGcId: strings.Repeat("g", 300)},
+		"endpoints too long together": wide,
+		"empty meeting id":            {},
+		"long meeting id":             assignReq(strings.Repeat("m", MaxMeetingIDBytes+1)),
+		"too many MHs":                many,
+		"empty MH id":                 {MeetingId: "m", MhAssignments: []*internalpb.MhAssignment{{}}},
+		"long endpoint":               {MeetingId: "m", MhAssignments: []*internalpb.MhAssignment{{MhId: "x", GrpcEndpoint: strings.Repeat("e", 2000)}}},
+		"long gc id":                  {MeetingId: "m", RequestingGcId: strings.Repeat("g", 300)},
 	}
 	for name, req := range tests {
 		if _, err := gctest.Assign(ctx, e.addr, e.gcTok, req); status.Code(err) != codes.InvalidArgument {
