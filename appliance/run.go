@@ -233,7 +233,9 @@ func (a *appliance) run(ctx context.Context) error {
 			"grpc", a.grpcLis.Addr().String(), "webtransport", a.wt.Addr().String(), "http", a.httpLis.Addr().String(),
 			"cert_sha256", cert.HashHex(), "gc", a.cfg.GCURL != "")
 		daemon.SdNotify(false, daemon.SdNotifyReady)
-		g.Go(func() error { watchdog(gctx); return nil })
+		if w := a.watchdog(); w != nil {
+			g.Go(func() error { w.run(gctx); return nil })
+		}
 		g.Go(func() error { a.refreshGauges(gctx); return nil })
 	case <-gctx.Done(): // a component failed before the appliance was ready
 	}
@@ -328,21 +330,19 @@ func (a *appliance) refreshGauges(ctx context.Context) {
 	}
 }
 
-// watchdog pings systemd's watchdog at half its interval when enabled.
-func watchdog(ctx context.Context) {
+// watchdog returns the systemd watchdog, or nil when systemd asks for none.
+// It pings at half the interval systemd allows, after a round trip through
+// every meeting actor.
+func (a *appliance) watchdog() *watchdog {
 	every, err := daemon.SdWatchdogEnabled(false)
 	if err != nil || every == 0 {
-		return
+		return nil
 	}
-	t := time.NewTicker(every / 2)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			daemon.SdNotify(false, daemon.SdNotifyWatchdog)
-		}
+	return &watchdog{
+		every:  every / 2,
+		probes: []probe{{"meetings", a.ctrl.Ping}},
+		notify: func() error { _, err := daemon.SdNotify(false, daemon.SdNotifyWatchdog); return err },
+		log:    a.log.With("component", "watchdog"),
 	}
 }
 
