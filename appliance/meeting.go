@@ -67,7 +67,7 @@ type meetingDeps struct {
 	log     *slog.Logger
 	now     func() time.Time
 	grace   time.Duration // how long a disconnected participant keeps its place
-	empty   time.Duration // how long a meeting with nobody in it is kept
+	empty   time.Duration // how long a meeting with nobody in it is kept; 0 keeps it
 	// draining reports whether the appliance is draining (no grace expires then).
 	draining func() bool
 	// stopped is called once, on the meeting goroutine, when the meeting is
@@ -261,6 +261,9 @@ func (m *meeting) end() {
 func (m *meeting) watchEmpty() {
 	if m.emptyTimer != nil {
 		m.emptyTimer.Stop()
+	}
+	if m.deps.empty <= 0 {
+		return
 	}
 	m.emptyTimer = time.AfterFunc(m.deps.empty, func() {
 		m.post(m.ctx, func() {
