@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -524,6 +525,14 @@ func TestLabJoinInfo(t *testing.T) {
 	}
 	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "connect-src 'self' https:") {
 		t.Errorf("lab CSP %q", csp)
+	}
+
+	// No token before the demo meeting is held: 503, and the page retries.
+	lab.err = fmt.Errorf("%w: demo meeting not assigned", ErrLabNotReady)
+	resp, body = get(t, srv.URL+"/lab/api/join-info?role=host&name=a", nil)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" || strings.Contains(body, labToken) ||
+		!strings.Contains(body, "not ready yet") {
+		t.Errorf("lab not ready: %d (Retry-After %q) %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 
 	lab.err = errors.New("issuer: key file /secret/key.pem unreadable")
