@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN := bin/edgemc
 
-.PHONY: help build run test proto bench bench-store bench-signaling fuzz faults package test-package clean
+.PHONY: help build run test stress-test proto bench bench-store bench-signaling fuzz faults package test-package clean
 
 PKG_ARCHES := amd64 arm64
 
@@ -21,6 +21,28 @@ run: build ## run edgemc on this machine in lab mode (development GC and token i
 test: ## vet + race-enabled tests of every package (fuzz seed corpora included)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+STRESS_RUNS ?= 5
+STRESS_TEST ?= $(MAKE) --no-print-directory test
+STRESS_NG ?= stress-ng
+stress-test: ## make test STRESS_RUNS (5) times in a row beside a CPU hog (stress-ng --cpu 2, else two `yes`); fails if any run fails
+	@hogs=(); \
+	stop_hogs() { if [ $${#hogs[@]} -gt 0 ]; then kill $${hogs[@]} 2>/dev/null; wait $${hogs[@]} 2>/dev/null; fi; hogs=(); }; \
+	trap stop_hogs EXIT; trap 'exit 130' INT TERM HUP; \
+	if command -v $(STRESS_NG) >/dev/null 2>&1; then \
+		echo "== CPU hog: $(STRESS_NG) --cpu 2"; $(STRESS_NG) --cpu 2 --quiet & hogs+=($$!); \
+	else \
+		echo "== CPU hog: two yes > /dev/null ($(STRESS_NG) not found)"; \
+		yes >/dev/null & hogs+=($$!); yes >/dev/null & hogs+=($$!); \
+	fi; \
+	failed=0; \
+	for i in $$(seq 1 $(STRESS_RUNS)); do \
+		echo "== stress-test run $$i of $(STRESS_RUNS)"; \
+		if ! $(STRESS_TEST); then failed=$$((failed + 1)); echo "== stress-test run $$i FAILED"; fi; \
+	done; \
+	stop_hogs; \
+	echo "== stress-test: $$failed of $(STRESS_RUNS) runs failed"; \
+	[ $$failed -eq 0 ]
 
 proto: ## regenerate the protobuf Go code (protoc 3.21.12, protoc-gen-go v1.36.12, protoc-gen-go-grpc v1.6.2)
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -31,10 +32,16 @@ type lab struct {
 	jwksLis net.Listener
 	jwksURL string
 	gcAddr  string
+
+	// kick asks the assigner to try at once (buffered: one request waits).
+	kick chan struct{}
+	mu   sync.Mutex
+	// tried is closed, and replaced, after every assignment attempt.
+	tried chan struct{}
 }
 
 func startLab(log *slog.Logger) (*lab, error) {
-	l := &lab{log: log, issuer: devissuer.NewIssuer()}
+	l := &lab{log: log, issuer: devissuer.NewIssuer(), kick: make(chan struct{}, 1), tried: make(chan struct{})}
 	var err error
 	if l.jwksLis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		return nil, fmt.Errorf("lab issuer: %w", err)
@@ -50,8 +57,9 @@ func startLab(log *slog.Logger) (*lab, error) {
 }
 
 // run serves the issuer and the GC, and keeps the demo meeting assigned to
-// the appliance at mcAddr (re-assigning it after it ends).
-func (l *lab) run(ctx context.Context, mcAddr, wtURL string) error {
+// the appliance at mcAddr (re-assigning it after it ends); held reports
+// whether the appliance holds it.
+func (l *lab) run(ctx context.Context, mcAddr, wtURL string, held func() bool) error {
 	g, ctx := errgroup.WithContext(ctx)
 	mux := http.NewServeMux()
 	mux.Handle("/.well-known/jwks.json", l.issuer.JWKSHandler())
@@ -68,20 +76,26 @@ func (l *lab) run(ctx context.Context, mcAddr, wtURL string) error {
 	})
 	g.Go(func() error { return l.gc.Serve(ctx, l.gcLis) })
 	g.Go(func() error {
-		// Keep the demo meeting assigned: at start, and again after it ends.
+		// Keep the demo meeting assigned: at start, again after it ends, and
+		// at once when a join is waiting for it.
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
-			if !l.demoHeld() {
+			if !held() {
 				token := l.issuer.ServiceToken("lab-gc", "global-controller")
 				if err := l.gc.AssignDemo(ctx, mcAddr, DemoMeetingID, token); err != nil && ctx.Err() == nil {
 					l.log.Debug("demo meeting not assigned yet", "err", err)
 				}
 			}
+			l.mu.Lock()
+			close(l.tried)
+			l.tried = make(chan struct{})
+			l.mu.Unlock()
 			select {
 			case <-ctx.Done():
 				return nil
 			case <-t.C:
+			case <-l.kick:
 			}
 		}
 	})
@@ -90,15 +104,29 @@ func (l *lab) run(ctx context.Context, mcAddr, wtURL string) error {
 	return g.Wait()
 }
 
-// demoHeld reports whether the development GC has the demo meeting assigned
-// and not ended.
-func (l *lab) demoHeld() bool {
-	for _, m := range l.gc.Status().Meetings {
-		if m.ID == DemoMeetingID {
-			return m.Accepted && !m.Ended
+// awaitDemo returns once held reports the demo meeting held, asking the
+// assigner to try at once, or an error wrapping web.ErrLabNotReady when ctx
+// ends first.
+func (l *lab) awaitDemo(ctx context.Context, held func() bool) error {
+	for kicked := false; ; kicked = true {
+		l.mu.Lock()
+		tried := l.tried // taken before looking, so no attempt goes unseen
+		l.mu.Unlock()
+		if held() {
+			return nil
+		}
+		if !kicked {
+			select {
+			case l.kick <- struct{}{}:
+			default: // a request is already waiting
+			}
+		}
+		select {
+		case <-tried:
+		case <-ctx.Done():
+			return fmt.Errorf("lab: %w", web.ErrLabNotReady)
 		}
 	}
-	return false
 }
 
 func (l *lab) close() {
@@ -124,8 +152,16 @@ func (a *appliance) labHandle() web.Lab {
 	return labJoin{a}
 }
 
+// JoinInfo hands out a token only once the demo meeting is held, so that the
+// token is good for a meeting that exists.
 func (j labJoin) JoinInfo(ctx context.Context, role, name string) (web.LabJoin, error) {
+	if err := j.a.lab.awaitDemo(ctx, j.a.holdsDemo); err != nil {
+		return web.LabJoin{}, err
+	}
 	cert := j.a.certs.Current()
 	token := j.a.lab.issuer.MeetingToken("lab-user-"+newID(), DemoMeetingID, devissuer.WithRole(role))
 	return web.LabJoin{URL: j.a.wtURL(), CertSHA256: cert.SHA256[:], MeetingID: DemoMeetingID, Token: token}, nil
 }
+
+// holdsDemo reports whether the controller holds the demo meeting.
+func (a *appliance) holdsDemo() bool { return a.ctrl.lookup(DemoMeetingID) != nil }

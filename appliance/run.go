@@ -223,7 +223,7 @@ func (a *appliance) run(ctx context.Context) error {
 		g.Go(func() error { return a.link.Run(gctx) })
 	}
 	if a.lab != nil {
-		g.Go(func() error { return a.lab.run(gctx, a.grpcLis.Addr().String(), a.wtURL()) })
+		g.Go(func() error { return a.lab.run(gctx, a.grpcLis.Addr().String(), a.wtURL(), a.holdsDemo) })
 	}
 	select {
 	case <-a.wt.Ready():

@@ -83,7 +83,7 @@ func settings() []setting {
 			field: func(c *Config) any { return &c.LogFormat }, check: oneOf("auto", "text", "json")},
 		{name: "log-level", def: "info", help: "debug, info, warn or error",
 			field: func(c *Config) any { return &c.LogLevel }, check: oneOf("debug", "info", "warn", "error")},
-		{name: "gc-backoff-base", def: "1s", advanced: true, help: "first retry delay for GC registration, doubling up to gc-backoff-max",
+		{name: "gc-backoff-base", def: "1s", advanced: true, help: "first retry delay for GC registration, doubling up to gc-backoff-max; each wait is drawn between half and all of it",
 			field: func(c *Config) any { return &c.GCBackoffBase }},
 		{name: "gc-backoff-max", def: "30s", advanced: true, help: "longest retry delay for GC registration",
 			field: func(c *Config) any { return &c.GCBackoffMax }},

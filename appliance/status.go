@@ -72,7 +72,7 @@ func gcStatus(target string, l gc.LinkStatus) web.GCStatus {
 	return web.GCStatus{
 		Configured: true, Target: target, Registered: l.Registered,
 		LastRegistered: l.LastRegistered, LastFast: l.LastFast, LastComprehensive: l.LastComprehensive,
-		NextRetry: l.NextRetry, ConsecutiveFailures: l.ConsecutiveFailures, LastError: l.LastError,
+		NextRetry: l.NextRetry, DownSince: l.DownSince, ConsecutiveFailures: l.ConsecutiveFailures, LastError: l.LastError,
 		FastInterval: l.FastInterval, ComprehensiveInterval: l.ComprehensiveInterval,
 	}
 }

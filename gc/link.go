@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -32,6 +33,9 @@ const (
 	DefaultComprehensiveInterval = 30 * time.Second
 	DefaultRPCTimeout            = 10 * time.Second
 	DefaultConnectTimeout        = 5 * time.Second
+	// DefaultMinInterval is edgemc's own floor, not the contract's, on the
+	// heartbeat intervals of a GC's registration answer.
+	DefaultMinInterval = time.Second
 )
 
 // maxTokenFileSize bounds the bearer token file.
@@ -77,12 +81,17 @@ type LinkConfig struct {
 	ID, Region, GRPCEndpoint, WebTransportEndpoint string
 	MaxMeetings, MaxParticipants                   uint32
 
-	// BackoffBase and BackoffMax shape the registration retry delay, which
-	// doubles from BackoffBase up to BackoffMax (1 s, 30 s).
+	// BackoffBase and BackoffMax shape the registration retry delay, whose
+	// ceiling doubles from BackoffBase up to BackoffMax (1 s, 30 s); each
+	// wait is drawn between half the ceiling and all of it.
 	BackoffBase, BackoffMax time.Duration
 	// FastInterval and ComprehensiveInterval apply when the GC's
 	// registration response leaves its interval at 0 (10 s, 30 s).
 	FastInterval, ComprehensiveInterval time.Duration
+	// MinInterval is the shortest heartbeat interval accepted from the GC
+	// (1 s): a shorter one is raised to it, with a warning, so that a
+	// misconfigured GC cannot make its MCs hammer it.
+	MinInterval time.Duration
 	// RPCTimeout bounds each call (10 s); ConnectTimeout each connection
 	// attempt (5 s).
 	RPCTimeout, ConnectTimeout time.Duration
@@ -92,14 +101,19 @@ type LinkConfig struct {
 }
 
 // LinkStatus is a snapshot of the link, for the status page. LastError never
-// carries secrets.
+// carries secrets. A zero LastRegistered means the GC has never accepted
+// this MC since it started.
 type LinkStatus struct {
 	Registered                                  bool
 	LastRegistered, LastFast, LastComprehensive time.Time
 	ConsecutiveFailures                         int
 	NextRetry                                   time.Time
-	FastInterval, ComprehensiveInterval         time.Duration
-	LastError                                   string
+	// DownSince is when the link stopped working: the first failed call
+	// (or NOT_FOUND answer) since the last one that succeeded. Zero while
+	// the link works.
+	DownSince                           time.Time
+	FastInterval, ComprehensiveInterval time.Duration
+	LastError                           string
 }
 
 // Link keeps the MC registered with the GC and heartbeating.
@@ -113,6 +127,12 @@ type Link struct {
 	client internalpb.GlobalControllerServiceClient
 	// wait sleeps between registration attempts; tests replace it.
 	wait func(ctx context.Context, d time.Duration) error
+	// randN returns a uniform random number in [0, n), for backoff
+	// jitter; tests replace it.
+	randN func(n int64) int64
+	// clampWarned is set once a too-short interval from the GC was logged;
+	// only Run's goroutine uses it.
+	clampWarned bool
 
 	mu     sync.Mutex
 	status LinkStatus
@@ -133,6 +153,7 @@ func NewLink(cfg LinkConfig, load LoadReporter, sys SystemSampler) (*Link, error
 	setDefault(&cfg.ComprehensiveInterval, DefaultComprehensiveInterval)
 	setDefault(&cfg.RPCTimeout, DefaultRPCTimeout)
 	setDefault(&cfg.ConnectTimeout, DefaultConnectTimeout)
+	setDefault(&cfg.MinInterval, DefaultMinInterval)
 	cfg.BackoffMax = max(cfg.BackoffMax, cfg.BackoffBase)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -166,7 +187,7 @@ func NewLink(cfg LinkConfig, load LoadReporter, sys SystemSampler) (*Link, error
 	l := &Link{
 		cfg: cfg, load: load, sys: sys, log: cfg.Logger, obs: cfg.Observer,
 		conn: conn, client: internalpb.NewGlobalControllerServiceClient(conn),
-		wait: sleepCtx,
+		wait: sleepCtx, randN: rand.Int64N,
 	}
 	l.status.FastInterval, l.status.ComprehensiveInterval = cfg.FastInterval, cfg.ComprehensiveInterval
 	return l, nil
@@ -284,14 +305,14 @@ func (l *Link) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if flaps > 0 && l.wait(ctx, backoffDelay(l.cfg.BackoffBase, l.cfg.BackoffMax, flaps)) != nil {
+		if flaps > 0 && l.wait(ctx, l.retryDelay(flaps)) != nil {
 			return nil
 		}
 	}
 }
 
-// register retries RegisterMC with exponential backoff until the GC accepts
-// (returning the heartbeat intervals) or ctx is done (ok false).
+// register retries RegisterMC with jittered exponential backoff until the GC
+// accepts (returning the heartbeat intervals) or ctx is done (ok false).
 func (l *Link) register(ctx context.Context) (fast, comp time.Duration, ok bool) {
 	for attempt := 1; ; attempt++ {
 		resp, err := l.registerOnce(ctx)
@@ -299,11 +320,10 @@ func (l *Link) register(ctx context.Context) (fast, comp time.Duration, ok bool)
 			return 0, 0, false
 		}
 		if err == nil {
-			fast = intervalOr(resp.GetFastHeartbeatIntervalMs(), l.cfg.FastInterval)
-			comp = intervalOr(resp.GetComprehensiveHeartbeatIntervalMs(), l.cfg.ComprehensiveInterval)
+			fast, comp = l.intervals(resp)
 			l.update(func(s *LinkStatus) {
 				s.Registered, s.LastRegistered = true, time.Now()
-				s.ConsecutiveFailures, s.NextRetry, s.LastError = 0, time.Time{}, ""
+				s.ConsecutiveFailures, s.NextRetry, s.LastError, s.DownSince = 0, time.Time{}, "", time.Time{}
 				s.FastInterval, s.ComprehensiveInterval = fast, comp
 			})
 			l.obs.Registration("accepted")
@@ -311,7 +331,7 @@ func (l *Link) register(ctx context.Context) (fast, comp time.Duration, ok bool)
 				"fast_interval", fast, "comprehensive_interval", comp)
 			return fast, comp, true
 		}
-		delay := backoffDelay(l.cfg.BackoffBase, l.cfg.BackoffMax, attempt)
+		delay := l.retryDelay(attempt)
 		l.fail(err, time.Now().Add(delay))
 		if rej := (*RejectedError)(nil); errors.As(err, &rej) {
 			l.obs.Registration("rejected")
@@ -430,7 +450,12 @@ func (l *Link) sendHeartbeat(ctx context.Context, kind string, load Load) error 
 func (l *Link) heartbeatDone(ctx context.Context, kind string, start time.Time, acked bool, err error) error {
 	d := time.Since(start)
 	if status.Code(err) == codes.NotFound {
-		l.update(func(s *LinkStatus) { s.Registered = false })
+		l.update(func(s *LinkStatus) {
+			s.Registered = false
+			if s.DownSince.IsZero() {
+				s.DownSince = time.Now()
+			}
+		})
 		l.obs.Heartbeat(kind, "not_found", d)
 		return fmt.Errorf("gc: %s heartbeat: %w", kind, ErrUnknownMC)
 	}
@@ -452,7 +477,7 @@ func (l *Link) heartbeatDone(ctx context.Context, kind string, start time.Time, 
 		} else {
 			s.LastComprehensive = time.Now()
 		}
-		s.ConsecutiveFailures, s.LastError = 0, ""
+		s.ConsecutiveFailures, s.LastError, s.DownSince = 0, "", time.Time{}
 	})
 	l.obs.Heartbeat(kind, "ok", d)
 	return nil
@@ -503,14 +528,24 @@ func (l *Link) update(f func(*LinkStatus)) {
 
 func (l *Link) fail(err error, nextRetry time.Time) {
 	l.update(func(s *LinkStatus) {
+		if s.DownSince.IsZero() {
+			s.DownSince = time.Now()
+		}
 		s.ConsecutiveFailures++
 		s.LastError = err.Error()
 		s.NextRetry = nextRetry
 	})
 }
 
-// backoffDelay is the wait after the attempt-th consecutive failure (1-based):
-// base doubled attempt-1 times, capped at limit.
+// retryDelay is the wait after the attempt-th consecutive failure: the
+// backoff ceiling with equal jitter, so that MCs that lost the GC together
+// do not come back to it in lockstep.
+func (l *Link) retryDelay(attempt int) time.Duration {
+	return equalJitter(backoffDelay(l.cfg.BackoffBase, l.cfg.BackoffMax, attempt), l.randN)
+}
+
+// backoffDelay is the backoff ceiling after the attempt-th consecutive
+// failure (1-based): base doubled attempt-1 times, capped at limit.
 func backoffDelay(base, limit time.Duration, attempt int) time.Duration {
 	d := base
 	for i := 1; i < attempt && d < limit; i++ {
@@ -519,12 +554,39 @@ func backoffDelay(base, limit time.Duration, attempt int) time.Duration {
 	return min(d, limit)
 }
 
-// intervalOr converts a GC interval in milliseconds, using def for 0.
-func intervalOr(ms uint64, def time.Duration) time.Duration {
-	if ms == 0 || ms > uint64(24*time.Hour/time.Millisecond) {
-		return def
+// equalJitter draws a wait uniformly from [d-d/2, d] with randN (uniform in
+// [0, n)): never less than half the ceiling, so retries stay spaced.
+func equalJitter(d time.Duration, randN func(int64) int64) time.Duration {
+	half := d / 2
+	return d - half + time.Duration(randN(int64(half)+1))
+}
+
+// intervals returns the heartbeat intervals of a registration answer. An
+// interval raised to MinInterval is logged once per Link, at WARN, with the
+// intervals the GC sent.
+func (l *Link) intervals(resp *internalpb.RegisterMCResponse) (fast, comp time.Duration) {
+	fastMS, compMS := resp.GetFastHeartbeatIntervalMs(), resp.GetComprehensiveHeartbeatIntervalMs()
+	fast, fastRaised := l.gcInterval(fastMS, l.cfg.FastInterval)
+	comp, compRaised := l.gcInterval(compMS, l.cfg.ComprehensiveInterval)
+	if (fastRaised || compRaised) && !l.clampWarned {
+		l.clampWarned = true
+		l.log.Warn("GC asked for heartbeats more often than the minimum; using the minimum", "gc", l.cfg.Target,
+			"fast_interval_received", time.Duration(fastMS)*time.Millisecond,
+			"comprehensive_interval_received", time.Duration(compMS)*time.Millisecond,
+			"minimum", l.cfg.MinInterval)
 	}
-	return time.Duration(ms) * time.Millisecond
+	return fast, comp
+}
+
+// gcInterval converts an interval of the GC's answer, in milliseconds: def
+// for 0 (none given) or more than a day, otherwise the GC's value, raised to
+// MinInterval if shorter (raised reports whether it was).
+func (l *Link) gcInterval(ms uint64, def time.Duration) (d time.Duration, raised bool) {
+	if ms == 0 || ms > uint64(24*time.Hour/time.Millisecond) {
+		return def, false
+	}
+	d = time.Duration(ms) * time.Millisecond
+	return max(d, l.cfg.MinInterval), d < l.cfg.MinInterval
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -103,15 +103,24 @@ func TestBrowserStatusPage(t *testing.T) {
 	}
 	screenshot(t, ctx, "status-desktop.png")
 
-	// Live update without a reload.
+	if strings.Contains(text, "Link down") {
+		t.Error("page shows the GC link down while it works")
+	}
+
+	// Live update without a reload, the GC link lost among the changes.
 	eval[bool](t, ctx, `window.marker = true`)
 	src.update(func(s *Status) {
 		s.Health = HealthDegraded
 		s.Capacity.Meetings = 85
 		s.Meetings[0].Participants = append(s.Meetings[0].Participants,
 			Participant{ID: "p-3", Name: "Carol", Role: "participant", Connected: true})
+		s.GC.Registered, s.GC.DownSince = false, time.Now().Add(-2*time.Minute)
 	})
 	waitFor(t, ctx, `document.querySelector('[data-participant-id="p-3"]') && document.getElementById('health').textContent === 'DEGRADED'`)
+	if text := eval[string](t, ctx, `document.getElementById('gc').innerText`); !strings.Contains(text, "Link down") ||
+		!strings.Contains(text, "since 2 min ago") || !strings.Contains(text, "not registered") {
+		t.Errorf("GC card after the link was lost:\n%s", text)
+	}
 	if !eval[bool](t, ctx, `window.marker === true`) {
 		t.Error("the page reloaded")
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -206,6 +207,19 @@ func TestHealthLive(t *testing.T) {
 	}
 }
 
+// Readiness reasons while the GC is in trouble.
+const (
+	notRegistered = "not registered with the global controller yet"
+	gcDown        = "ready; global controller link down, serving held meetings"
+)
+
+// neverRegistered is gc as it is before the GC has accepted the appliance.
+func neverRegistered(gc GCStatus) GCStatus {
+	gc.Registered = false
+	gc.LastRegistered, gc.LastFast, gc.LastComprehensive = time.Time{}, time.Time{}, time.Time{}
+	return gc
+}
+
 func TestReady(t *testing.T) {
 	ok := sampleStatus()
 	cases := []struct {
@@ -220,7 +234,25 @@ func TestReady(t *testing.T) {
 		{"draining flag", func(s *Status) { s.Draining = true }, false, "draining"},
 		{"draining health", func(s *Status) { s.Health = HealthDraining }, false, "draining"},
 		{"unhealthy", func(s *Status) { s.Health = HealthUnhealthy }, false, "unhealthy"},
-		{"not registered", func(s *Status) { s.GC.Registered = false }, false, "not registered with the global controller"},
+		// Before the GC has accepted it once, an appliance is not ready...
+		{"never registered", func(s *Status) { s.GC = neverRegistered(s.GC); s.Meetings = nil }, false, notRegistered},
+		{"never registered, GC refusing", func(s *Status) {
+			s.GC = neverRegistered(s.GC)
+			s.GC.DownSince, s.GC.ConsecutiveFailures, s.GC.LastError = time.Now(), 3, "gc: registration rejected by GC"
+			s.Meetings = nil
+		}, false, notRegistered},
+		// ...unless it already holds meetings (recovered after a restart).
+		{"never registered, holding meetings", func(s *Status) { s.GC = neverRegistered(s.GC) }, true, gcDown},
+		// Once accepted, a lost GC link is a note, not a reason to leave the
+		// load balancer: heartbeats failing, or the GC forgot the MC and
+		// does not take it back yet.
+		{"heartbeats failing", func(s *Status) {
+			s.GC.DownSince, s.GC.ConsecutiveFailures, s.GC.LastError = time.Now().Add(-time.Hour), 360, "gc: fast heartbeat: Unavailable"
+		}, true, gcDown},
+		{"GC forgot the MC", func(s *Status) { s.GC.Registered, s.GC.DownSince = false, time.Now() }, true, gcDown},
+		{"GC link down, at capacity", func(s *Status) { s.GC.Registered = false; s.Capacity.Meetings = 95 }, false, "at capacity (95%)"},
+		{"GC link down, draining", func(s *Status) { s.GC.Registered = false; s.Draining = true }, false, "draining"},
+		{"never registered, draining", func(s *Status) { s.GC = neverRegistered(s.GC); s.Draining = true }, false, "draining"},
 		{"meetings at 95%", func(s *Status) { s.Capacity.Meetings = 95 }, false, "at capacity (95%)"},
 		{"participants at 95%", func(s *Status) { s.Capacity.Participants = 950 }, false, "at capacity (95%)"},
 		{"participants at 94.9%", func(s *Status) { s.Capacity.Participants = 949 }, true, "ready"},
@@ -493,6 +525,14 @@ func TestLabJoinInfo(t *testing.T) {
 	}
 	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "connect-src 'self' https:") {
 		t.Errorf("lab CSP %q", csp)
+	}
+
+	// No token before the demo meeting is held: 503, and the page retries.
+	lab.err = fmt.Errorf("%w: demo meeting not assigned", ErrLabNotReady)
+	resp, body = get(t, srv.URL+"/lab/api/join-info?role=host&name=a", nil)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" || strings.Contains(body, labToken) ||
+		!strings.Contains(body, "not ready yet") {
+		t.Errorf("lab not ready: %d (Retry-After %q) %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 
 	lab.err = errors.New("issuer: key file /secret/key.pem unreadable")

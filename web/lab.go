@@ -24,9 +24,19 @@ const MaxNameBytes = 256
 type Lab interface {
 	// JoinInfo returns the WebTransport URL, the certificate's SHA-256
 	// (raw bytes), the meeting id and a freshly minted join token for role
-	// ("host"|"participant") and display name.
+	// ("host"|"participant") and display name. It hands out no token for a
+	// meeting that is not held: it waits for the demo meeting until ctx
+	// ends, then returns an error wrapping ErrLabNotReady.
 	JoinInfo(ctx context.Context, role, name string) (LabJoin, error)
 }
+
+// ErrLabNotReady means the lab's demo meeting is not held yet; join-info
+// answers 503 with Retry-After, and the demo page retries.
+var ErrLabNotReady = errors.New("the demo meeting is not ready yet")
+
+// labJoinWait bounds how long join-info waits for the demo meeting before
+// answering 503: well within the 10 s a client is likely to wait.
+const labJoinWait = 5 * time.Second
 
 // LabJoin is what the demo page needs to join the demo meeting.
 type LabJoin struct {
@@ -68,9 +78,14 @@ func (h *handler) joinInfo(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "role must be host or participant; name must be 1 to 256 bytes of UTF-8")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), labJoinWait)
 	defer cancel()
 	j, err := h.lab.JoinInfo(ctx, role, name)
+	if errors.Is(err, ErrLabNotReady) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "the demo meeting is not ready yet; try again in a moment")
+		return
+	}
 	if err != nil {
 		h.log.Error("lab join info", "role", role, "err", err)
 		writeError(w, http.StatusInternalServerError, "could not prepare a join")

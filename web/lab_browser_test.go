@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -233,5 +234,47 @@ func TestBrowserLabDemo(t *testing.T) {
 	waitFor(t, host, rows+` === 1`)
 	if got := eval[string](t, guest, `document.getElementById('status').textContent`); got != "left" {
 		t.Errorf("guest status %q", got)
+	}
+}
+
+// gatedLab answers ErrLabNotReady, as the lab does before its demo meeting
+// is assigned, until open is closed; then Lab answers.
+type gatedLab struct {
+	Lab
+	open  chan struct{}
+	calls atomic.Int32
+}
+
+func (g *gatedLab) JoinInfo(ctx context.Context, role, name string) (LabJoin, error) {
+	g.calls.Add(1)
+	select {
+	case <-g.open:
+		return g.Lab.JoinInfo(ctx, role, name)
+	default:
+		return LabJoin{}, fmt.Errorf("%w: demo meeting not assigned", ErrLabNotReady)
+	}
+}
+
+// TestBrowserLabWaitsForTheMeeting: while the demo meeting is not held, the
+// demo page says it is waiting, shows no error and asks again; it joins
+// once the meeting is there.
+func TestBrowserLabWaitsForTheMeeting(t *testing.T) {
+	ctx := webtest.NewBrowser(t)
+	lab := &gatedLab{Lab: startMiniMC(t), open: make(chan struct{})}
+	srv := newServer(t, Options{Lab: lab}, &fakeSource{s: sampleStatus()})
+
+	run(t, ctx, chromedp.Navigate(srv.URL+"/lab/join?role=host&name=Alice&autojoin=1"))
+	waitFor(t, ctx, `document.getElementById('status').checkVisibility() &&
+		document.getElementById('status').innerText === 'waiting for the demo meeting'`)
+	if eval[bool](t, ctx, `document.getElementById('error').checkVisibility()`) {
+		t.Errorf("an error is shown while waiting: %s", eval[string](t, ctx, `document.getElementById('error').innerText`))
+	}
+	close(lab.open)
+	waitFor(t, ctx, `document.getElementById('status').innerText === 'joined'`)
+	if n := lab.calls.Load(); n < 2 {
+		t.Errorf("join-info asked %d times, want a retry", n)
+	}
+	if eval[bool](t, ctx, `document.getElementById('error').checkVisibility()`) {
+		t.Errorf("error shown after joining: %s", eval[string](t, ctx, `document.getElementById('error').innerText`))
 	}
 }

@@ -53,13 +53,16 @@ type Identity struct {
 // GCStatus is the state of the link to the Global Controller. Zero times mean
 // "never"; they are omitted from JSON.
 type GCStatus struct {
-	Configured            bool          `json:"configured"`
-	Target                string        `json:"target"`
-	Registered            bool          `json:"registered"`
-	LastRegistered        time.Time     `json:"last_registered,omitzero"`
-	LastFast              time.Time     `json:"last_fast,omitzero"`
-	LastComprehensive     time.Time     `json:"last_comprehensive,omitzero"`
-	NextRetry             time.Time     `json:"next_retry,omitzero"`
+	Configured        bool      `json:"configured"`
+	Target            string    `json:"target"`
+	Registered        bool      `json:"registered"`
+	LastRegistered    time.Time `json:"last_registered,omitzero"`
+	LastFast          time.Time `json:"last_fast,omitzero"`
+	LastComprehensive time.Time `json:"last_comprehensive,omitzero"`
+	NextRetry         time.Time `json:"next_retry,omitzero"`
+	// DownSince is when the link stopped working (a failed call or a
+	// NOT_FOUND answer after the last success); zero while it works.
+	DownSince             time.Time     `json:"down_since,omitzero"`
 	ConsecutiveFailures   int           `json:"consecutive_failures"`
 	LastError             string        `json:"last_error,omitempty"`
 	FastInterval          time.Duration `json:"fast_interval_ns"`
@@ -137,10 +140,16 @@ type LabInfo struct {
 	Note      string `json:"note"`
 }
 
-// Ready applies the readiness rule: the store is usable, the appliance is
-// registered with the GC (or runs without one), it is not draining or
-// unhealthy, and the capacity policy finds it ready. The reason is short
-// and safe to show to anyone.
+// Ready applies the readiness rule: the store is usable, it is not draining
+// or unhealthy, the capacity policy finds it ready, and it has been
+// accepted by the GC once since it started (or runs without one, or already
+// holds meetings, recovered from its state file).
+//
+// Once accepted, losing the GC does not make the appliance unready: it
+// keeps serving its meetings, and a GC outage reaches every appliance at
+// the same moment, so a load balancer following readiness would drop the
+// whole fleet at once. The reason then notes the GC; GCStatus has the
+// detail. The reason is short and safe to show to anyone.
 func Ready(s Status) (ok bool, reason string) {
 	switch {
 	case !s.Store.OK:
@@ -149,11 +158,14 @@ func Ready(s Status) (ok bool, reason string) {
 		return false, "draining"
 	case s.Health == HealthUnhealthy:
 		return false, "unhealthy"
-	case s.GC.Configured && !s.GC.Registered:
-		return false, "not registered with the global controller"
+	case s.GC.Configured && s.GC.LastRegistered.IsZero() && len(s.Meetings) == 0:
+		return false, "not registered with the global controller yet"
 	}
 	if p := s.Capacity.Policy(); !p.Ready() {
 		return false, fmt.Sprintf("at capacity (%.0f%%)", p.Fraction()*100)
+	}
+	if s.GC.Configured && (!s.GC.Registered || !s.GC.DownSince.IsZero()) {
+		return true, "ready; global controller link down, serving held meetings"
 	}
 	return true, "ready"
 }

@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,23 +15,30 @@ import (
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
 )
 
-// GC intervals of the fault tests: a heartbeat is a quarter second, so
-// "within one heartbeat" is cheap to wait for.
+// GC intervals of the fault tests: a heartbeat is a second, the shortest
+// interval edgemc takes from a GC, so "within one heartbeat" is cheap to
+// wait for.
 const (
-	faultFast = 250 * time.Millisecond
-	faultComp = time.Second
+	faultFast = time.Second
+	faultComp = 2 * time.Second
 )
 
-// startGCFaultMC starts a fake GC and an edgemc registered with it, with
-// short heartbeats (the GC's and edgemc's own setting agree, as in
-// production) and a registration backoff whose cap (2 s) is several
-// heartbeats, as in production (30 s against 10 s).
+// gcFaultArgs are edgemc's GC settings in the fault tests: its own fast
+// heartbeat agrees with the GC's, as in production, and the registration
+// backoff's cap (3 s) is three heartbeats, as in production (30 s against
+// 10 s).
+func gcFaultArgs(id string, g *gctest.GC) []string {
+	return []string{"--id=" + id, "--gc-url=" + g.Target(),
+		"--gc-backoff-base=100ms", "--gc-backoff-max=3s", "--fast-heartbeat=" + faultFast.String()}
+}
+
+// startGCFaultMC starts a fake GC and an edgemc registered with it (see
+// gcFaultArgs).
 func startGCFaultMC(t *testing.T) (*gctest.GC, *faultMC) {
 	t.Helper()
 	g := gctest.Start(t)
 	g.Accept(faultFast, faultComp)
-	mc := startFaultMC(t, "", devissuer.NewIssuer(), "--id=mc-faults", "--gc-url="+g.Target(),
-		"--gc-backoff-base=100ms", "--gc-backoff-max=2s", "--fast-heartbeat="+faultFast.String())
+	mc := startFaultMC(t, "", devissuer.NewIssuer(), gcFaultArgs("mc-faults", g)...)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	if err := waitOKFast(ctx, g, time.Time{}); err != nil {
@@ -196,4 +207,171 @@ func TestFaultGCHung(t *testing.T) {
 		t.Errorf("%d registrations; a hung GC must not make the MC register again", n)
 	}
 	m.roundTrip("user-2", true)
+}
+
+// Readiness reasons while the GC is in trouble.
+const (
+	reasonNotRegistered = "not registered with the global controller yet"
+	reasonGCDown        = "ready; global controller link down, serving held meetings"
+)
+
+// TestFaultGCReadiness follows /health/ready through GC trouble. Before the
+// GC has accepted it once, edgemc is not ready. Once accepted it stays
+// ready, as sampled all along, through an outage in which the GC stops, then
+// comes back without memory of it and refuses it for a while: its meetings
+// go on, and a load balancer must not drop a fleet that the GC left all at
+// once. The trouble shows in the reason and in /api/v1/status.
+func TestFaultGCReadiness(t *testing.T) {
+	t.Parallel()
+	g := gctest.Start(t)
+	g.Reject("GC starting up")
+	mc := startFaultMC(t, "", devissuer.NewIssuer(), gcFaultArgs("mc-ready", g)...)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
+	defer cancel()
+	if _, err := g.WaitRegistrations(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if code, reason := mc.ready(t); code != 503 || reason != reasonNotRegistered {
+		t.Errorf("ready before the first registration: %d %q, want 503 %q", code, reason, reasonNotRegistered)
+	}
+
+	g.Accept(faultFast, faultComp)
+	if err := waitOKFast(ctx, g, time.Time{}); err != nil {
+		t.Fatalf("no acknowledged heartbeat: %v", err)
+	}
+	if code, reason := mc.ready(t); code != 200 || reason != "ready" {
+		t.Errorf("ready once registered: %d %q", code, reason)
+	}
+	m := newMeetingClients(t, mc, "m-ready")
+	m.join("host-1")
+	m.join("user-1")
+
+	probe := startReadyProbe(t, mc)
+	stopAt := time.Now()
+	g.Stop()
+	mc.WaitLog("a failed heartbeat during the outage", func(l logLine) bool {
+		return l.Msg() == "GC heartbeat failed; will retry" && logTime(l).After(stopAt)
+	})
+	if code, reason := mc.ready(t); code != 200 || reason != reasonGCDown {
+		t.Errorf("ready while the GC is unreachable: %d %q, want 200 %q", code, reason, reasonGCDown)
+	}
+
+	// The GC comes back without memory of the MC and refuses it: the next
+	// heartbeat is answered NOT_FOUND, and the registration that follows is
+	// refused.
+	g.Reject("region full")
+	regsBefore := len(g.Registrations())
+	g.Restart()
+	if _, err := g.WaitRegistrations(ctx, regsBefore+1); err != nil {
+		t.Fatalf("no registration after the GC came back: %v", err)
+	}
+	mc.WaitLog("the refused registration", func(l logLine) bool {
+		return l.Msg() == "GC REJECTED registration; retrying" && l.Str("gc_message") == "region full"
+	})
+	if code, reason := mc.ready(t); code != 200 || reason != reasonGCDown {
+		t.Errorf("ready while the GC refuses the MC: %d %q, want 200 %q", code, reason, reasonGCDown)
+	}
+	st := mc.gcStatus(t)
+	if st.Registered || st.LastRegistered.IsZero() || st.DownSince.Before(stopAt) || !strings.Contains(st.LastError, "region full") {
+		t.Errorf("/api/v1/status gc while the GC refuses the MC: %+v", st)
+	}
+	m.join("user-2")
+	m.roundTrip("user-1", true)
+
+	acceptAt := time.Now()
+	g.Accept(faultFast, faultComp)
+	if err := waitOKFast(ctx, g, acceptAt); err != nil {
+		t.Fatalf("heartbeats did not resume: %v", err)
+	}
+	if failures := probe.stop(); len(failures) > 0 {
+		t.Errorf("/health/ready during the outage was not always 200: %d answers, first %s", len(failures), failures[0])
+	}
+	if code, reason := mc.ready(t); code != 200 || reason != "ready" {
+		t.Errorf("ready after the outage: %d %q", code, reason)
+	}
+	if st := mc.gcStatus(t); !st.Registered || !st.DownSince.IsZero() {
+		t.Errorf("/api/v1/status gc after the outage: %+v", st)
+	}
+	m.roundTrip("host-1", true)
+}
+
+// readyProbe asks /health/ready over and over, as a load balancer does, and
+// keeps every answer that is not 200.
+type readyProbe struct {
+	done     chan struct{}
+	finished chan struct{}
+	mu       sync.Mutex
+	failures []string
+}
+
+func startReadyProbe(t *testing.T, mc *faultMC) *readyProbe {
+	p := &readyProbe{done: make(chan struct{}), finished: make(chan struct{})}
+	client := &http.Client{Timeout: 10 * time.Second}
+	go func() {
+		defer close(p.finished)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			var failure string
+			resp, err := client.Get("http://" + mc.http + "/health/ready")
+			if err != nil {
+				failure = err.Error()
+			} else {
+				var body struct{ Reason string }
+				_ = json.NewDecoder(resp.Body).Decode(&body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failure = fmt.Sprintf("%d %q", resp.StatusCode, body.Reason)
+				}
+			}
+			if failure != "" {
+				p.mu.Lock()
+				p.failures = append(p.failures, failure)
+				p.mu.Unlock()
+			}
+			select {
+			case <-p.done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	t.Cleanup(func() { p.stop() })
+	return p
+}
+
+// stop ends the probe and returns the answers that were not 200.
+func (p *readyProbe) stop() []string {
+	select {
+	case <-p.done:
+	default:
+		close(p.done)
+	}
+	<-p.finished
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failures
+}
+
+// gcLink is the "gc" part of /api/v1/status.
+type gcLink struct {
+	Registered     bool      `json:"registered"`
+	LastRegistered time.Time `json:"last_registered"`
+	DownSince      time.Time `json:"down_since"`
+	LastError      string    `json:"last_error"`
+}
+
+// gcStatus fetches the GC link state from /api/v1/status.
+func (mc *faultMC) gcStatus(t *testing.T) gcLink {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + mc.http + "/api/v1/status")
+	if err != nil {
+		t.Fatalf("GET /api/v1/status: %v", err)
+	}
+	defer resp.Body.Close()
+	var st struct{ GC gcLink }
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatalf("GET /api/v1/status: %v", err)
+	}
+	return st.GC
 }

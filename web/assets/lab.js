@@ -173,6 +173,22 @@ async function readLoop(readable, w) {
   }
 }
 
+// joinInfo fetches the join details. While the lab's demo meeting is not
+// held yet the server answers 503 with Retry-After: the page says so and
+// asks again.
+async function joinInfo(name) {
+  const q = new URLSearchParams({ role, name });
+  for (let attempt = 1; ; attempt++) {
+    const r = await fetch(`/lab/api/join-info?${q}`, { cache: 'no-store', credentials: 'same-origin' });
+    if (r.ok) return r.json();
+    if (r.status !== 503 || attempt >= 60) throw new Error(`join-info: HTTP ${r.status}`);
+    setStatus('waiting for the demo meeting');
+    const wait = Math.min(Math.max(Number(r.headers.get('Retry-After')) || 1, 1), 10);
+    await new Promise((resolve) => { setTimeout(resolve, wait * 1000); });
+    setStatus('fetching join details');
+  }
+}
+
 async function join(name) {
   name = (name ?? $('name').value).trim();
   $('name').value = name;
@@ -182,10 +198,7 @@ async function join(name) {
   $('join').disabled = true;
   try {
     setStatus('fetching join details');
-    const q = new URLSearchParams({ role, name });
-    const r = await fetch(`/lab/api/join-info?${q}`, { cache: 'no-store', credentials: 'same-origin' });
-    if (!r.ok) throw new Error(`join-info: HTTP ${r.status}`);
-    const info = await r.json();
+    const info = await joinInfo(name);
     state.meetingId = info.meeting_id;
     setStatus('connecting');
     const opts = info.cert_sha256

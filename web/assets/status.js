@@ -142,6 +142,9 @@ function render(s) {
     ['Comprehensive', el('span', {}, when(gc.last_comprehensive), ` · every ${secs(gc.comprehensive_interval_ns)}`), 'gc.last_comprehensive'],
     ['Failures in a row', el('span', { class: gc.consecutive_failures ? 'bad' : '', text: String(gc.consecutive_failures) }), 'gc.consecutive_failures'],
   ] : [['Mode', 'running without a global controller', 'gc.configured']];
+  if (gc.configured && isSet(gc.down_since)) {
+    gcRows.push(['Link down', el('span', { class: 'bad' }, 'since ', when(gc.down_since), ' · meetings held here go on'), 'gc.down_since']);
+  }
   if (gc.configured && isSet(gc.next_retry)) gcRows.push(['Next retry', when(gc.next_retry), 'gc.next_retry']);
   if (gc.last_error) gcRows.push(['Last error', el('span', { class: 'bad', text: gc.last_error }), 'gc.last_error']);
   fill($('gc'), gcRows);

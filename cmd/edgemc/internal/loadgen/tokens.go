@@ -124,29 +124,52 @@ func NewLabTokens(base, statusToken string) (*LabTokens, error) {
 	return &LabTokens{base: u.Scheme + "://" + u.Host, bearer: statusToken, client: &http.Client{Timeout: 10 * time.Second}}, nil
 }
 
+// labNotReadyTries bounds how often Info asks a lab whose demo meeting is
+// not ready yet (each answer comes after the lab waited some seconds).
+const labNotReadyTries = 10
+
 // Info fetches one join: the URL, certificate hash, meeting and a token.
+// While the lab's demo meeting is not ready yet (503) it asks again.
 func (l *LabTokens) Info(ctx context.Context, host bool, name string) (LabJoinInfo, error) {
 	role := "participant"
 	if host {
 		role = "host"
 	}
 	q := url.Values{"role": {role}, "name": {name}}
+	for try := 1; ; try++ {
+		info, notReady, err := l.info(ctx, q)
+		if !notReady || try == labNotReadyTries {
+			return info, err
+		}
+		t := time.NewTimer(time.Second) // the lab's Retry-After
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return LabJoinInfo{}, fmt.Errorf("loadgen: lab join info: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// info asks once; notReady reports a 503 (the demo meeting not held yet).
+func (l *LabTokens) info(ctx context.Context, q url.Values) (_ LabJoinInfo, notReady bool, _ error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.base+"/lab/api/join-info?"+q.Encode(), nil)
 	if err != nil {
-		return LabJoinInfo{}, err
+		return LabJoinInfo{}, false, err
 	}
 	if l.bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+l.bearer)
 	}
 	resp, err := l.client.Do(req)
 	if err != nil {
-		return LabJoinInfo{}, fmt.Errorf("loadgen: lab join info: %w", err)
+		return LabJoinInfo{}, false, fmt.Errorf("loadgen: lab join info: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return LabJoinInfo{}, fmt.Errorf("loadgen: lab join info: HTTP %d", resp.StatusCode)
+		return LabJoinInfo{}, resp.StatusCode == http.StatusServiceUnavailable, fmt.Errorf("loadgen: lab join info: HTTP %d", resp.StatusCode)
 	}
-	return DecodeLabJoinInfo(io.LimitReader(resp.Body, 64<<10))
+	info, err := DecodeLabJoinInfo(io.LimitReader(resp.Body, 64<<10))
+	return info, false, err
 }
 
 // DecodeLabJoinInfo decodes and checks a join-info answer.
