@@ -24,6 +24,8 @@ type Config struct {
 
 	MaxMeetings, MaxParticipants uint32
 
+	MaxSessionsPerIdentity, SessionMessageRate, SessionMessageBurst uint32
+
 	TLSCert, TLSKey string
 
 	DrainTimeout, DisconnectGrace, EmptyMeetingTimeout time.Duration

@@ -75,6 +75,7 @@ func TestDefaults(t *testing.T) {
 		WebTransportListen: ":4433", WebTransportAdvertise: "https://testhost:4433/",
 		GRPCListen: ":50052", GRPCAdvertise: "http://testhost:50052", HTTPListen: "127.0.0.1:8081",
 		MaxMeetings: 1000, MaxParticipants: 10000,
+		MaxSessionsPerIdentity: 4, SessionMessageRate: 20, SessionMessageBurst: 50,
 		DrainTimeout: 30 * time.Second, DisconnectGrace: 30 * time.Second, EmptyMeetingTimeout: 5 * time.Minute,
 		LogFormat: "auto", LogLevel: "info",
 		GCBackoffBase: time.Second, GCBackoffMax: 30 * time.Second,

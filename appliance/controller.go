@@ -31,12 +31,15 @@ type endNotifier interface {
 type metricsSink interface {
 	meetingMetrics
 	JoinDone(d time.Duration, outcome string)
+	RateLimited(outcome string)
 }
 
 type controllerConfig struct {
 	MaxMeetings, MaxParticipants uint32
 	Grace                        time.Duration // disconnect grace
 	EmptyTimeout                 time.Duration // how long a meeting may stay empty
+	PerIdentity                  uint32        // participants per (meeting, token subject); 0: no limit
+	MessageRate, MessageBurst    uint32        // each session's message budget; 0: no limit
 	Now                          func() time.Time
 }
 
@@ -81,6 +84,7 @@ func newController(cfg controllerConfig, log *slog.Logger, db *store.DB, v joinV
 		now:      cfg.Now,
 		grace:    cfg.Grace,
 		empty:    cfg.EmptyTimeout,
+		perSub:   int(cfg.PerIdentity),
 		draining: c.Draining,
 		stopped:  c.stopped,
 	}

@@ -270,3 +270,4 @@ func (*countingSink) FencedOut()                     {}
 func (*countingSink) NonceReplayRefused()            {}
 func (*countingSink) Reconnection(string)            {}
 func (*countingSink) JoinDone(time.Duration, string) {}
+func (*countingSink) RateLimited(string)             {}

@@ -41,6 +41,9 @@ func (m *meeting) join(req joinRequest) (string, *codedError) {
 		m.deps.metrics.Reconnection(reason)
 		m.log.Info("reconnection refused; joining as a new participant", "reason", reason)
 	}
+	if cerr := m.makeRoomFor(req.claims.Subject); cerr != nil {
+		return "", cerr
+	}
 	if !m.deps.seats.take() {
 		return "", &codedError{pb.ErrorCode_CAPACITY_EXCEEDED, "participant capacity reached"}
 	}
@@ -80,6 +83,36 @@ func (m *meeting) join(req joinRequest) (string, *codedError) {
 	}}, p.rec.ID)
 	m.log.Info("participant joined", "participant", p.rec.ID, "role", p.rec.Role)
 	return p.rec.ID, nil
+}
+
+// makeRoomFor applies the per-identity limit before sub joins as a new
+// participant: at the limit, sub's oldest disconnected participant (one whose
+// client lost its binding, say) is removed to make room; if all of sub's
+// participants are connected, the join is refused.
+func (m *meeting) makeRoomFor(sub string) *codedError {
+	if m.deps.perSub <= 0 {
+		return nil
+	}
+	n := 0
+	var oldest *participant
+	for _, id := range m.order {
+		q := m.participants[id]
+		if q.rec.UserID != sub {
+			continue
+		}
+		n++
+		if oldest == nil && q.conn == nil {
+			oldest = q
+		}
+	}
+	switch {
+	case n < m.deps.perSub:
+		return nil
+	case oldest == nil:
+		return &codedError{pb.ErrorCode_CAPACITY_EXCEEDED, "too many sessions for this user in this meeting"}
+	}
+	m.log.Info("replacing a disconnected participant of the same user", "participant", oldest.rec.ID)
+	return m.remove(oldest, pb.LeaveReason_TIMEOUT)
 }
 
 // bind returns p's binding with a fresh nonce, live while p is connected

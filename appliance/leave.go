@@ -14,8 +14,7 @@ func (m *meeting) leave(pid string, connID uint64, reason pb.LeaveReason) {
 	if p == nil || (connID != 0 && (p.conn == nil || p.conn.ID() != connID)) {
 		return
 	}
-	if err := m.deps.store.DeleteSession(m.id, m.gen, pid, p.binding.CorrelationID); err != nil {
-		m.storeErr("delete session", err)
+	if m.remove(p, reason) != nil {
 		if m.stopped {
 			return
 		}
@@ -25,6 +24,18 @@ func (m *meeting) leave(pid string, connID uint64, reason pb.LeaveReason) {
 		m.startGrace(p)
 		m.publish()
 		return
+	}
+	if len(m.participants) == 0 {
+		m.end()
+	}
+}
+
+// remove takes p out of the meeting once the store has forgotten it, and
+// tells the others why.
+func (m *meeting) remove(p *participant, reason pb.LeaveReason) *codedError {
+	pid := p.rec.ID
+	if err := m.deps.store.DeleteSession(m.id, m.gen, pid, p.binding.CorrelationID); err != nil {
+		return m.storeErr("delete session", err)
 	}
 	if p.grace != nil {
 		p.grace.Stop()
@@ -42,9 +53,7 @@ func (m *meeting) leave(pid string, connID uint64, reason pb.LeaveReason) {
 	}}, "")
 	m.publish()
 	m.log.Info("participant left", "participant", pid, "reason", reason.String())
-	if len(m.participants) == 0 {
-		m.end()
-	}
+	return nil
 }
 
 // disconnected marks a participant whose session ended without a leave; the

@@ -68,6 +68,7 @@ type meetingDeps struct {
 	now     func() time.Time
 	grace   time.Duration // how long a disconnected participant keeps its place
 	empty   time.Duration // how long a meeting with nobody in it is kept; 0 keeps it
+	perSub  int           // participants one token subject may hold; 0: no limit
 	// draining reports whether the appliance is draining (no grace expires then).
 	draining func() bool
 	// stopped is called once, on the meeting goroutine, when the meeting is
@@ -82,6 +83,9 @@ type participant struct {
 	conn    peer // nil while disconnected
 	binding store.Binding
 	grace   *time.Timer
+	// unmuteAsked is what the participant has asked the hosts to lift and
+	// no host has answered yet; a repeated request is not forwarded again.
+	unmuteAsked struct{ audio, video bool }
 }
 
 // meeting is the actor that owns one meeting's state. Its goroutine (run) is

@@ -22,6 +22,7 @@ type memStore struct {
 	fail         error // returned by every write while set
 	failSession  error // returned by PutSession while set
 	deletes      int   // DeleteMeeting calls
+	puts         int   // successful writes
 	participants map[string]store.Participant
 	bindings     map[string]store.Binding
 	nonces       map[string]bool
@@ -48,7 +49,14 @@ func (s *memStore) write(fn func()) error {
 		return s.fail
 	}
 	fn()
+	s.puts++
 	return nil
+}
+
+func (s *memStore) writes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.puts
 }
 
 func (s *memStore) PutMeeting(gen uint64, m store.Meeting) error {

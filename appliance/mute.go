@@ -30,14 +30,27 @@ func (m *meeting) selfMute(pid string, req *pb.MuteRequest) {
 	}
 	rec := p.rec
 	rec.AudioSelfMuted, rec.VideoSelfMuted = req.AudioMuted, req.VideoMuted
-	m.updateParticipant(p, rec)
+	m.updateParticipant(p, rec, p)
 }
 
 // updateParticipant stores rec as p's roster entry and, once stored, takes it
-// and tells everyone p's mute state.
-func (m *meeting) updateParticipant(p *participant, rec store.Participant) *codedError {
+// and tells everyone p's mute state. A request that changes nothing is
+// answered to asker alone, with no store write and no broadcast.
+func (m *meeting) updateParticipant(p *participant, rec store.Participant, asker *participant) *codedError {
+	if rec == p.rec {
+		if asker.conn != nil {
+			asker.conn.Send(p.muteUpdate())
+		}
+		return nil
+	}
 	if err := m.deps.store.PutParticipant(m.id, m.gen, rec); err != nil {
 		return m.storeErr("put participant", err)
+	}
+	if !rec.AudioHostMuted {
+		p.unmuteAsked.audio = false
+	}
+	if !rec.VideoHostMuted {
+		p.unmuteAsked.video = false
 	}
 	p.rec = rec
 	m.broadcast(p.muteUpdate(), "")
@@ -46,7 +59,8 @@ func (m *meeting) updateParticipant(p *participant, rec store.Participant) *code
 }
 
 func (m *meeting) hostMute(pid string, req *pb.HostMuteRequest) *codedError {
-	if _, cerr := m.asHost(pid, "only a host may mute others"); cerr != nil {
+	host, cerr := m.asHost(pid, "only a host may mute others")
+	if cerr != nil {
 		return cerr
 	}
 	p := m.participants[req.ParticipantId]
@@ -59,7 +73,10 @@ func (m *meeting) hostMute(pid string, req *pb.HostMuteRequest) *codedError {
 	if req.AudioMuted || req.VideoMuted {
 		rec.HostMutedBy = pid
 	}
-	return m.updateParticipant(p, rec)
+	if rec.HostMutedBy != "" && p.rec.HostMutedBy != "" && rec.AudioHostMuted == p.rec.AudioHostMuted && rec.VideoHostMuted == p.rec.VideoHostMuted {
+		rec.HostMutedBy = p.rec.HostMutedBy // the same mute again by another host changes nothing
+	}
+	return m.updateParticipant(p, rec, host)
 }
 
 // unmuteRequest forwards a host-muted participant's request to the hosts.
@@ -72,6 +89,14 @@ func (m *meeting) unmuteRequest(pid string, req *pb.UnmuteRequest) *codedError {
 	if !audio && !video {
 		return &codedError{pb.ErrorCode_CONFLICT, "not host-muted"}
 	}
+	// Coalesced per requester: the hosts hear each request once until one
+	// of them answers or the host-mute changes.
+	audio, video = audio && !p.unmuteAsked.audio, video && !p.unmuteAsked.video
+	if !audio && !video {
+		return nil
+	}
+	p.unmuteAsked.audio = p.unmuteAsked.audio || audio
+	p.unmuteAsked.video = p.unmuteAsked.video || video
 	msg := &pb.ServerMessage{Message: &pb.ServerMessage_UnmuteRequest{UnmuteRequest: &pb.UnmuteRequest{RequestAudio: audio, RequestVideo: video}}}
 	frame, err := webtransport.EncodeServerMessage(msg)
 	if err != nil {
@@ -87,7 +112,8 @@ func (m *meeting) unmuteRequest(pid string, req *pb.UnmuteRequest) *codedError {
 
 // unmuteResponse applies a host's answer and passes it to the participant.
 func (m *meeting) unmuteResponse(pid string, resp *pb.UnmuteResponse) *codedError {
-	if _, cerr := m.asHost(pid, "only a host may answer unmute requests"); cerr != nil {
+	host, cerr := m.asHost(pid, "only a host may answer unmute requests")
+	if cerr != nil {
 		return cerr
 	}
 	p := m.participants[resp.ParticipantId]
@@ -105,10 +131,11 @@ func (m *meeting) unmuteResponse(pid string, resp *pb.UnmuteResponse) *codedErro
 		rec.HostMutedBy = ""
 	}
 	if rec != p.rec {
-		if cerr := m.updateParticipant(p, rec); cerr != nil {
+		if cerr := m.updateParticipant(p, rec, host); cerr != nil {
 			return cerr
 		}
 	}
+	p.unmuteAsked.audio, p.unmuteAsked.video = false, false // answered
 	if p.conn != nil {
 		p.conn.Send(&pb.ServerMessage{Message: &pb.ServerMessage_UnmuteResponse{UnmuteResponse: &pb.UnmuteResponse{
 			ParticipantId: p.rec.ID, AudioApproved: resp.AudioApproved, VideoApproved: resp.VideoApproved,

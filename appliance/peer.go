@@ -9,10 +9,11 @@ import (
 
 // WebTransport close codes edgemc uses when it ends a session.
 const (
-	closeNormal    uint32 = 0
-	closeError     uint32 = 1 // an ErrorMessage was sent just before
-	closeGoingAway uint32 = 2 // the appliance is draining; reconnect with the binding
-	closeReplaced  uint32 = 3 // the participant reconnected on a newer session
+	closeNormal      uint32 = 0
+	closeError       uint32 = 1 // an ErrorMessage was sent just before
+	closeGoingAway   uint32 = 2 // the appliance is draining; reconnect with the binding
+	closeReplaced    uint32 = 3 // the participant reconnected on a newer session
+	closeRateLimited uint32 = 4 // the session kept sending over its message budget
 )
 
 // peer is one participant's open session, as a meeting sees it.

@@ -131,6 +131,9 @@ func (a *appliance) init() (err error) {
 		MaxParticipants: cfg.MaxParticipants,
 		Grace:           cfg.DisconnectGrace,
 		EmptyTimeout:    cfg.EmptyMeetingTimeout,
+		PerIdentity:     cfg.MaxSessionsPerIdentity,
+		MessageRate:     cfg.SessionMessageRate,
+		MessageBurst:    cfg.SessionMessageBurst,
 	}, a.log.With("component", "controller"), a.db, a.verifier, b, a.metrics)
 	n, err := a.ctrl.recover()
 	if err != nil {

@@ -30,10 +30,27 @@ func (c *Controller) serve(ctx context.Context, s session) {
 		return
 	}
 	c.metrics.JoinDone(time.Since(start), "ok")
+	budget := c.newBudget()
 	for {
 		msg, err := s.Next(ctx)
-		var de *webtransport.DecodeError
-		if errors.As(err, &de) {
+		if err == nil || isDecodeError(err) {
+			switch budget.spend(time.Now()) {
+			case overBudget:
+				continue
+			case firstOverBudget:
+				c.metrics.RateLimited("dropped")
+				sendError(s, pb.ErrorCode_CAPACITY_EXCEEDED, "too many messages; slow down")
+				continue
+			case exhausted:
+				c.metrics.RateLimited("closed")
+				c.log.Warn("session closed: it kept sending over its message budget", "meeting", m.id, "participant", pid)
+				sendError(s, pb.ErrorCode_CAPACITY_EXCEEDED, "too many messages")
+				s.Close(closeRateLimited, "too many messages")
+				c.ended(m, pid, s, err)
+				return
+			}
+		}
+		if isDecodeError(err) {
 			// The framing is intact: refuse this message, keep the session.
 			sendError(s, pb.ErrorCode_INVALID_REQUEST, "undecodable message")
 			continue
@@ -46,6 +63,11 @@ func (c *Controller) serve(ctx context.Context, s session) {
 			sendError(s, cerr.code, cerr.msg)
 		}
 	}
+}
+
+func isDecodeError(err error) bool {
+	var de *webtransport.DecodeError
+	return errors.As(err, &de)
 }
 
 // admit reads and checks the first frame and joins its meeting.

@@ -27,6 +27,7 @@ type Metrics struct {
 	slowClientsDropped prometheus.Counter
 	mailboxDepth       *prometheus.HistogramVec
 	reconnections      *prometheus.CounterVec
+	rateLimited        *prometheus.CounterVec
 }
 
 // NewMetrics creates every collector and registers it on reg. It panics if a
@@ -34,6 +35,10 @@ type Metrics struct {
 // that is a programming error.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mc_session_rate_limited_total",
+			Help: "Signaling sessions over their message budget: dropped counts the first dropped message of a window, closed the sessions closed for it.",
+		}, []string{"outcome"}),
 		meetingsActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mc_meetings_active", Help: "Meetings currently held by this meeting controller.",
 		}),
@@ -102,7 +107,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.meetingsActive, m.participantsActive, m.sessionsAccepted, m.sessionsRefused,
 		m.joinDuration, m.heartbeats, m.heartbeatDuration, m.registrations, m.registered,
 		m.storeOpDuration, m.storeErrors, m.fencedOut, m.nonceReplays, m.panicsRecovered,
-		m.slowClientsDropped, m.mailboxDepth, m.reconnections,
+		m.slowClientsDropped, m.mailboxDepth, m.reconnections, m.rateLimited,
 	)
 	return m
 }
@@ -230,4 +235,13 @@ func (m *Metrics) Reconnection(outcome string) {
 		return
 	}
 	m.reconnections.WithLabelValues(outcome).Inc()
+}
+
+// RateLimited counts a session over its message budget (outcome "dropped" or
+// "closed").
+func (m *Metrics) RateLimited(outcome string) {
+	if m == nil {
+		return
+	}
+	m.rateLimited.WithLabelValues(outcome).Inc()
 }
