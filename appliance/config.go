@@ -37,6 +37,8 @@ type Config struct {
 	GCBackoffBase, GCBackoffMax, FastHeartbeat, ComprehensiveHeartbeat time.Duration
 	FirstFrameTimeout, SessionIdleTimeout, SweepInterval               time.Duration
 
+	CPUProfile string
+
 	// ConfigFile is the TOML file that was read ("" if none).
 	ConfigFile string
 	// Warnings are problems that did not stop loading (such as an unknown

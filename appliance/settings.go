@@ -103,6 +103,8 @@ func settings() []setting {
 			field: func(c *Config) any { return &c.SessionIdleTimeout }},
 		{name: "sweep-interval", def: "10s", advanced: true, help: "how often expired state is removed",
 			field: func(c *Config) any { return &c.SweepInterval }},
+		{name: "cpu-profile", advanced: true, help: "file to write a CPU profile (pprof) of the process to, from start until the drain begins; empty writes none",
+			field: func(c *Config) any { return &c.CPUProfile }},
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,6 +36,7 @@ const (
 // cli is what a command may touch of the process, so tests can run commands
 // in-process.
 type cli struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	environ        []string
@@ -45,6 +48,7 @@ type cli struct {
 
 func main() {
 	c := cli{
+		stdin:          os.Stdin,
 		stdout:         os.Stdout,
 		stderr:         os.Stderr,
 		getenv:         os.Getenv,
@@ -187,11 +191,36 @@ func (c cli) runAppliance(ctx context.Context, name string, args []string, lab b
 	}
 	ctx, stop := c.signalContext(ctx, log)
 	defer stop()
+	if cfg.CPUProfile != "" {
+		end, err := startCPUProfile(ctx, cfg.CPUProfile)
+		if err != nil {
+			log.Error("edgemc failed", "err", err)
+			return exitFailure
+		}
+		defer end()
+	}
 	if err := appliance.Run(ctx, cfg, appliance.RunOptions{Version: buildVersion(), Logger: log, Lab: lab}); err != nil {
 		log.Error("edgemc failed", "err", err)
 		return exitFailure
 	}
 	return exitOK
+}
+
+// startCPUProfile writes a CPU profile to path until ctx ends (the drain
+// begins) or end is called, whichever comes first.
+func startCPUProfile(ctx context.Context, path string) (end func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu-profile: %w", err)
+	}
+	var once sync.Once
+	stop := func() { once.Do(pprof.StopCPUProfile) }
+	context.AfterFunc(ctx, stop)
+	return func() { stop(); f.Close() }, nil
 }
 
 // signalRepeat is how soon after the first signal a repeat counts as the
