@@ -46,8 +46,17 @@ func (b *binder) meetingKey(meetingID string) []byte {
 	return key
 }
 
-func (b *binder) mac(meetingID, correlationID, participantID, nonce string) []byte {
-	m := hmac.New(sha256.New, b.meetingKey(meetingID))
+// forMeeting returns the signer of one meeting's binding tokens, with the
+// meeting key derived once.
+func (b *binder) forMeeting(meetingID string) meetingBinder {
+	return meetingBinder{key: b.meetingKey(meetingID)}
+}
+
+// meetingBinder issues and checks the binding tokens of one meeting.
+type meetingBinder struct{ key []byte }
+
+func (k meetingBinder) mac(correlationID, participantID, nonce string) []byte {
+	m := hmac.New(sha256.New, k.key)
 	m.Write([]byte(correlationID))
 	m.Write([]byte(participantID))
 	m.Write([]byte(nonce))
@@ -55,21 +64,21 @@ func (b *binder) mac(meetingID, correlationID, participantID, nonce string) []by
 }
 
 // issue returns a fresh nonce and the binding token for it.
-func (b *binder) issue(meetingID, correlationID, participantID string) (token, nonce string) {
+func (k meetingBinder) issue(correlationID, participantID string) (token, nonce string) {
 	n := make([]byte, nonceBytes)
 	rand.Read(n) // never fails (crypto/rand contract)
 	nonce = hex.EncodeToString(n)
-	return hex.EncodeToString(b.mac(meetingID, correlationID, participantID, nonce)), nonce
+	return hex.EncodeToString(k.mac(correlationID, participantID, nonce)), nonce
 }
 
 // valid reports whether token is the binding token for these values, in
 // constant time with respect to the token's contents.
-func (b *binder) valid(meetingID, correlationID, participantID, nonce, token string) bool {
+func (k meetingBinder) valid(correlationID, participantID, nonce, token string) bool {
 	got, err := hex.DecodeString(token)
 	if err != nil || len(got) != sha256.Size {
 		return false
 	}
-	return subtle.ConstantTimeCompare(got, b.mac(meetingID, correlationID, participantID, nonce)) == 1
+	return subtle.ConstantTimeCompare(got, k.mac(correlationID, participantID, nonce)) == 1
 }
 
 // loadBindingSecret reads the master secret from file (hex, or raw bytes of

@@ -13,30 +13,30 @@ func TestBindingTokenRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, nonce := b.issue("m1", "corr", "p1")
+	tok, nonce := b.forMeeting("m1").issue("corr", "p1")
 	if len(tok) != 64 || len(nonce) != 32 {
 		t.Fatalf("token %d hex chars, nonce %d; want 64 and 32", len(tok), len(nonce))
 	}
-	if !b.valid("m1", "corr", "p1", nonce, tok) {
+	if !b.forMeeting("m1").valid("corr", "p1", nonce, tok) {
 		t.Fatal("issued token does not verify")
 	}
 	flipped := []byte(tok)
 	flipped[10] = "0123456789abcdef"[(strings.IndexByte("0123456789abcdef", flipped[10])+1)%16]
 	for name, ok := range map[string]bool{
-		"other meeting":     b.valid("m2", "corr", "p1", nonce, tok),
-		"other correlation": b.valid("m1", "corr2", "p1", nonce, tok),
-		"other participant": b.valid("m1", "corr", "p2", nonce, tok),
-		"other nonce":       b.valid("m1", "corr", "p1", strings.Repeat("0", 32), tok),
-		"one digit changed": b.valid("m1", "corr", "p1", nonce, string(flipped)),
-		"not hex":           b.valid("m1", "corr", "p1", nonce, "zz"),
-		"short":             b.valid("m1", "corr", "p1", nonce, tok[:62]),
+		"other meeting":     b.forMeeting("m2").valid("corr", "p1", nonce, tok),
+		"other correlation": b.forMeeting("m1").valid("corr2", "p1", nonce, tok),
+		"other participant": b.forMeeting("m1").valid("corr", "p2", nonce, tok),
+		"other nonce":       b.forMeeting("m1").valid("corr", "p1", strings.Repeat("0", 32), tok),
+		"one digit changed": b.forMeeting("m1").valid("corr", "p1", nonce, string(flipped)),
+		"not hex":           b.forMeeting("m1").valid("corr", "p1", nonce, "zz"),
+		"short":             b.forMeeting("m1").valid("corr", "p1", nonce, tok[:62]),
 	} {
 		if ok {
 			t.Errorf("%s: token accepted", name)
 		}
 	}
 	other, _ := newBinder(bytes.Repeat([]byte{8}, 32))
-	if other.valid("m1", "corr", "p1", nonce, tok) {
+	if other.forMeeting("m1").valid("corr", "p1", nonce, tok) {
 		t.Error("token accepted under another master secret")
 	}
 	if _, err := newBinder(make([]byte, 31)); err == nil {

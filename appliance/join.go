@@ -81,7 +81,7 @@ func (m *meeting) join(req joinRequest) (string, *codedError) {
 	m.broadcast(&pb.ServerMessage{Message: &pb.ServerMessage_ParticipantJoined{
 		ParticipantJoined: &pb.ParticipantJoined{Participant: p.wire()},
 	}}, p.rec.ID)
-	m.log.Info("participant joined", "participant", p.rec.ID, "role", p.rec.Role)
+	m.log.Debug("participant joined", "participant", p.rec.ID, "role", p.rec.Role)
 	return p.rec.ID, nil
 }
 
@@ -119,7 +119,7 @@ func (m *meeting) makeRoomFor(sub string) *codedError {
 // (its expiry is set on disconnect), and the binding token for it.
 func (m *meeting) bind(p *participant) (store.Binding, string) {
 	b := p.binding
-	token, nonce := m.deps.binder.issue(m.id, b.CorrelationID, p.rec.ID)
+	token, nonce := m.binder.issue(b.CorrelationID, p.rec.ID)
 	b.Nonce, b.ExpiresAt = nonce, time.Time{}
 	return b, token
 }
@@ -137,7 +137,7 @@ func (m *meeting) recoverable(req joinRequest) (*participant, string) {
 	switch {
 	case p == nil:
 		return nil, "unknown_binding"
-	case !m.deps.binder.valid(m.id, req.correlationID, p.rec.ID, p.binding.Nonce, req.bindingToken):
+	case !m.binder.valid(req.correlationID, p.rec.ID, p.binding.Nonce, req.bindingToken):
 		return nil, "bad_token"
 	case !p.binding.ExpiresAt.IsZero() && m.deps.now().After(p.binding.ExpiresAt.Add(bindingSkew)):
 		return nil, "expired"
@@ -182,7 +182,7 @@ func (m *meeting) reattach(p *participant, conn peer) *codedError {
 	m.deps.metrics.Reconnection("recovered")
 	m.publish()
 	m.sendJoinFrame(p, frame)
-	m.log.Info("participant reconnected", "participant", p.rec.ID)
+	m.log.Debug("participant reconnected", "participant", p.rec.ID)
 	return nil
 }
 

@@ -52,7 +52,7 @@ func (m *meeting) remove(p *participant, reason pb.LeaveReason) *codedError {
 		ParticipantLeft: &pb.ParticipantLeft{ParticipantId: pid, Reason: reason},
 	}}, "")
 	m.publish()
-	m.log.Info("participant left", "participant", pid, "reason", reason.String())
+	m.log.Debug("participant left", "participant", pid, "reason", reason.String())
 	return nil
 }
 
@@ -73,7 +73,7 @@ func (m *meeting) disconnected(pid string, connID uint64) {
 	}
 	m.startGrace(p)
 	m.publish()
-	m.log.Info("participant disconnected", "participant", pid)
+	m.log.Debug("participant disconnected", "participant", pid)
 }
 
 // markDisconnected records in memory that p's session is gone; its binding

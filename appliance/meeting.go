@@ -33,10 +33,10 @@ type meetingStore interface {
 	ConsumeNonce(meetingID, nonce string, ttl time.Duration) error
 }
 
-// bindingSigner issues and checks session-binding tokens; *binder satisfies it.
+// bindingSigner gives each meeting the signer of its session-binding
+// tokens; *binder satisfies it.
 type bindingSigner interface {
-	issue(meetingID, correlationID, participantID string) (token, nonce string)
-	valid(meetingID, correlationID, participantID, nonce, token string) bool
+	forMeeting(meetingID string) meetingBinder
 }
 
 // meetingMetrics is what a meeting reports; *web.Metrics satisfies it.
@@ -102,6 +102,7 @@ type meeting struct {
 	mailbox   chan func()
 	done      chan struct{}
 	snapshot  atomic.Pointer[MeetingSnapshot]
+	binder    meetingBinder
 
 	assignments  []store.Assignment
 	participants map[string]*participant
@@ -135,6 +136,7 @@ func newMeeting(parent context.Context, deps *meetingDeps, st store.Meeting) *me
 		done:         make(chan struct{}),
 		assignments:  st.Assignments,
 		participants: map[string]*participant{},
+		binder:       deps.binder.forMeeting(st.ID),
 	}
 	m.publish()
 	return m

@@ -284,7 +284,10 @@ func TestE2EDrainOnSIGTERM(t *testing.T) {
 // a refused join prints the error and the close.
 func TestE2EClientJoin(t *testing.T) {
 	issuer := devissuer.NewIssuer()
-	a := startAppliance(t, t.TempDir(), issuer, writeJWTKey(t, issuer))
+	// At debug level the appliance logs each participant that joins.
+	args := append([]string{"serve", writeJWTKey(t, issuer), "--drain-timeout=10s", "--log-level=debug"}, loopbackArgs()...)
+	a := &mc{p: startEdgemcIn(t, t.TempDir(), args), issuer: issuer}
+	a.ready()
 	a.assign(t, "m1")
 	hash := hex.EncodeToString(a.certSum[:])
 
