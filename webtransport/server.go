@@ -99,14 +99,14 @@ func (nopObserver) SessionAccepted()      {}
 func (nopObserver) SessionRefused(string) {}
 func (nopObserver) SlowClientDropped()    {}
 
-// signalingQUICConfig is the QUIC configuration for signaling connections:
+// SignalingQUICConfig is the QUIC configuration for signaling connections:
 // one small stream each way, so flow-control windows far below quic-go's
 // defaults (512 KiB initial, up to 6/15 MiB), yet a whole maximum-size frame
 // fits in the initial stream window.
-func signalingQUICConfig(idle time.Duration) *quic.Config {
+func SignalingQUICConfig(idle time.Duration) *quic.Config {
 	return &quic.Config{
 		MaxIdleTimeout:                   idle,
-		KeepAlivePeriod:                  idle / 3, // a silent browser stays connected; a lost one is noticed
+		KeepAlivePeriod:                  idle / 2, // a silent browser stays connected; a lost one is noticed
 		InitialStreamReceiveWindow:       80 << 10,
 		MaxStreamReceiveWindow:           256 << 10,
 		InitialConnectionReceiveWindow:   128 << 10,
@@ -201,7 +201,7 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	tlsConf.MinVersion = tls.VersionTLS13
 	h3 := &http3.Server{
 		TLSConfig:  http3.ConfigureTLSConfig(tlsConf),
-		QUICConfig: signalingQUICConfig(s.cfg.IdleTimeout),
+		QUICConfig: SignalingQUICConfig(s.cfg.IdleTimeout),
 		Handler:    http.HandlerFunc(s.serveHTTP),
 		Logger:     s.log,
 		ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
