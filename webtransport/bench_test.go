@@ -125,9 +125,11 @@ func cpuTime() time.Duration {
 
 // BenchmarkDialJoinEcho is dial + one bidirectional stream + a ~200 B
 // join-like exchange + close, against the bare webtransport-go echo (the
-// floor) and edgemc's server. CPU is the whole process: client and server.
+// floor) and edgemc's server, and against edgemc's server with clients that
+// resume their TLS session (edgemc-resumed). CPU is the whole process:
+// client and server.
 func BenchmarkDialJoinEcho(b *testing.B) {
-	for _, kind := range []string{"bare", "edgemc"} {
+	for _, kind := range []string{"bare", "edgemc", "edgemc-resumed"} {
 		for _, workers := range []int{1, 8} {
 			b.Run(fmt.Sprintf("%s/workers=%d", kind, workers), func(b *testing.B) {
 				var tgt benchTarget
@@ -135,6 +137,12 @@ func BenchmarkDialJoinEcho(b *testing.B) {
 					tgt = startBareEcho(b)
 				} else {
 					tgt, _ = startEdgemc(b, joinEcho{})
+				}
+				if kind == "edgemc-resumed" {
+					tgt.opts.SessionCache = tls.NewLRUClientSessionCache(64)
+					if err := wtbench.DialEcho(context.Background(), tgt.url, tgt.opts, benchJoin()); err != nil {
+						b.Fatal(err)
+					}
 				}
 				msg := benchJoin()
 				cpu0 := cpuTime()
@@ -156,7 +164,11 @@ func BenchmarkDialJoinEcho(b *testing.B) {
 // (queued once per session, written by each session's own writer) and
 // measures until the last client has read it.
 func BenchmarkFanout(b *testing.B) {
-	for _, n := range []int{100, 1000} {
+	sizes := []int{100, 1000}
+	if testing.Short() {
+		sizes = []int{10, 100}
+	}
+	for _, n := range sizes {
 		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {
 			h := newEchoHandler()
 			h.sessions, h.ended = make(chan *webtransport.Session, n), make(chan error, n)
@@ -218,7 +230,10 @@ func BenchmarkFanout(b *testing.B) {
 // process's heap and stack per session (client and server both in-process:
 // compare bare and edgemc, whose clients are identical).
 func BenchmarkIdleSessions(b *testing.B) {
-	const n = 300
+	n := 300
+	if testing.Short() {
+		n = 20
+	}
 	for _, kind := range []string{"bare", "edgemc"} {
 		b.Run(kind, func(b *testing.B) {
 			for b.Loop() {
@@ -243,7 +258,7 @@ func BenchmarkIdleSessions(b *testing.B) {
 					}
 					conns = append(conns, c)
 				}
-				b.ReportMetric(float64(memInUse()-before)/n/1024, "KiB/session")
+				b.ReportMetric(float64(memInUse()-before)/float64(n)/1024, "KiB/session")
 				var wg sync.WaitGroup
 				for _, c := range conns {
 					wg.Go(func() {

@@ -54,6 +54,10 @@ type DialOptions struct {
 	InsecureSkipVerify bool
 	RootCAs            *x509.CertPool
 	Timeout            time.Duration // bounds Dial; 0 = only ctx
+	// SessionCache keeps TLS session tickets, so that a later Dial with the
+	// same cache resumes the session (no certificate exchange); nil makes
+	// every Dial a full handshake.
+	SessionCache tls.ClientSessionCache
 }
 
 // ClientConn is a client's signaling session: one WebTransport session on
@@ -88,7 +92,7 @@ func Dial(ctx context.Context, url string, opts DialOptions) (*ClientConn, error
 		return nil, fmt.Errorf("webtransport: dial: %w", err)
 	}
 	c := &ClientConn{udp: udp, tr: &quic.Transport{Conn: udp}}
-	qconf := signalingQUICConfig(30 * time.Second)
+	qconf := SignalingQUICConfig(30 * time.Second)
 	qconf.KeepAlivePeriod = 10 * time.Second
 	d := &wt.Transport{
 		TLSClientConfig: tlsConf,
@@ -125,6 +129,8 @@ func clientTLSConfig(rawURL string, opts DialOptions) (*tls.Config, error) {
 		NextProtos: []string{http3.NextProtoH3},
 		ServerName: u.Hostname(),
 		RootCAs:    opts.RootCAs,
+
+		ClientSessionCache: opts.SessionCache,
 	}
 	switch {
 	case len(opts.CertHashes) > 0:
@@ -247,6 +253,9 @@ func (c *ClientConn) closedError(ctx context.Context, err error) error {
 	}
 	return fmt.Errorf("webtransport: read: %w", err)
 }
+
+// Resumed reports whether the TLS handshake resumed an earlier session.
+func (c *ClientConn) Resumed() bool { return c.qconn.ConnectionState().TLS.DidResume }
 
 // Close closes the session cleanly (code 0) and the connection.
 func (c *ClientConn) Close() error {

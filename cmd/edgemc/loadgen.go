@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -22,7 +23,7 @@ import (
 type loadgenFlags struct {
 	certHash, lab, statusTokenFile, keyFile, kid, assign, protocol, prefix string
 	meetings                                                               int
-	insecure, json                                                         bool
+	insecure, json, restartsStdin                                          bool
 }
 
 func loadgenFlagSet(cfg *loadgen.Config, f *loadgenFlags) *flag.FlagSet {
@@ -44,11 +45,16 @@ func loadgenFlagSet(cfg *loadgen.Config, f *loadgenFlags) *flag.FlagSet {
 	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "joins in flight at most")
 	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", 10*time.Second, "bound of one join")
 	fs.IntVar(&cfg.Mutes, "mutes", 0, "host-mute rounds per meeting after the joins (fan-out latency)")
+	fs.IntVar(&cfg.MuteMeetings, "mute-meetings", 0, "run the host-mute rounds in the first N meetings only (0: all)")
 	fs.DurationVar(&cfg.Settle, "settle", 0, "pause after the joins before the first host-mute round")
 	fs.DurationVar(&cfg.MuteGap, "mute-gap", 20*time.Millisecond, "pause before each host-mute round")
 	fs.DurationVar(&cfg.MuteTimeout, "mute-timeout", 5*time.Second, "bound of one host-mute round")
 	fs.IntVar(&cfg.Reconnects, "reconnects", 0, "participants that drop and reconnect with their session binding")
 	fs.DurationVar(&cfg.Hold, "hold", 0, "keep the sessions open this long after the joins")
+	fs.BoolVar(&f.restartsStdin, "restarts-stdin", false, "after --hold, hold the sessions until standard input ends; each line read announces a restart of the server (a \"restored\" event follows once every session is back)")
+	fs.BoolVar(&cfg.Rejoin, "rejoin", false, "reconnect sessions lost while held with their session binding, with backoff, until the hold ends")
+	fs.DurationVar(&cfg.RejoinTimeout, "rejoin-timeout", 3*time.Second, "bound of one reconnection attempt (--rejoin)")
+	fs.BoolVar(&cfg.Resume, "tls-resume", false, "keep each session's TLS session ticket so that its reconnections resume the TLS session")
 	fs.BoolVar(&cfg.Leave, "leave", true, "close sessions cleanly at the end (false drops them)")
 	fs.DurationVar(&cfg.MaxDuration, "duration", 5*time.Minute, fmt.Sprintf("bound of the whole run (at most %v)", loadgen.MaxRunTime))
 	fs.BoolVar(&f.json, "json", false, "write phase events and the report as JSON lines")
@@ -89,6 +95,12 @@ func (c cli) loadgen(ctx context.Context, args []string) int {
 	if f.json {
 		cfg.Observe = func(e loadgen.Event) { _ = enc.Encode(e) }
 	}
+	if f.restartsStdin {
+		if c.stdin == nil {
+			return c.usageError(fmt.Errorf("loadgen: --restarts-stdin: no standard input"))
+		}
+		cfg.Restarts = readLines(c.stdin)
+	}
 	rep, err := loadgen.Run(ctx, cfg)
 	if err != nil {
 		if errors.Is(err, loadgen.ErrConfig) || errors.Is(err, loadgen.ErrNotLoopback) {
@@ -106,6 +118,20 @@ func (c cli) loadgen(ctx context.Context, args []string) int {
 		writeLoadReport(c.stdout, rep)
 	}
 	return exitOK
+}
+
+// readLines sends a value for every line read from r and closes the channel
+// when r ends.
+func readLines(r io.Reader) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			ch <- struct{}{}
+		}
+	}()
+	return ch
 }
 
 // errLoadgenUsage marks option combinations that cannot work.
@@ -198,13 +224,14 @@ func writeLoadReport(w io.Writer, r loadgen.Report) {
 	line("join latency", r.JoinLatency)
 	line("fan-out latency", r.FanOut)
 	line("reconnect latency", r.Reconnect)
-	if r.Reconnect.Count > 0 {
-		fmt.Fprintf(w, "  reconnections that recovered their participant: %d\n", r.Recovered)
+	line("rejoin latency", r.Rejoin)
+	if r.Reconnect.Count+r.Rejoin.Count > 0 {
+		fmt.Fprintf(w, "  reconnections that recovered their participant: %d, that resumed their TLS session: %d\n", r.Recovered, r.Resumed)
 	}
 	for _, f := range []struct {
 		what string
 		m    map[string]int
-	}{{"join failures", r.Failures}, {"fan-out failures", r.FanOutFailures}, {"reconnect failures", r.ReconnectFails}} {
+	}{{"join failures", r.Failures}, {"fan-out failures", r.FanOutFailures}, {"reconnect failures", r.ReconnectFails}, {"rejoin attempts failed", r.RejoinFailures}} {
 		keys := make([]string, 0, len(f.m))
 		for k := range f.m {
 			keys = append(keys, k)

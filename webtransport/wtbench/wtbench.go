@@ -1,8 +1,7 @@
 // Package wtbench holds the yardsticks edgemc's WebTransport benchmarks are
-// measured against: a bare webtransport-go server (session accept, one
-// bidirectional stream, framed echo of the join, relay of later frames,
-// library defaults) and a load driver that runs dial + one framed round trip
-// + close against any server.
+// measured against: a bare webtransport-go server that does the deliveries a
+// signaling server does and nothing else (Bare), and a load driver that runs
+// dial + one framed round trip + close against any server.
 package wtbench
 
 import (
@@ -19,39 +18,84 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 	wt "github.com/quic-go/webtransport-go"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/edgemc/edgemc/webtransport"
 	"github.com/edgemc/edgemc/webtransport/signalingpb"
 )
 
-// Bare is the floor server: a bare webtransport-go server with the
-// library's defaults that accepts a session and its one bidirectional
-// stream, echoes the first frame (the join) and relays every later frame to
-// every other open session (a host-mute reaching the participants), each
-// write on its own goroutine. No tokens, meetings, queues or state: its
-// figures are what the library itself costs. Its sessions form one room.
+// QueueDepth is the outbound queue of each of Bare's sessions, edgemc's
+// default.
+const QueueDepth = 256
+
+// Bare is the floor server: a bare webtransport-go server that makes the
+// same deliveries as edgemc without any of its rules. It accepts a session
+// and its one bidirectional stream and reads the first frame as a join: the
+// session joins the group named by the request's meeting_id, gets the frame
+// echoed as its answer, and every other session of the group gets one small
+// frame (a fixed ParticipantJoined, encoded once at start). Every later frame
+// is relayed to every other session of the group (a host-mute reaching the
+// participants). Each session has an outbound queue of QueueDepth frames
+// drained by its own writer goroutine, as edgemc's sessions have; a session
+// whose queue is full is dropped. No tokens, store, encoding or state beyond
+// the groups: its figures are what the library costs for the same work.
 type Bare struct {
-	pc  net.PacketConn
-	srv *wt.Server
+	pc     net.PacketConn
+	srv    *wt.Server
+	joined []byte // the frame the others of a group get when a session joins
 
-	mu    sync.Mutex
-	peers map[*peer]struct{}
+	mu     sync.Mutex
+	groups map[string]map[*peer]struct{}
+	n      int
 }
 
-// peer is one session's stream; mu serialises relayed writes.
+// peer is one session's outbound side.
 type peer struct {
-	mu  sync.Mutex
-	str *wt.Stream
+	out  chan []byte
+	done chan struct{} // closed when the session ends
+	str  *wt.Stream
+	sess *wt.Session
+	once sync.Once
 }
 
-func (p *peer) write(b []byte) {
-	p.mu.Lock()
-	_, _ = p.str.Write(b)
-	p.mu.Unlock()
+// send queues f without blocking; a full queue drops the session.
+func (p *peer) send(f []byte) {
+	select {
+	case p.out <- f:
+	case <-p.done:
+	default:
+		p.drop()
+	}
 }
 
-// NewBare listens on addr (UDP) with tlsConf's certificate.
+func (p *peer) drop() {
+	p.once.Do(func() { _ = p.sess.CloseWithError(0x10, "slow client") })
+}
+
+// writeLoop writes queued frames until the session ends.
+func (p *peer) writeLoop() {
+	for {
+		select {
+		case f := <-p.out:
+			if _, err := p.str.Write(f); err != nil {
+				p.drop()
+				return
+			}
+		case <-p.done:
+			return
+		}
+	}
+}
+
+// NewBare listens on addr (UDP) with tlsConf's certificate and quic-go's
+// default configuration.
 func NewBare(addr string, tlsConf *tls.Config) (*Bare, error) {
+	return NewBareWithQUIC(addr, tlsConf, nil)
+}
+
+// NewBareWithQUIC is NewBare with a QUIC configuration (nil: quic-go's
+// defaults).
+func NewBareWithQUIC(addr string, tlsConf *tls.Config, qconf *quic.Config) (*Bare, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
@@ -60,11 +104,21 @@ func NewBare(addr string, tlsConf *tls.Config) (*Bare, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Bare{pc: pc, peers: map[*peer]struct{}{}}
+	joined, err := webtransport.EncodeServerMessage(&signalingpb.ServerMessage{Message: &signalingpb.ServerMessage_ParticipantJoined{
+		ParticipantJoined: &signalingpb.ParticipantJoined{Participant: &signalingpb.Participant{
+			ParticipantId: "0190f5a2-7c3e-7d41-9b8a-3c1f2e4d5a6b", Name: "lg-1000", JoinedAt: uint64(time.Now().UnixMilli()),
+		}},
+	}})
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	s := &Bare{pc: pc, joined: joined, groups: map[string]map[*peer]struct{}{}}
 	s.srv = &wt.Server{
 		H3: &http3.Server{
-			TLSConfig: http3.ConfigureTLSConfig(tlsConf),
-			Handler:   http.HandlerFunc(s.serve),
+			TLSConfig:  http3.ConfigureTLSConfig(tlsConf),
+			QUICConfig: qconf,
+			Handler:    http.HandlerFunc(s.serve),
 		},
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
@@ -78,7 +132,7 @@ func (s *Bare) Addr() net.Addr { return s.pc.LocalAddr() }
 func (s *Bare) Sessions() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.peers)
+	return s.n
 }
 
 // Serve serves until ctx is done.
@@ -103,46 +157,118 @@ func (s *Bare) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	p := &peer{str: str}
-	var buf, out []byte
+	p := &peer{out: make(chan []byte, QueueDepth), done: make(chan struct{}), str: str, sess: sess}
+	go p.writeLoop()
+	defer close(p.done)
+	var buf []byte
+	group, joined := "", false
 	for first := true; ; first = false {
 		payload, err := webtransport.ReadFrame(str, buf)
 		if err != nil {
 			break
 		}
 		buf = payload
-		out = appendFrame(out[:0], payload)
+		frame := appendFrame(nil, payload)
 		if first {
-			if _, err := str.Write(out); err != nil {
-				break
-			}
-			s.mu.Lock()
-			s.peers[p] = struct{}{}
-			s.mu.Unlock()
+			group = meetingID(payload)
+			p.send(frame)
+			s.join(group, p)
+			joined = true
 			continue
 		}
-		s.relay(p, append([]byte(nil), out...))
+		s.relay(group, p, frame)
 	}
-	s.mu.Lock()
-	delete(s.peers, p)
-	s.mu.Unlock()
+	if joined {
+		s.leave(group, p)
+	}
 	_ = str.Close()
 	<-sess.Context().Done()
 }
 
-// relay writes frame to every session but from, in parallel.
-func (s *Bare) relay(from *peer, frame []byte) {
+// join adds p to its group and tells the others.
+func (s *Bare) join(group string, p *peer) {
 	s.mu.Lock()
-	to := make([]*peer, 0, len(s.peers))
-	for p := range s.peers {
-		if p != from {
-			to = append(to, p)
-		}
+	g := s.groups[group]
+	if g == nil {
+		g = map[*peer]struct{}{}
+		s.groups[group] = g
 	}
+	g[p] = struct{}{}
+	s.n++
+	to := s.othersLocked(group, p)
+	s.mu.Unlock()
+	for _, q := range to {
+		q.send(s.joined)
+	}
+}
+
+func (s *Bare) leave(group string, p *peer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[group]
+	delete(g, p)
+	s.n--
+	if len(g) == 0 {
+		delete(s.groups, group)
+	}
+}
+
+// relay queues frame for every session of the group but from.
+func (s *Bare) relay(group string, from *peer, frame []byte) {
+	s.mu.Lock()
+	to := s.othersLocked(group, from)
 	s.mu.Unlock()
 	for _, p := range to {
-		go p.write(frame)
+		p.send(frame)
 	}
+}
+
+func (s *Bare) othersLocked(group string, p *peer) []*peer {
+	g := s.groups[group]
+	to := make([]*peer, 0, len(g))
+	for q := range g {
+		if q != p {
+			to = append(to, q)
+		}
+	}
+	return to
+}
+
+// meetingID is ClientMessage.join_request.meeting_id in an encoded
+// ClientMessage, read without decoding the rest; "" when there is none.
+func meetingID(b []byte) string {
+	jr := field(b, 1)
+	if jr == nil {
+		return ""
+	}
+	return string(field(jr, 1))
+}
+
+// field returns the first length-delimited field num of an encoded message.
+func field(b []byte, num protowire.Number) []byte {
+	for len(b) > 0 {
+		n, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return nil
+		}
+		b = b[l:]
+		if typ == protowire.BytesType {
+			v, l := protowire.ConsumeBytes(b)
+			if l < 0 {
+				return nil
+			}
+			if n == num {
+				return v
+			}
+			b = b[l:]
+			continue
+		}
+		if l = protowire.ConsumeFieldValue(n, typ, b); l < 0 {
+			return nil
+		}
+		b = b[l:]
+	}
+	return nil
 }
 
 func appendFrame(dst, payload []byte) []byte {

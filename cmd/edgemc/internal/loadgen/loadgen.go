@@ -5,9 +5,14 @@
 // fan-out latency of a host-mute (from the host's send until the last
 // participant of the meeting has it).
 //
-// The same generator drives the benchmark floor, a bare WebTransport echo
-// server (Protocol Echo): any answer to the first frame counts as a join and
-// a host's later frame is expected at every other session.
+// The same generator drives the benchmark floor, a bare WebTransport server
+// (Protocol Echo, webtransport/wtbench): any answer to the first frame counts
+// as a join and a host's later frame, relayed as is, is expected at every
+// other session of its meeting.
+//
+// Held sessions can ride out restarts of the server (Config.Rejoin and
+// Config.Restarts): every lost session reconnects with its session binding,
+// and the run says when all of them are back.
 //
 // A run is bounded in sessions (MaxSessions) and time (Config.MaxDuration),
 // and refuses any target that is not a loopback address.
@@ -15,8 +20,10 @@ package loadgen
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -37,7 +44,7 @@ const (
 	// HostMuteRequest → ParticipantMuteUpdate to every participant.
 	Signaling Protocol = "signaling"
 	// Echo is the bare floor: the first frame is echoed, and a host's later
-	// frames are relayed to every other session (one meeting only).
+	// frames are relayed to every other session of its meeting.
 	Echo Protocol = "echo"
 )
 
@@ -67,6 +74,10 @@ type Config struct {
 	// session has joined. Each round waits until every other participant
 	// has the update (or MuteTimeout) before the next, after MuteGap.
 	Mutes int
+	// MuteMeetings limits the host-mute rounds to the first MuteMeetings
+	// meetings (0: every meeting), so that one meeting is measured while
+	// the others idle.
+	MuteMeetings int
 	// Settle is a pause after the joins before the first round, so that
 	// the joins' own broadcasts have drained.
 	Settle      time.Duration
@@ -78,6 +89,21 @@ type Config struct {
 	Reconnects int
 	// Hold keeps the sessions open this long after the joins.
 	Hold time.Duration
+	// Restarts, when set, holds the sessions (after Hold) until it is
+	// closed. Each value received announces a restart of the server: every
+	// session is then expected to be lost and to come back (Rejoin), and
+	// EventRestored is observed once all have.
+	Restarts <-chan struct{}
+	// Rejoin reconnects a session lost while held with its session binding
+	// (Signaling only), retrying every attempt (RejoinTimeout each) after a
+	// backoff from 100 ms doubling to 2 s, jittered, until it is back, it is
+	// refused for good (NOT_FOUND, UNAUTHORIZED, FORBIDDEN,
+	// INVALID_REQUEST) or the hold ends.
+	Rejoin        bool
+	RejoinTimeout time.Duration // default 3 s
+	// Resume keeps each session's TLS session ticket, so that its
+	// reconnections resume the TLS session when the server allows it.
+	Resume bool
 	// Leave closes sessions cleanly at the end (a leave); otherwise they
 	// are dropped as a lost network would.
 	Leave bool
@@ -97,6 +123,11 @@ const (
 	EventJoined      = "joined"      // every join has succeeded or failed; sessions are held
 	EventMuted       = "muted"       // the host-mute rounds are over
 	EventReconnected = "reconnected" // the reconnections are over
+	// EventRestored: after a restart was announced (Config.Restarts), every
+	// session that was joined is back (Joined of them; Recovered got their
+	// participant back; Resumed resumed their TLS session) or was refused
+	// for good (Failed: its meeting or token is gone).
+	EventRestored = "restored"
 )
 
 // Event is the end of a phase.
@@ -104,6 +135,12 @@ type Event struct {
 	Name   string `json:"event"`
 	Joined int    `json:"joined"`
 	Failed int    `json:"failed"`
+	// EventRestored only: how many came back with their participant and
+	// with a resumed TLS session, and the seconds from the announcement
+	// until the last was back.
+	Recovered int     `json:"recovered,omitempty"`
+	Resumed   int     `json:"resumed,omitempty"`
+	Seconds   float64 `json:"seconds,omitempty"`
 }
 
 // Report is a run's outcome. Latencies are in milliseconds.
@@ -124,6 +161,11 @@ type Report struct {
 	ReconnectFails map[string]int `json:"reconnect_failures,omitempty"`
 	Recovered      int            `json:"recovered"` // reconnections that got their participant back
 	Lost           int            `json:"lost"`      // held sessions the server or network ended
+	// Rejoin is per session lost while held (Config.Rejoin): from the
+	// loss until it was back; RejoinFailures counts failed attempts.
+	Rejoin         Summary        `json:"rejoin_latency"`
+	RejoinFailures map[string]int `json:"rejoin_failures,omitempty"`
+	Resumed        int            `json:"resumed"` // reconnections that resumed their TLS session
 }
 
 // JoinError is a failed join; Reason is the key it is counted under in
@@ -157,15 +199,13 @@ func (c *Config) check() error {
 		return bad("sessions must be 1 to %d", MaxSessions)
 	case len(c.Meetings) < 1 || len(c.Meetings) > c.Sessions:
 		return bad("meetings must be 1 to the number of sessions")
-	case c.Rate < 0 || c.Concurrency < 0 || c.Mutes < 0 || c.Reconnects < 0 || c.Hold < 0 || c.Settle < 0 || c.MaxDuration < 0:
+	case c.Rate < 0 || c.Concurrency < 0 || c.Mutes < 0 || c.MuteMeetings < 0 || c.Reconnects < 0 || c.Hold < 0 || c.Settle < 0 || c.MaxDuration < 0 || c.RejoinTimeout < 0:
 		return bad("negative rate, concurrency, mutes, reconnects, hold or duration")
 	case c.MaxDuration > MaxRunTime:
 		return bad("duration is at most %v", MaxRunTime)
 	case c.Protocol == Signaling && c.Tokens == nil:
 		return bad("the signaling protocol needs a token source")
-	case c.Protocol == Echo && c.Mutes > 0 && len(c.Meetings) != 1:
-		return bad("an echo server relays to every session: mutes need exactly one meeting")
-	case c.Protocol == Echo && c.Reconnects > 0:
+	case c.Protocol == Echo && (c.Reconnects > 0 || c.Rejoin):
 		return bad("reconnections need the signaling protocol")
 	case c.Reconnects > c.Sessions-len(c.Meetings):
 		return bad("at most %d participants (sessions that are not hosts) can reconnect", c.Sessions-len(c.Meetings))
@@ -182,6 +222,7 @@ func (c *Config) check() error {
 	def(&c.MuteGap, 20*time.Millisecond)
 	def(&c.MuteTimeout, 5*time.Second)
 	def(&c.MaxDuration, 5*time.Minute)
+	def(&c.RejoinTimeout, 3*time.Second)
 	return nil
 }
 
@@ -191,11 +232,35 @@ type run struct {
 	clients  []*client
 	meetings []*meetingRun
 
-	joins, fanout, reconnects tally
-	recovered, lost           atomic.Int64
+	joins, fanout, reconnects, rejoins tally
+	recovered, lost, resumed           atomic.Int64
 
 	readCtx context.Context // ends every reader at the very end
 	readers sync.WaitGroup
+
+	observeMu sync.Mutex // Observe is called from one goroutine at a time
+
+	// Rejoins while held (Config.Rejoin): holdCtx ends them; rejoinMu
+	// guards starting one against the end of the hold.
+	holdCtx    context.Context
+	rejoinMu   sync.Mutex
+	holdOver   bool
+	rejoining  sync.WaitGroup
+	handshakes chan struct{} // bounds handshakes in flight while rejoining
+	restart    restartState
+}
+
+// restartState tracks the sessions expected back after an announced
+// restart.
+type restartState struct {
+	mu        sync.Mutex
+	epoch     int64 // announcements so far
+	start     time.Time
+	expected  int // sessions held when the restart was announced
+	waiting   int // of them, not back yet
+	recovered int
+	resumed   int
+	gone      int // refused for good
 }
 
 // meetingRun is one meeting of the run.
@@ -235,6 +300,13 @@ type client struct {
 	pid, correlation, binding string
 	joined, lost, ending      atomic.Bool
 	readerDone                chan struct{}
+	// epoch is the restart announcement this session last came back
+	// after (restartState.epoch); rejoin goroutines own the fields above
+	// while the session is lost.
+	epoch   atomic.Int64
+	held    atomic.Bool            // joined at least once
+	gone    atomic.Bool            // a rejoin was refused for good
+	tickets tls.ClientSessionCache // Config.Resume
 }
 
 // Run performs one load run and reports it. It returns an error only for a
@@ -248,7 +320,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	defer cancel()
 	readCtx, stopReaders := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopReaders()
-	r := &run{cfg: cfg, readCtx: readCtx}
+	holdCtx, endHold := context.WithCancel(ctx)
+	defer endHold()
+	r := &run{cfg: cfg, readCtx: readCtx, holdCtx: holdCtx, handshakes: make(chan struct{}, cfg.Concurrency)}
 	for _, id := range cfg.Meetings {
 		r.meetings = append(r.meetings, &meetingRun{id: id})
 	}
@@ -257,6 +331,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		c := &client{idx: i, sub: fmt.Sprint("loadgen-", i), name: fmt.Sprint("lg-", i), m: m, host: i < len(r.meetings)}
 		if c.host {
 			m.host = c
+		}
+		if cfg.Resume {
+			c.tickets = tls.NewLRUClientSessionCache(1)
 		}
 		m.members = append(m.members, c)
 		r.clients = append(r.clients, c)
@@ -279,6 +356,14 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		r.observe(EventReconnected)
 	}
 	sleep(ctx, time.Until(holdUntil))
+	if cfg.Restarts != nil {
+		r.awaitRestarts(ctx)
+	}
+	r.rejoinMu.Lock()
+	r.holdOver = true
+	r.rejoinMu.Unlock()
+	endHold()
+	r.rejoining.Wait()
 	r.closeAll()
 	stopReaders()
 	r.readers.Wait()
@@ -316,11 +401,17 @@ func (r *run) prepare(ctx context.Context) error {
 }
 
 func (r *run) observe(name string) {
+	ok, failed := r.joins.count()
+	r.observeEvent(Event{Name: name, Joined: ok, Failed: failed})
+}
+
+func (r *run) observeEvent(e Event) {
 	if r.cfg.Observe == nil {
 		return
 	}
-	ok, failed := r.joins.count()
-	r.cfg.Observe(Event{Name: name, Joined: ok, Failed: failed})
+	r.observeMu.Lock()
+	defer r.observeMu.Unlock()
+	r.cfg.Observe(e)
 }
 
 // joinAll joins every session, paced by Rate or limited by Concurrency, and
@@ -349,7 +440,7 @@ func (r *run) joinAll(ctx context.Context) time.Duration {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			conn, resp, err := r.handshake(ctx, c, c.token, false)
+			conn, resp, err := r.handshake(ctx, c, c.token, false, r.cfg.JoinTimeout)
 			if err != nil {
 				r.joins.fail(reason(err))
 				return
@@ -362,9 +453,9 @@ func (r *run) joinAll(ctx context.Context) time.Duration {
 	return time.Since(start)
 }
 
-// handshake dials and joins. A failure is a *JoinError.
-func (r *run) handshake(ctx context.Context, c *client, token string, rebind bool) (*webtransport.ClientConn, *pb.JoinResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.JoinTimeout)
+// handshake dials and joins within timeout. A failure is a *JoinError.
+func (r *run) handshake(ctx context.Context, c *client, token string, rebind bool, timeout time.Duration) (*webtransport.ClientConn, *pb.JoinResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	fail := func(stage string, err error) error {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -372,7 +463,11 @@ func (r *run) handshake(ctx context.Context, c *client, token string, rebind boo
 		}
 		return &JoinError{Reason: stage, Err: err}
 	}
-	conn, err := webtransport.Dial(ctx, r.cfg.URL, r.cfg.Dial)
+	opts := r.cfg.Dial
+	if c.tickets != nil {
+		opts.SessionCache = c.tickets
+	}
+	conn, err := webtransport.Dial(ctx, r.cfg.URL, opts)
 	if err != nil {
 		return nil, nil, fail("dial", err)
 	}
@@ -428,6 +523,7 @@ func (r *run) attach(c *client, conn *webtransport.ClientConn, resp *pb.JoinResp
 	}
 	c.lost.Store(false)
 	c.joined.Store(true)
+	c.held.Store(true)
 	done := make(chan struct{})
 	c.readerDone = done
 	r.readers.Go(func() {
@@ -438,22 +534,20 @@ func (r *run) attach(c *client, conn *webtransport.ClientConn, resp *pb.JoinResp
 				if !c.ending.Load() && r.readCtx.Err() == nil {
 					c.lost.Store(true)
 					r.lost.Add(1)
+					r.startRejoin(c, conn, done, err)
 				}
 				return
 			}
-			if !c.host && r.isMute(b) {
+			if !c.host && messageKind(b) == muteUpdateField {
 				c.m.arrive(time.Now())
 			}
 		}
 	})
 }
 
-// isMute reports whether a frame after the join is a mute update.
-func (r *run) isMute(b []byte) bool {
-	return r.cfg.Protocol == Echo || messageKind(b) == muteUpdateField
-}
-
-// muteUpdateField is ServerMessage.participant_mute_update.
+// muteUpdateField is ServerMessage.participant_mute_update, and also
+// ClientMessage.host_mute_request: the floor relays the host's request as
+// is.
 const muteUpdateField protowire.Number = 8
 
 // messageKind returns the field number of the first length-delimited field
@@ -483,7 +577,11 @@ func messageKind(b []byte) protowire.Number {
 // muteAll runs the host-mute rounds of every meeting concurrently.
 func (r *run) muteAll(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, m := range r.meetings {
+	meetings := r.meetings
+	if n := r.cfg.MuteMeetings; n > 0 && n < len(meetings) {
+		meetings = meetings[:n]
+	}
+	for _, m := range meetings {
 		wg.Go(func() { r.muteMeeting(ctx, m) })
 	}
 	wg.Wait()
@@ -581,7 +679,7 @@ func (r *run) reconnect(ctx context.Context, c *client) {
 		return
 	}
 	start := time.Now()
-	conn, resp, err := r.handshake(ctx, c, token, true)
+	conn, resp, err := r.handshake(ctx, c, token, true, r.cfg.JoinTimeout)
 	if err != nil {
 		r.reconnects.fail(reason(err))
 		return
@@ -590,7 +688,176 @@ func (r *run) reconnect(ctx context.Context, c *client) {
 	if resp.GetParticipantId() == c.pid {
 		r.recovered.Add(1)
 	}
+	if conn.Resumed() {
+		r.resumed.Add(1)
+	}
 	r.attach(c, conn, resp)
+}
+
+// startRejoin starts bringing back a session lost while held
+// (Config.Rejoin); conn is the lost session, done closes when its reader
+// has returned, and err is how the session ended.
+func (r *run) startRejoin(c *client, conn *webtransport.ClientConn, done <-chan struct{}, err error) {
+	if !r.cfg.Rejoin {
+		return
+	}
+	r.rejoinMu.Lock()
+	defer r.rejoinMu.Unlock()
+	if r.holdOver {
+		return
+	}
+	lostAt := time.Now()
+	var closed *webtransport.SessionClosedError
+	byServer := errors.As(err, &closed)
+	r.rejoining.Go(func() {
+		<-done
+		if byServer {
+			// Close the connection as a client does when told to go.
+			conn.Close()
+		} else {
+			conn.Abort()
+		}
+		c.joined.Store(false)
+		r.rejoin(c, lostAt)
+	})
+}
+
+// Backoff between a lost session's attempts to come back.
+const (
+	rejoinBackoffMin = 100 * time.Millisecond
+	rejoinBackoffMax = 2 * time.Second
+)
+
+// rejoin reconnects c with its binding until it is back or the hold ends.
+// At most Concurrency handshakes are in flight.
+func (r *run) rejoin(c *client, lostAt time.Time) {
+	ctx := r.holdCtx
+	backoff := rejoinBackoffMin
+	for {
+		token, err := r.cfg.Tokens.JoinToken(ctx, c.sub, c.m.id, c.host)
+		if err != nil {
+			r.rejoins.fail("token")
+			return
+		}
+		select {
+		case r.handshakes <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		conn, resp, err := r.handshake(ctx, c, token, true, r.cfg.RejoinTimeout)
+		<-r.handshakes
+		if err == nil {
+			r.rejoins.ok(time.Since(lostAt))
+			out := outcomeNew
+			if resp.GetParticipantId() == c.pid {
+				r.recovered.Add(1)
+				out |= outcomeRecovered
+			}
+			if conn.Resumed() {
+				r.resumed.Add(1)
+				out |= outcomeResumed
+			}
+			r.attach(c, conn, resp)
+			r.back(c, out)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		why := reason(err)
+		r.rejoins.fail(why)
+		if refusedForGood(why) {
+			c.gone.Store(true)
+			r.back(c, outcomeGone)
+			return
+		}
+		// Full jitter between half and all of the backoff.
+		if !sleep(ctx, backoff/2+rand.N(backoff/2)) {
+			return
+		}
+		backoff = min(2*backoff, rejoinBackoffMax)
+	}
+}
+
+// awaitRestarts holds the sessions until Config.Restarts is closed,
+// announcing each restart it receives.
+func (r *run) awaitRestarts(ctx context.Context) {
+	for {
+		select {
+		case _, ok := <-r.cfg.Restarts:
+			if !ok {
+				return
+			}
+			r.announceRestart()
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// announceRestart expects every session that has joined to be lost and come
+// back from now on.
+func (r *run) announceRestart() {
+	st := &r.restart
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.epoch++
+	st.start = time.Now()
+	st.expected, st.recovered, st.resumed, st.gone = 0, 0, 0, 0
+	for _, c := range r.clients {
+		if c.held.Load() && !c.gone.Load() {
+			st.expected++
+		}
+	}
+	st.waiting = st.expected
+}
+
+// How a lost session came back.
+type outcome int
+
+const (
+	outcomeNew       outcome = 0 // joined again, as a new participant
+	outcomeRecovered outcome = 1 << iota
+	outcomeResumed
+	outcomeGone // refused for good
+)
+
+// refusedForGood reports whether a failed rejoin cannot succeed later.
+func refusedForGood(reason string) bool {
+	switch reason {
+	case "NOT_FOUND", "UNAUTHORIZED", "FORBIDDEN", "INVALID_REQUEST":
+		return true
+	}
+	return false
+}
+
+// back counts c as settled after the last announced restart; the last one
+// is observed as EventRestored.
+func (r *run) back(c *client, out outcome) {
+	st := &r.restart
+	st.mu.Lock()
+	if st.epoch == 0 || c.epoch.Load() == st.epoch {
+		st.mu.Unlock()
+		return
+	}
+	c.epoch.Store(st.epoch)
+	st.waiting--
+	if out&outcomeRecovered != 0 {
+		st.recovered++
+	}
+	if out&outcomeResumed != 0 {
+		st.resumed++
+	}
+	if out&outcomeGone != 0 {
+		st.gone++
+	}
+	ev := Event{Name: EventRestored, Joined: st.expected - st.gone, Failed: st.gone, Recovered: st.recovered, Resumed: st.resumed,
+		Seconds: time.Since(st.start).Seconds()}
+	done := st.waiting == 0
+	st.mu.Unlock()
+	if done {
+		r.observeEvent(ev)
+	}
 }
 
 // closeAll ends every open session: a clean close (leave) or a drop.
@@ -629,6 +896,9 @@ func (r *run) report(joinTime time.Duration) Report {
 		ReconnectFails: r.reconnects.failures,
 		Recovered:      int(r.recovered.Load()),
 		Lost:           int(r.lost.Load()),
+		Rejoin:         Summarize(r.rejoins.lat),
+		RejoinFailures: r.rejoins.failures,
+		Resumed:        int(r.resumed.Load()),
 	}
 	rep.Joined = rep.JoinLatency.Count
 	if joinTime > 0 {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,9 +50,19 @@ type target struct {
 // trusting tokens signed by priv (or, in lab mode, its own issuer).
 func startAppliance(t testing.TB, priv ed25519.PrivateKey, lab bool) target {
 	t.Helper()
+	tg, stop := startApplianceAt(t, priv, lab, t.TempDir(), "127.0.0.1:0")
+	t.Cleanup(stop)
+	return tg
+}
+
+// startApplianceAt is startAppliance with a data directory and WebTransport
+// address of the caller's choosing; stop drains it and waits until it has
+// stopped.
+func startApplianceAt(t testing.TB, priv ed25519.PrivateKey, lab bool, dataDir, wtAddr string) (target, func()) {
+	t.Helper()
 	cfg := appliance.DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.WebTransportListen, cfg.GRPCListen, cfg.HTTPListen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = dataDir
+	cfg.WebTransportListen, cfg.GRPCListen, cfg.HTTPListen = wtAddr, "127.0.0.1:0", "127.0.0.1:0"
 	cfg.DrainTimeout = 5 * time.Second
 	cfg.MaxMeetings = 100000 // BenchmarkJoin holds one meeting per session
 	if priv != nil {
@@ -68,28 +79,33 @@ func startAppliance(t testing.TB, priv ed25519.PrivateKey, lab bool) target {
 	go func() {
 		done <- appliance.Run(ctx, cfg, appliance.RunOptions{Logger: slog.New(readyCatcher{ready}), Lab: lab})
 	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("appliance: %v", err)
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("appliance: %v", err)
+			}
+		})
+	}
 	select {
 	case a := <-ready:
 		hash, err := hex.DecodeString(a["cert_sha256"])
 		if err != nil || len(hash) != 32 {
+			stop()
 			t.Fatalf("ready line cert hash %q", a["cert_sha256"])
 		}
 		return target{
 			url: "https://" + a["webtransport"] + "/", grpc: a["grpc"], http: a["http"],
 			dial: webtransport.DialOptions{CertHashes: [][32]byte{[32]byte(hash)}},
-		}
+		}, stop
 	case err := <-done:
 		t.Fatalf("appliance stopped before it was ready: %v", err)
 	case <-time.After(30 * time.Second):
+		cancel()
 		t.Fatal("appliance not ready in 30 s")
 	}
-	return target{}
+	return target{}, nil
 }
 
 func newKey(t testing.TB) ed25519.PrivateKey {
@@ -214,14 +230,72 @@ func startFloor(t *testing.T) target {
 func TestEchoFloor(t *testing.T) {
 	tg := startFloor(t)
 	rep, err := Run(context.Background(), Config{
-		URL: tg.url, Dial: tg.dial, Protocol: Echo, Meetings: []string{"floor"}, Sessions: 20,
+		URL: tg.url, Dial: tg.dial, Protocol: Echo, Meetings: []string{"a", "b"}, Sessions: 20,
 		Mutes: 4, MuteGap: time.Millisecond, Leave: true,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Joined != 20 || rep.FanOut.Count != 4 || len(rep.FanOutFailures) != 0 {
+	// 4 rounds in each meeting, each reaching exactly the 9 others of the
+	// host's meeting (a round that got frames from elsewhere, or too few,
+	// would time out or leave stragglers).
+	if rep.Joined != 20 || rep.FanOut.Count != 8 || len(rep.FanOutFailures) != 0 {
 		t.Errorf("joined %d (failures %v), fan-out rounds %d (failures %v)", rep.Joined, rep.Failures, rep.FanOut.Count, rep.FanOutFailures)
+	}
+}
+
+// TestRejoinAcrossRestarts restarts the appliance under held sessions:
+// every session comes back with its participant, after a drain and after
+// a restart on the same address and data directory.
+func TestRejoinAcrossRestarts(t *testing.T) {
+	priv := newKey(t)
+	dir := t.TempDir()
+	tg, stop := startApplianceAt(t, priv, false, dir, "127.0.0.1:0")
+	defer func() { stop() }()
+	addr := strings.TrimSuffix(strings.TrimPrefix(tg.url, "https://"), "/")
+	tokens := NewKeyTokens(priv, "k")
+	assign, err := tokens.Assigner(tg.grpc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restarts := make(chan struct{})
+	restored := make(chan Event, 1)
+	joined := make(chan struct{})
+	go func() {
+		// A restart may only be announced once the joins are over and the
+		// hold has begun; Run reads the channel from then on.
+		<-joined
+		for range 2 {
+			restarts <- struct{}{}
+			stop()
+			var next target
+			next, stop = startApplianceAt(t, priv, false, dir, addr)
+			if next.url != tg.url {
+				t.Errorf("restarted at %s, want %s", next.url, tg.url)
+			}
+			if e := <-restored; e.Joined != 6 || e.Recovered != 6 || e.Seconds <= 0 {
+				t.Errorf("restored %+v, want all 6 back with their participants", e)
+			}
+		}
+		close(restarts)
+	}()
+	rep, err := Run(context.Background(), Config{
+		URL: tg.url, Dial: tg.dial, Meetings: []string{"m-1", "m-2"}, Sessions: 6,
+		Tokens: tokens, Assign: assign, Rejoin: true, Restarts: restarts, Resume: true, Leave: true,
+		Observe: func(e Event) {
+			switch e.Name {
+			case EventJoined:
+				close(joined)
+			case EventRestored:
+				restored <- e
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Joined != 6 || rep.Rejoin.Count != 12 || rep.Recovered != 12 {
+		t.Errorf("joined %d, rejoined %d (failed attempts %v), recovered %d; want 6, 12, 12", rep.Joined, rep.Rejoin.Count, rep.RejoinFailures, rep.Recovered)
 	}
 }
 
@@ -231,14 +305,14 @@ func TestConfigIsChecked(t *testing.T) {
 		edit func(*Config)
 		want error
 	}{
-		"remote IP":          {func(c *Config) { c.URL = "https://192.0.2.1:4433/" }, ErrNotLoopback},
-		"host name":          {func(c *Config) { c.URL = "https://example.com/" }, ErrNotLoopback},
-		"too many sessions":  {func(c *Config) { c.Sessions = MaxSessions + 1 }, ErrConfig},
-		"no meetings":        {func(c *Config) { c.Meetings = nil }, ErrConfig},
-		"no tokens":          {func(c *Config) { c.Protocol = Signaling }, ErrConfig},
-		"echo mutes, 2 mtgs": {func(c *Config) { c.Sessions, c.Meetings, c.Mutes = 2, []string{"a", "b"}, 1 }, ErrConfig},
-		"too long":           {func(c *Config) { c.MaxDuration = 2 * MaxRunTime }, ErrConfig},
-		"negative settle":    {func(c *Config) { c.Settle = -time.Second }, ErrConfig},
+		"remote IP":         {func(c *Config) { c.URL = "https://192.0.2.1:4433/" }, ErrNotLoopback},
+		"host name":         {func(c *Config) { c.URL = "https://example.com/" }, ErrNotLoopback},
+		"too many sessions": {func(c *Config) { c.Sessions = MaxSessions + 1 }, ErrConfig},
+		"no meetings":       {func(c *Config) { c.Meetings = nil }, ErrConfig},
+		"no tokens":         {func(c *Config) { c.Protocol = Signaling }, ErrConfig},
+		"echo rejoin":       {func(c *Config) { c.Rejoin = true }, ErrConfig},
+		"too long":          {func(c *Config) { c.MaxDuration = 2 * MaxRunTime }, ErrConfig},
+		"negative settle":   {func(c *Config) { c.Settle = -time.Second }, ErrConfig},
 	} {
 		c := ok
 		tc.edit(&c)
@@ -290,15 +364,19 @@ func BenchmarkJoin(b *testing.B) {
 			for i := range meetings {
 				meetings[i] = fmt.Sprint("b-", b.N, "-", i)
 			}
+			// The sessions leave at the end, so that the appliance's drain
+			// does not wait for clients that are gone.
 			cfg := Config{URL: tg.url, Dial: tg.dial, Meetings: meetings, Sessions: max(b.N, len(meetings)), Concurrency: 8,
-				Tokens: tokens, Assign: assign}
+				Tokens: tokens, Assign: assign, Leave: true}
 			cfg.Observe = func(e Event) {
-				if e.Name == EventPrepared {
+				switch e.Name {
+				case EventPrepared:
 					b.ResetTimer()
+				case EventJoined:
+					b.StopTimer()
 				}
 			}
 			rep, err := Run(context.Background(), cfg)
-			b.StopTimer()
 			if err != nil {
 				b.Fatal(err)
 			}
