@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN := bin/edgemc
 
-.PHONY: help build run test stress-test proto bench bench-store bench-signaling fuzz faults package test-package clean
+.PHONY: help build run test bench-smoke stress-test proto bench bench-store bench-signaling fuzz faults package test-package clean
 
 PKG_ARCHES := amd64 arm64
 
@@ -18,9 +18,14 @@ build: ## static binary in bin/edgemc, version stamped from git
 run: build ## run edgemc on this machine in lab mode (development GC and token issuer on loopback)
 	$(BIN) lab
 
-test: ## vet + race-enabled tests of every package (fuzz seed corpora included)
+test: ## vet + race-enabled tests of every package (fuzz seed corpora included), then bench-smoke
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
+	@$(MAKE) --no-print-directory bench-smoke
+
+BENCH_SMOKE_TIME ?= 20x
+bench-smoke: ## every Go benchmark, briefly (-benchtime 20x, -short sizes), so that they keep compiling and running
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCH_SMOKE_TIME) -short -timeout 10m ./...
 
 STRESS_RUNS ?= 5
 STRESS_TEST ?= $(MAKE) --no-print-directory test

@@ -21,10 +21,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/quic-go/quic-go"
 
 	"github.com/edgemc/edgemc/cmd/edgemc/internal/loadgen"
 	"github.com/edgemc/edgemc/gc/devissuer"
@@ -36,6 +40,7 @@ import (
 type options struct {
 	edgemc        string
 	suite         string
+	sections      map[string]bool
 	reps          int
 	joinRate      float64
 	joinSessions  int
@@ -44,23 +49,33 @@ type options struct {
 	idleSessions  []int
 	fanout        []int
 	mutes         int
+	big           int
+	bigIdle       time.Duration
 	settle        time.Duration
 	idle          time.Duration
 	storeDuration time.Duration
+	cpuProfile    string
 }
+
+// Sections of a run, in the order they run.
+var allSections = []string{"joins", "idle", "fanout", "many", "store", "cost"}
 
 func main() {
 	var (
 		o               options
 		idleSessions    string
 		fanout          string
+		sections        string
 		serveFloorDir   string
+		floorQUIC       string
+		floorProfile    string
 		defaultFanout   = "100,1000"
 		signalingFanout = "10,100,500"
 	)
 	flag.StringVar(&o.edgemc, "edgemc", "bin/edgemc", "the edgemc binary to measure (make build)")
 	flag.StringVar(&o.suite, "suite", "all", "all (make bench) or signaling (make bench-signaling: joins and fan-out)")
-	flag.IntVar(&o.reps, "reps", 3, "repetitions of the join figures (medians are reported)")
+	flag.StringVar(&sections, "sections", "", "comma-separated sections to run (default: every section of the suite): "+strings.Join(allSections, ","))
+	flag.IntVar(&o.reps, "reps", 3, "repetitions of every figure (median and min–max are reported)")
 	flag.Float64Var(&o.joinRate, "join-rate", 200, "target joins per second of the latency figure")
 	flag.IntVar(&o.joinSessions, "join-sessions", 1000, "sessions joined at -join-rate (10 per meeting)")
 	flag.IntVar(&o.capSessions, "capacity-sessions", 1000, "sessions joined as fast as -capacity-workers allow")
@@ -68,13 +83,18 @@ func main() {
 	flag.StringVar(&idleSessions, "sessions", "1000,5000", "idle sessions held for the memory figure")
 	flag.StringVar(&fanout, "fanout", "", "participants of the fan-out figure (default "+defaultFanout+", or "+signalingFanout+" for -suite signaling)")
 	flag.IntVar(&o.mutes, "mutes", 50, "host-mute rounds per fan-out figure")
+	flag.IntVar(&o.big, "many", 10000, "sessions of the many-sessions figure (meetings of 10), restarts included")
+	flag.DurationVar(&o.bigIdle, "many-idle", 20*time.Second, "window of the idle CPU figure at -many sessions")
 	flag.DurationVar(&o.settle, "settle", 2*time.Second, "wait after the joins before reading the memory of idle sessions, or before the first host-mute")
-	flag.DurationVar(&o.idle, "idle", 60*time.Second, "window of the idle-cost figure")
-	flag.DurationVar(&o.storeDuration, "store-duration", 3*time.Second, "run time of each store figure (store/internal/redisbench)")
+	flag.DurationVar(&o.idle, "idle", 30*time.Second, "window of the idle-appliance figure")
+	flag.DurationVar(&o.storeDuration, "store-duration", 2*time.Second, "run time of each store figure (store/internal/redisbench)")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of edgemc's server during the last closed-loop join run to this file (and of the floor to FILE.floor)")
 	flag.StringVar(&serveFloorDir, "serve-floor", "", "internal: run the floor server with its certificate in this directory")
+	flag.StringVar(&floorQUIC, "floor-quic", "default", "internal: the floor server's QUIC configuration, default or edgemc")
+	flag.StringVar(&floorProfile, "floor-cpuprofile", "", "internal: the floor server writes a CPU profile here")
 	flag.Parse()
 	if serveFloorDir != "" {
-		os.Exit(serveFloor(serveFloorDir))
+		os.Exit(serveFloor(serveFloorDir, floorQUIC, floorProfile))
 	}
 	if fanout == "" {
 		fanout = defaultFanout
@@ -86,14 +106,45 @@ func main() {
 	if o.idleSessions, err = intList(idleSessions); err == nil {
 		o.fanout, err = intList(fanout)
 	}
-	if err == nil && o.suite != "all" && o.suite != "signaling" {
-		err = fmt.Errorf("unknown suite %q", o.suite)
+	if err == nil {
+		o.sections, err = sectionSet(o.suite, sections)
+	}
+	switch {
+	case err != nil:
+	case o.reps < 1:
+		err = errors.New("-reps must be at least 1")
+	case o.big < 10 || o.big > loadgen.MaxSessions:
+		err = fmt.Errorf("-many must be 10 to %d", loadgen.MaxSessions)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
 	os.Exit(run(o))
+}
+
+// sectionSet is the set of sections to run.
+func sectionSet(suite, list string) (map[string]bool, error) {
+	out := map[string]bool{}
+	switch {
+	case list != "":
+		for _, s := range strings.Split(list, ",") {
+			s = strings.TrimSpace(s)
+			if !slices.Contains(allSections, s) {
+				return nil, fmt.Errorf("unknown section %q", s)
+			}
+			out[s] = true
+		}
+	case suite == "all":
+		for _, s := range allSections {
+			out[s] = true
+		}
+	case suite == "signaling":
+		out["joins"], out["fanout"] = true, true
+	default:
+		return nil, fmt.Errorf("unknown suite %q", suite)
+	}
+	return out, nil
 }
 
 func intList(s string) ([]int, error) {
@@ -132,14 +183,23 @@ func run(o options) (code int) {
 	progress := os.Stderr
 	raiseUDPBuffers(progress)
 
-	var res results
-	res.joins = e.joinSection(ctx, o, progress)
-	if o.suite == "all" {
+	res := results{started: time.Now(), command: strings.Join(os.Args[1:], " ")}
+	if o.sections["joins"] {
+		res.joins = e.joinSection(ctx, o, progress)
+	}
+	if o.sections["idle"] {
 		res.idle = e.idleSessionSection(ctx, o, progress)
 	}
-	res.fanout = e.fanoutSection(ctx, o, progress)
-	if o.suite == "all" {
+	if o.sections["fanout"] {
+		res.fanout = e.fanoutSection(ctx, o, progress)
+	}
+	if o.sections["many"] {
+		res.many = e.bigSection(ctx, o, progress)
+	}
+	if o.sections["store"] {
 		res.store = storeSection(ctx, o, progress)
+	}
+	if o.sections["cost"] {
 		res.cost = e.idleCostSection(ctx, o, progress)
 	}
 	if ctx.Err() != nil {
@@ -216,22 +276,45 @@ func raiseUDPBuffers(w io.Writer) {
 }
 
 // serveFloor is the -serve-floor child: it prints "ready ADDR CERTHASH" and
-// serves until SIGTERM or SIGINT.
-func serveFloor(dir string) int {
+// serves until SIGTERM or SIGINT. quic is "default" (quic-go's defaults) or
+// "edgemc" (edgemc's signaling limits).
+func serveFloor(dir, quicConf, profile string) int {
 	certs, err := webtransport.NewSelfSignedManager(dir, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "floor:", err)
 		return 1
 	}
-	srv, err := wtbench.NewBare("127.0.0.1:0", certs.TLSConfig())
+	var qconf *quic.Config
+	switch quicConf {
+	case "default":
+	case "edgemc":
+		qconf = webtransport.SignalingQUICConfig(15 * time.Second)
+	default:
+		fmt.Fprintf(os.Stderr, "floor: unknown QUIC configuration %q\n", quicConf)
+		return 2
+	}
+	srv, err := wtbench.NewBareWithQUIC("127.0.0.1:0", certs.TLSConfig(), qconf)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "floor:", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "floor:", err)
+			return 1
+		}
+		defer f.Close()
+	}
 	fmt.Printf("ready %s %x\n", srv.Addr(), certs.Current().SHA256)
-	if err := srv.Serve(ctx); err != nil {
+	err = srv.Serve(ctx)
+	pprof.StopCPUProfile()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "floor:", err)
 		return 1
 	}

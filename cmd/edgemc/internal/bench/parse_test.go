@@ -1,10 +1,11 @@
 package main
 
 import (
+	"fmt"
+	"math"
 	"os"
 	"strings"
 	"testing"
-	"time"
 )
 
 const redisbenchSample = `edgemc store (bbolt, group commit) vs Redis server v=7.0.15
@@ -20,38 +21,65 @@ writers  redis always/s   p99  redis everysec/s   p99  edgemc/s    p99  edgemc÷
       1            3000  0.40              7000  0.20      3200   0.50           1.07             0.46
 `
 
+// redisbenchWith999 is the same table with p99.9 columns, which a later
+// redisbench may print.
+const redisbenchWith999 = `fenced write (generation check + roster write)
+writers  redis always/s   p99  p99.9  redis everysec/s   p99  p99.9  edgemc/s    p99  p99.9  edgemc÷always  edgemc÷everysec
+      8           11000  0.80   1.90             43000  0.30   0.90     17000   0.60   4.10           1.55             0.40
+`
+
 func TestParseRedisbench(t *testing.T) {
-	rows, err := parseRedisbench(redisbenchSample)
+	tables, err := parseRedisbench(redisbenchSample)
 	if err != nil {
 		t.Fatal(err)
 	}
+	nan := math.NaN()
 	want := []storeRow{
-		{writers: 1, always: 3100, alwaysP99: 0.4, everysec: 6800, everysecP99: 0.2, edgemc: 3300, edgemcP99: 0.5},
-		{writers: 64, always: 34000, alwaysP99: 3.7, everysec: 47000, everysecP99: 2, edgemc: 36000, edgemcP99: 3.1},
+		{writers: 1, always: storeSide{3100, 0.4, nan}, everysec: storeSide{6800, 0.2, nan}, edgemc: storeSide{3300, 0.5, nan}},
+		{writers: 64, always: storeSide{34000, 3.7, nan}, everysec: storeSide{47000, 2, nan}, edgemc: storeSide{36000, 3.1, nan}},
 	}
-	if len(rows) != len(want) || rows[0] != want[0] || rows[1] != want[1] {
-		t.Errorf("rows %+v, want %+v", rows, want)
+	same := func(a, b storeRow) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
+	if rows := tables[tableFenced]; len(rows) != len(want) || !same(rows[0], want[0]) || !same(rows[1], want[1]) {
+		t.Errorf("fenced rows %+v, want %+v", rows, want)
 	}
-	if _, err := parseRedisbench("no table here\n"); err == nil {
-		t.Error("output without a table accepted")
+	if rows := tables[tableNonce]; len(rows) != 1 || rows[0].edgemc.rate != 3200 {
+		t.Errorf("nonce rows %+v", rows)
 	}
-	if _, err := parseRedisbench("fenced write\n 1 2 x 4 5 6 7\n"); err == nil {
-		t.Error("bad number accepted")
+	tables, err = parseRedisbench(redisbenchWith999)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := tables[tableFenced][0]; r.always.p999 != 1.9 || r.edgemc.p999 != 4.1 || r.edgemc.p99 != 0.6 || r.everysec.rate != 43000 {
+		t.Errorf("row with p99.9 %+v", r)
+	}
+	for _, bad := range []string{
+		"no table here\n",
+		"fenced write\n 1 2 x 4 5 6 7\n",
+		"fenced write\nwriters  redis always/s   p99  edgemc/s    p99\n 1 2 3\n",
+		"fenced write\nwriters  redis always/s   p99  edgemc/s    p99\n 1 2 -3 4 5\n",
+		"fenced write\nwriters  nothing/s   p99\n 1 2 3\n",
+	} {
+		if _, err := parseRedisbench(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }
 
 func FuzzParseRedisbench(f *testing.F) {
 	f.Add(redisbenchSample)
-	f.Add("fenced write\nwriters\n 8 1 2 3 4 5 6\n\n")
+	f.Add(redisbenchWith999)
+	f.Add("fenced write\nwriters  redis always/s  edgemc/s\n 8 1 2\n\n")
 	f.Add("fenced write\n-1 1 2 3 4 5 6\n")
 	f.Fuzz(func(t *testing.T, s string) {
-		rows, err := parseRedisbench(s)
-		if err == nil && len(rows) == 0 {
+		tables, err := parseRedisbench(s)
+		if err == nil && len(tables[tableFenced]) == 0 {
 			t.Fatal("no rows and no error")
 		}
-		for _, r := range rows {
-			if r.writers < 1 || r.always < 0 || r.edgemc < 0 {
-				t.Fatalf("accepted row %+v", r)
+		for _, rows := range tables {
+			for _, r := range rows {
+				if r.writers < 1 || !(r.always.rate >= 0) || !(r.edgemc.rate >= 0) {
+					t.Fatalf("accepted row %+v", r)
+				}
 			}
 		}
 	})
@@ -122,14 +150,48 @@ func FuzzParseLoadgenLine(f *testing.F) {
 	})
 }
 
-func TestMedianAndIntList(t *testing.T) {
-	id := func(d time.Duration) float64 { return float64(d) }
-	if m := median([]time.Duration{5, 1, 3}, id); m != 3 {
-		t.Errorf("odd median %v", m)
+func TestSpread(t *testing.T) {
+	s := spread{5, 1, 3}
+	if s.median() != 3 || s.min() != 1 || s.max() != 5 {
+		t.Errorf("median %v min %v max %v", s.median(), s.min(), s.max())
 	}
-	if m := median([]time.Duration{4, 1, 3, 2}, id); m != 2.5 {
+	if m := (spread{4, 1, 3, 2}).median(); m != 2.5 {
 		t.Errorf("even median %v", m)
 	}
+	if !s.noisy() {
+		t.Error("a range of 4 around a median of 3 is not noisy")
+	}
+	quiet := spread{100, 110, 129} // a range of 26 % of the median
+	if quiet.noisy() {
+		t.Error("a range of 26 % is noisy")
+	}
+	if !(spread{100, 134, 110}).noisy() {
+		t.Error("a range of 31 % is not noisy")
+	}
+	if !(spread{}).noisy() || !(spread{1, math.NaN()}).noisy() {
+		t.Error("no values, or a missing one, can be trusted")
+	}
+	if r, v, ok := ratio(quiet, spread{50, 55, 52}); !ok || r != "2.12" || v != 110.0/52 {
+		t.Errorf("ratio %q %v %v", r, v, ok)
+	}
+	if r, _, ok := ratio(quiet, s); ok || r != "noisy" {
+		t.Errorf("ratio with a noisy side: %q %v", r, ok)
+	}
+	if got := quiet.format(1, "ms"); got != "110.0 ms (100.0–129.0)" {
+		t.Errorf("format %q", got)
+	}
+	if got := (spread{12345.6}).format(0, ""); got != "12,346" {
+		t.Errorf("one value %q", got)
+	}
+	if got := (spread{}).format(0, ""); got != "—" {
+		t.Errorf("no value %q", got)
+	}
+	if !strings.Contains(verdict("≤ 1.2", false, true), "missed") || verdict("≤ 1.2", true, true) != "≤ 1.2: met" || verdict("x", true, false) != "x: noisy" {
+		t.Error("verdict")
+	}
+}
+
+func TestIntListAndSections(t *testing.T) {
 	if l, err := intList("10, 100,500"); err != nil || len(l) != 3 || l[2] != 500 {
 		t.Errorf("%v %v", l, err)
 	}
@@ -138,7 +200,38 @@ func TestMedianAndIntList(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
-	if !strings.Contains(verdict(false), "missed") || verdict(true) != "met" {
-		t.Error("verdict")
+	if s, err := sectionSet("signaling", ""); err != nil || len(s) != 2 || !s["joins"] || !s["fanout"] {
+		t.Errorf("signaling suite: %v %v", s, err)
 	}
+	if s, err := sectionSet("all", "store, many"); err != nil || len(s) != 2 || !s["many"] {
+		t.Errorf("chosen sections: %v %v", s, err)
+	}
+	if _, err := sectionSet("all", "joins,nope"); err == nil {
+		t.Error("unknown section accepted")
+	}
+}
+
+func TestParseCPUTimes(t *testing.T) {
+	c, err := parseCPUTimes("cpu  100 5 50 1000 10 1 2 7 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
+	if err != nil || c.busy != 158 || c.steal != 7 || c.total != 1175 {
+		t.Errorf("%+v %v", c, err)
+	}
+	for _, bad := range []string{"", "cpu 1 2 3\n", "cpu0 1 2 3 4 5 6 7 8\n", "cpu 1 2 3 4 5 6 7 -8\n"} {
+		if _, err := parseCPUTimes(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if c := readCPUTimes(); c.total <= 0 {
+		t.Errorf("this machine's /proc/stat: %+v", c)
+	}
+}
+
+func FuzzParseCPUTimes(f *testing.F) {
+	f.Add("cpu  100 5 50 1000 10 1 2 7 0 0\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := parseCPUTimes(s)
+		if err == nil && (c.busy < 0 || c.steal < 0 || c.total < c.busy+c.steal) {
+			t.Fatalf("accepted %+v", c)
+		}
+	})
 }
