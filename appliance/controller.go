@@ -75,7 +75,7 @@ func newController(cfg controllerConfig, log *slog.Logger, db *store.DB, v joinV
 		cfg.Now = time.Now
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Controller{cfg: cfg, ctx: ctx, cancel: cancel, log: log, db: db, verifier: v, metrics: m, meetings: map[string]*meeting{}}
+	c := &Controller{cfg: cfg, ctx: ctx, cancel: cancel, log: log, db: db, verifier: newVerifyPool(ctx, v, verifyWorkers()), metrics: m, meetings: map[string]*meeting{}}
 	c.participants.max = int64(cfg.MaxParticipants)
 	c.deps = meetingDeps{
 		store:    db,

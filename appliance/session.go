@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/edgemc/edgemc/gc/auth"
 	"github.com/edgemc/edgemc/webtransport"
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
 )
@@ -86,9 +87,12 @@ func (c *Controller) admit(ctx context.Context, s session) (*meeting, string, *c
 		return nil, "", &codedError{pb.ErrorCode_CAPACITY_EXCEEDED, "meeting controller is draining"}
 	}
 	claims, err := c.verifier.VerifyJoin(ctx, jr.JoinToken)
-	if err != nil {
+	switch {
+	case errors.Is(err, auth.ErrInvalidToken):
 		c.log.Info("join refused: invalid token", "err", err)
 		return nil, "", &codedError{pb.ErrorCode_UNAUTHORIZED, "invalid join token"}
+	case err != nil: // the session or the appliance is ending
+		return nil, "", &codedError{pb.ErrorCode_INTERNAL_ERROR, "internal error"}
 	}
 	if claims.MeetingID != jr.MeetingId {
 		return nil, "", &codedError{pb.ErrorCode_UNAUTHORIZED, "join token is for another meeting"}
