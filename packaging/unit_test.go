@@ -99,6 +99,10 @@ func TestUnitSettings(t *testing.T) {
 	if n, err := strconv.Atoi(u.one(t, "Service", "LimitNOFILE")); err != nil || n < 65536 {
 		t.Errorf("LimitNOFILE=%d (%v), want at least 65536", n, err)
 	}
+	// make bench runs its servers with this slack too.
+	if slack, err := time.ParseDuration(u.one(t, "Service", "TimerSlackNSec")); err != nil || slack <= 0 || slack > 10*time.Millisecond {
+		t.Errorf("TimerSlackNSec=%v (%v), want a slack of at most 10 ms", slack, err)
+	}
 }
 
 // stageRoot lays out a file system root holding the unit, an executable at

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -49,12 +50,13 @@ type options struct {
 	idleSessions  []int
 	fanout        []int
 	mutes         int
-	big           int
+	many          []int
 	bigIdle       time.Duration
 	settle        time.Duration
 	idle          time.Duration
 	storeDuration time.Duration
 	cpuProfile    string
+	timerSlack    time.Duration
 }
 
 // Sections of a run, in the order they run.
@@ -65,10 +67,13 @@ func main() {
 		o               options
 		idleSessions    string
 		fanout          string
+		many            string
 		sections        string
 		serveFloorDir   string
 		floorQUIC       string
 		floorProfile    string
+		timerSlack      string
+		execSlack       time.Duration
 		defaultFanout   = "100,1000"
 		signalingFanout = "10,100,500"
 	)
@@ -83,16 +88,21 @@ func main() {
 	flag.StringVar(&idleSessions, "sessions", "1000,5000", "idle sessions held for the memory figure")
 	flag.StringVar(&fanout, "fanout", "", "participants of the fan-out figure (default "+defaultFanout+", or "+signalingFanout+" for -suite signaling)")
 	flag.IntVar(&o.mutes, "mutes", 50, "host-mute rounds per fan-out figure")
-	flag.IntVar(&o.big, "many", 10000, "sessions of the many-sessions figure (meetings of 10), restarts included")
-	flag.DurationVar(&o.bigIdle, "many-idle", 20*time.Second, "window of the idle CPU figure at -many sessions")
+	flag.StringVar(&many, "many", "2000,10000", "sessions of the many-sessions figures (meetings of 10), restarts included")
+	flag.DurationVar(&o.bigIdle, "many-idle", 20*time.Second, "window of the idle CPU figure of the many-sessions figures")
 	flag.DurationVar(&o.settle, "settle", 2*time.Second, "wait after the joins before reading the memory of idle sessions, or before the first host-mute")
 	flag.DurationVar(&o.idle, "idle", 30*time.Second, "window of the idle-appliance figure")
 	flag.DurationVar(&o.storeDuration, "store-duration", 2*time.Second, "run time of each store figure (store/internal/redisbench)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of edgemc's server during the last closed-loop join run to this file (and of the floor to FILE.floor)")
+	flag.StringVar(&timerSlack, "timer-slack", "unit", "timer slack of the server processes (edgemc and the floors): a duration, 0 for the kernel's default, or unit for the TimerSlackNSec= of packaging/edgemc.service")
+	flag.DurationVar(&execSlack, "exec-timer-slack", 0, "internal: set this timer slack, then run the remaining arguments in this process")
 	flag.StringVar(&serveFloorDir, "serve-floor", "", "internal: run the floor server with its certificate in this directory")
 	flag.StringVar(&floorQUIC, "floor-quic", "default", "internal: the floor server's QUIC configuration, default or edgemc")
 	flag.StringVar(&floorProfile, "floor-cpuprofile", "", "internal: the floor server writes a CPU profile here")
 	flag.Parse()
+	if execSlack > 0 {
+		os.Exit(execWithTimerSlack(execSlack, flag.Args()))
+	}
 	if serveFloorDir != "" {
 		os.Exit(serveFloor(serveFloorDir, floorQUIC, floorProfile))
 	}
@@ -107,20 +117,76 @@ func main() {
 		o.fanout, err = intList(fanout)
 	}
 	if err == nil {
+		o.many, err = intList(many)
+	}
+	if err == nil {
 		o.sections, err = sectionSet(o.suite, sections)
+	}
+	if err == nil {
+		o.timerSlack, err = parseTimerSlack(timerSlack, unitFile)
 	}
 	switch {
 	case err != nil:
 	case o.reps < 1:
 		err = errors.New("-reps must be at least 1")
-	case o.big < 10 || o.big > loadgen.MaxSessions:
-		err = fmt.Errorf("-many must be 10 to %d", loadgen.MaxSessions)
+	case slices.Min(o.many) < 10:
+		err = errors.New("-many: at least 10 sessions (one meeting of 10)")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
 	os.Exit(run(o))
+}
+
+// unitFile is the systemd unit whose TimerSlackNSec= the servers run with.
+const unitFile = "packaging/edgemc.service"
+
+// parseTimerSlack reads -timer-slack: a duration, or "unit" for the unit's
+// TimerSlackNSec= (0 when it sets none).
+func parseTimerSlack(v, unit string) (time.Duration, error) {
+	if v != "unit" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return 0, fmt.Errorf("-timer-slack %q: a duration, 0, or unit", v)
+		}
+		return d, nil
+	}
+	b, err := os.ReadFile(unit)
+	if err != nil {
+		return 0, fmt.Errorf("-timer-slack unit: %w (run from the repository root, or give a duration)", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "TimerSlackNSec="); ok {
+			d, err := time.ParseDuration(strings.TrimSpace(rest))
+			if err != nil || d < 0 {
+				return 0, fmt.Errorf("%s: TimerSlackNSec=%s is not a duration this bench reads", unit, rest)
+			}
+			return d, nil
+		}
+	}
+	return 0, nil
+}
+
+// prSetTimerSlack is prctl's PR_SET_TIMERSLACK.
+const prSetTimerSlack = 29
+
+// execWithTimerSlack sets the calling thread's timer slack and replaces this
+// process with argv: the new program's threads all inherit the slack, as a
+// service's do from systemd's TimerSlackNSec=.
+func execWithTimerSlack(slack time.Duration, argv []string) int {
+	if len(argv) == 0 {
+		fmt.Fprintln(os.Stderr, "bench: -exec-timer-slack: no command")
+		return 2
+	}
+	runtime.LockOSThread() // the prctl and the exec on the same thread
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRCTL, prSetTimerSlack, uintptr(slack.Nanoseconds()), 0, 0, 0, 0); e != 0 {
+		fmt.Fprintln(os.Stderr, "bench: prctl(PR_SET_TIMERSLACK):", e)
+		return 1
+	}
+	err := syscall.Exec(argv[0], argv, os.Environ())
+	fmt.Fprintln(os.Stderr, "bench: exec:", err)
+	return 1
 }
 
 // sectionSet is the set of sections to run.
@@ -178,7 +244,7 @@ func run(o options) (code int) {
 	}()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := newEnv(o.edgemc)
+	e := newEnv(o.edgemc, o.timerSlack)
 	defer os.RemoveAll(e.tmp)
 	progress := os.Stderr
 	raiseUDPBuffers(progress)
@@ -211,8 +277,9 @@ func run(o options) (code int) {
 	return 0
 }
 
-// newEnv prepares the key pair and the temporary directory of a run.
-func newEnv(bin string) *env {
+// newEnv prepares the key pair and the temporary directory of a run;
+// servers run with timer slack.
+func newEnv(bin string, slack time.Duration) *env {
 	self, err := os.Executable()
 	if err != nil {
 		fatalf("%v", err)
@@ -235,7 +302,7 @@ func newEnv(bin string) *env {
 	if err != nil {
 		fatalf("%v", err)
 	}
-	e := &env{edgemc: bin, self: self, tmp: tmp,
+	e := &env{edgemc: bin, self: self, tmp: tmp, slack: slack,
 		privKey: filepath.Join(tmp, "loadgen.pem"), pubKey: filepath.Join(tmp, "jwt.pem")}
 	if err := errors.Join(
 		os.WriteFile(e.privKey, privPEM, 0o600),

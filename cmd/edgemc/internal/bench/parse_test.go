@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const redisbenchSample = `edgemc store (bbolt, group commit) vs Redis server v=7.0.15
@@ -234,4 +236,28 @@ func FuzzParseCPUTimes(f *testing.F) {
 			t.Fatalf("accepted %+v", c)
 		}
 	})
+}
+
+func TestParseTimerSlack(t *testing.T) {
+	unit := filepath.Join(t.TempDir(), "edgemc.service")
+	if err := os.WriteFile(unit, []byte("[Service]\nLimitNOFILE=65536\nTimerSlackNSec=5ms\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for v, want := range map[string]time.Duration{"unit": 5 * time.Millisecond, "0": 0, "1ms": time.Millisecond} {
+		if got, err := parseTimerSlack(v, unit); err != nil || got != want {
+			t.Errorf("%s: %v %v, want %v", v, got, err, want)
+		}
+	}
+	for _, bad := range []string{"-1ms", "soon"} {
+		if _, err := parseTimerSlack(bad, unit); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if _, err := parseTimerSlack("unit", filepath.Join(t.TempDir(), "none")); err == nil {
+		t.Error("a missing unit file accepted")
+	}
+	// The repository's unit sets one.
+	if got, err := parseTimerSlack("unit", "../../../../"+unitFile); err != nil || got <= 0 {
+		t.Errorf("packaging's unit: %v %v", got, err)
+	}
 }

@@ -173,8 +173,9 @@ type env struct {
 	edgemc  string // the binary under test
 	self    string // this program, for the floor server
 	tmp     string
-	pubKey  string // the public key edgemc trusts
-	privKey string // the private key loadgen signs with
+	pubKey  string        // the public key edgemc trusts
+	privKey string        // the private key loadgen signs with
+	slack   time.Duration // timer slack of the servers (0: the kernel's default)
 	n       int
 
 	readyTimes []time.Duration // exec to ready, every edgemc started
@@ -216,7 +217,7 @@ func (e *env) startEdgemc(ctx context.Context, r edgemcRun) *server {
 		"--webtransport-advertise=https://127.0.0.1:4433/", "--grpc-advertise=http://127.0.0.1:50052",
 		"--log-format=json", "--drain-timeout=3s",
 	}, r.extra...)
-	cmd := exec.CommandContext(ctx, e.edgemc, args...)
+	cmd := e.serverCommand(ctx, e.edgemc, args...)
 	cmd.Dir = r.dir
 	cmd.Env = append(cleanEnv(), "EDGEMC_CONFIG="+config)
 	cmd.SysProcAttr = childAttr()
@@ -280,7 +281,7 @@ func (e *env) startFloor(ctx context.Context, quic, profile string) *server {
 	if profile != "" {
 		args = append(args, "-floor-cpuprofile", profile)
 	}
-	cmd := exec.CommandContext(ctx, e.self, args...)
+	cmd := e.serverCommand(ctx, e.self, args...)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = childAttr()
 	stdout, err := cmd.StdoutPipe()
@@ -306,6 +307,15 @@ func (e *env) startFloor(ctx context.Context, quic, profile string) *server {
 	s.readyTime = time.Since(start)
 	s.url, s.certHash = "https://"+f[1]+"/", f[2]
 	return s
+}
+
+// serverCommand runs path as a server process: with the timer slack of the
+// run, set by this program before it execs path in the same process.
+func (e *env) serverCommand(ctx context.Context, path string, args ...string) *exec.Cmd {
+	if e.slack <= 0 {
+		return exec.CommandContext(ctx, path, args...)
+	}
+	return exec.CommandContext(ctx, e.self, append([]string{"-exec-timer-slack", e.slack.String(), path}, args...)...)
 }
 
 // childAttr makes a child die with the benchmark, however it ends.

@@ -22,7 +22,7 @@ type results struct {
 	joins      map[string][]joinRun
 	idle       map[int]map[string][]idleRun
 	fanout     map[int]map[string][]fanoutRun
-	many       []bigRun
+	many       map[int][]bigRun
 	store      []storeRun
 	cost       []costRun
 	readyTimes []time.Duration
@@ -168,7 +168,12 @@ func (r results) write(w io.Writer, o options) {
 		r.command, time.Since(r.started).Minutes())
 	fmt.Fprintf(w, "Every figure is the median (min–max) of %d runs; the runs of edgemc and of its floor are interleaved, each on a fresh server process measured from /proc, with the load generator (`edgemc loadgen`) in its own process on the same cores, everything on 127.0.0.1. ", o.reps)
 	fmt.Fprintf(w, "A ratio is printed only when neither side's min–max spans more than %.0f %% of its median (\"noisy\" otherwise). ", 100*noiseLimit)
-	fmt.Fprintf(w, "\"Machine\" is the worst seen over a figure's runs: CPU steal, CPU busy with work other than the processes measured (%% of all cores) and the 1-minute load average.\n")
+	fmt.Fprintf(w, "\"Machine\" is the worst seen over a figure's runs: CPU steal, CPU busy with work other than the processes measured (%% of all cores) and the 1-minute load average. ")
+	if o.timerSlack > 0 {
+		fmt.Fprintf(w, "The servers (edgemc and the floors) run with a timer slack of %v, as the systemd unit sets (`TimerSlackNSec=`).\n", o.timerSlack)
+	} else {
+		fmt.Fprintf(w, "The servers run with the kernel's default timer slack.\n")
+	}
 	fmt.Fprintf(w, "\nThe floor is a bare webtransport-go server with quic-go's defaults that makes the same deliveries as edgemc without its rules (`webtransport/wtbench`): it echoes the join, sends a small fixed frame to every other session of the join's meeting, relays later frames to the others of the meeting, and writes through a queue per session drained by one writer goroutine each.\n")
 
 	if len(r.joins) > 0 {
@@ -180,8 +185,10 @@ func (r results) write(w io.Writer, o options) {
 	if len(r.fanout) > 0 {
 		r.writeFanout(w, o)
 	}
-	if len(r.many) > 0 {
-		r.writeMany(w, o)
+	for _, n := range o.many {
+		if len(r.many[n]) > 0 {
+			r.writeMany(w, o, n, r.many[n])
+		}
 	}
 	if len(r.store) > 0 {
 		r.writeStore(w, o)
@@ -290,14 +297,12 @@ func (r results) writeFanout(w io.Writer, o options) {
 	}
 }
 
-func (r results) writeMany(w io.Writer, o options) {
-	m := r.many
-	n := m[0].joined
-	fmt.Fprintf(w, "\n### %s sessions on one edgemc\n\n", groupThousands(strconv.Itoa(o.big)))
-	fmt.Fprintf(w, "%s sessions joined in %s meetings of 10 (default `max-participants`; `--max-meetings=%d`, since the default 1,000 sheds assignments from 85 %%), 64 joins in flight; the message budget lifted for the host-mutes. ",
-		groupThousands(strconv.Itoa(o.big)), groupThousands(strconv.Itoa(o.big/10)), 2*max(1, o.big/10))
-	fmt.Fprintf(w, "Then: %v of idle (server keep-alives every 5 s, clients' every 7.5 s), 20 host-mutes in one meeting while the others idle, and two restarts on the same address and data directory: SIGTERM (what `systemctl restart` sends: a drain that closes every session with close code 2, then a new process) and SIGKILL (a crash; clients notice when their keep-alive meets the new process). ", o.bigIdle)
-	fmt.Fprintf(w, "After each, every client reconnects with its binding (backoff from 100 ms doubling to 2 s, jittered; 64 handshakes in flight).\n\n")
+func (r results) writeMany(w io.Writer, o options, n int, m []bigRun) {
+	fmt.Fprintf(w, "\n### %s sessions on one edgemc\n\n", groupThousands(strconv.Itoa(n)))
+	fmt.Fprintf(w, "%s sessions joined in %s meetings of 10 (default `max-participants`; `--max-meetings=%d`, since at 1,000 meetings the default sheds assignments from 85 %%), 64 joins in flight; the message budget lifted for the host-mutes. ",
+		groupThousands(strconv.Itoa(n)), groupThousands(strconv.Itoa(max(1, n/10))), 2*max(1, n/10))
+	fmt.Fprintf(w, "Then %v of idle (keep-alive PINGs every 7.5 s), 20 host-mutes in one meeting while the others idle, and two restarts on the same address and data directory: SIGTERM (what `systemctl restart` sends: a drain that closes every session with close code 2, then a new process) and SIGKILL (a crash: clients notice at their QUIC idle timeout, 15 s after the last packet they received). ", o.bigIdle)
+	fmt.Fprintf(w, "After each, every client reconnects with its binding (backoff from 100 ms doubling to 2 s, jittered; 64 handshakes in flight); a client refused for good (its meeting ended when every participant's grace ran out) stops trying.\n\n")
 	t := newTable(w, "figure", "value", "target", "machine")
 	joined := collect(m, func(b bigRun) float64 { return float64(b.joined) })
 	t.row("sessions joined", joined.format(0, ""), "", collectM(m, func(b bigRun) machine { return b.joinM }).String())
@@ -340,15 +345,19 @@ func (r results) writeMany(w io.Writer, o options) {
 			collect(rs, func(x restartRun) float64 { return float64(x.recovered) }).format(0, "")+" of "+strconv.Itoa(n))
 	}
 	t.row("load generator CPU over the whole run", collect(m, func(b bigRun) float64 { return b.loadgenCPU.Seconds() }).format(0, "s"))
-	var fails []string
+	sum := map[string]int{}
 	for _, b := range m {
 		for k, v := range b.rejoinFailures {
-			fails = append(fails, fmt.Sprintf("%s %d", k, v))
+			sum[k] += v
 		}
+	}
+	var fails []string
+	for k, v := range sum {
+		fails = append(fails, fmt.Sprintf("%s %d", k, v))
 	}
 	if len(fails) > 0 {
 		slices.Sort(fails)
-		t.row("failed reconnection attempts (all runs; retried)", strings.Join(fails, ", "))
+		t.row("failed reconnection attempts, all runs (retried unless refused for good)", strings.Join(fails, ", "))
 	}
 }
 

@@ -247,94 +247,101 @@ type restartRun struct {
 // restartLimit bounds the wait for every session to come back.
 const restartLimit = 3 * time.Minute
 
-// bigSection holds o.big sessions (meetings of 10) on one edgemc with the
+// bigSection holds each of o.many sessions (meetings of 10) on one edgemc with the
 // default max-participants: the memory and idle CPU they cost, a host-mute
 // reaching one meeting while the others idle, and restarts by SIGTERM (what
 // `systemctl restart` sends) and by SIGKILL, after which every client
 // reconnects with its binding.
-func (e *env) bigSection(ctx context.Context, o options, log io.Writer) []bigRun {
-	var out []bigRun
-	// At 1,000 meetings the default max-meetings (1,000) would shed
-	// assignments from 85 %; max-participants stays at its default.
-	extra := append([]string{fmt.Sprintf("--max-meetings=%d", 2*max(1, o.big/10)), "--drain-timeout=30s"}, liftBudget...)
-	for rep := range o.reps {
-		var f bigRun
-		dir, listen := e.dir("edgemc"), freeUDPAddr()
-		w := openWindow()
-		s := e.startEdgemc(ctx, edgemcRun{dir: dir, listen: listen, extra: extra})
-		f.baseKiB = s.sample().RSSKiB
-		p := e.startLoad(ctx, s, loadRun{sessions: o.big, meetings: max(1, o.big/10), concurrency: 64, mutes: 20, muteMeetings: 1,
-			settle: o.settle, restarts: true})
-		if _, ok := p.await(loadgen.EventPrepared, 10*time.Minute, nil); !ok {
-			fatalf("many sessions: the load generator did not prepare its meetings")
+func (e *env) bigSection(ctx context.Context, o options, log io.Writer) map[int][]bigRun {
+	out := map[int][]bigRun{}
+	for _, n := range o.many {
+		for rep := range o.reps {
+			out[n] = append(out[n], e.bigRun(ctx, o, log, n, rep))
 		}
-		joinStart, cpu0 := time.Now(), s.cpu()
-		ev, ok := p.await(loadgen.EventJoined, 30*time.Minute, nil)
-		if !ok {
-			fatalf("many sessions: the joins did not end")
-		}
-		f.joined, f.joinTime = ev.Joined, time.Since(joinStart)
-		f.cpuPerJoin = (s.cpu() - cpu0) / time.Duration(max(1, ev.Joined))
-		f.joinM = w.close(s.cpu() + p.cpu())
-		if _, ok := p.await(loadgen.EventMuted, 10*time.Minute, nil); !ok {
-			fatalf("many sessions: the host-mutes did not end")
-		}
-		fmt.Fprintf(log, "many %d/%d: %d of %d joined in %.1f s (%.2f ms server CPU per join), host-mutes done; idle for %v\n",
-			rep+1, o.reps, f.joined, o.big, f.joinTime.Seconds(), ms(f.cpuPerJoin), o.bigIdle)
-		pause(ctx, o.settle)
-		w = openWindow()
-		u0, lg0 := s.sample(), p.cpu()
-		pause(ctx, o.bigIdle)
-		u1 := s.sample()
-		f.idleCPU, f.idleWindow, f.heldKiB = u1.CPU-u0.CPU, time.Since(w.start), u1.RSSKiB
-		f.idleM = w.close(f.idleCPU + p.cpu() - lg0)
-		fmt.Fprintf(log, "many %d/%d: idle: %.1f%% of a core, RSS %.1f MiB (%.1f KiB/session) [%s]\n", rep+1, o.reps,
-			100*f.idleCPU.Seconds()/f.idleWindow.Seconds(), float64(f.heldKiB)/1024, float64(f.heldKiB-f.baseKiB)/float64(max(1, f.joined)), machines{f.idleM})
-
-		w, lg0 = openWindow(), p.cpu()
-		var restartOwn time.Duration
-		for _, how := range []string{"SIGTERM", "SIGKILL"} {
-			var r restartRun
-			r.how = how
-			if _, err := fmt.Fprintln(p.stdin, "restart"); err != nil {
-				fatalf("many sessions: announcing a restart: %v", err)
-			}
-			t0 := time.Now()
-			before := s.cpu()
-			if how == "SIGTERM" {
-				if !s.terminate(45 * time.Second) {
-					fmt.Fprintf(log, "many %d/%d: the drain did not end in 45 s; killed\n", rep+1, o.reps)
-				}
-			} else {
-				s.kill()
-			}
-			r.stopped, r.oldCPU = time.Since(t0), s.cpu()-before
-			restartOwn += r.oldCPU
-			s = e.startEdgemc(ctx, edgemcRun{dir: dir, listen: listen, extra: extra})
-			r.down = time.Since(t0)
-			ev, ok := p.await(loadgen.EventRestored, restartLimit, nil)
-			r.took, r.newCPU = time.Since(t0), s.cpu()
-			r.incomplete = !ok
-			r.back, r.recovered = ev.Joined, ev.Recovered
-			restartOwn += r.newCPU
-			fmt.Fprintf(log, "many %d/%d: %s: exited after %.1f s, ready again after %.1f s; after %.1f s %d of %d back (%d with their participant), %d refused for good; server CPU %.2f s draining + %.2f s restarting\n",
-				rep+1, o.reps, how, r.stopped.Seconds(), r.down.Seconds(), r.took.Seconds(), ev.Joined, f.joined, r.recovered, ev.Failed, r.oldCPU.Seconds(), r.newCPU.Seconds())
-			f.restarts = append(f.restarts, r)
-			if r.incomplete {
-				fmt.Fprintf(log, "many %d/%d: not every session was back within %v\n", rep+1, o.reps, restartLimit)
-				break
-			}
-		}
-		f.restartM = w.close(restartOwn + p.cpu() - lg0)
-		_ = p.stdin.Close()
-		lr, lg := p.wait(nil)
-		f.loadgenCPU, f.mute, f.rejoinFailures = lg, lr.FanOut, lr.RejoinFailures
-		fmt.Fprintf(log, "many %d/%d: each session, from noticing its loss until back: p50 %.0f ms, p99 %.0f ms, max %.0f ms; failed attempts %v\n",
-			rep+1, o.reps, lr.Rejoin.P50, lr.Rejoin.P99, lr.Rejoin.Max, lr.RejoinFailures)
-		s.stop()
-		out = append(out, f)
 	}
 	return out
+}
+
+// bigRun runs one repetition of the many-sessions figures with n sessions.
+func (e *env) bigRun(ctx context.Context, o options, log io.Writer, n, rep int) bigRun {
+	// At 1,000 meetings the default max-meetings (1,000) would shed
+	// assignments from 85 %; max-participants stays at its default.
+	extra := append([]string{fmt.Sprintf("--max-meetings=%d", 2*max(1, n/10)), "--drain-timeout=30s"}, liftBudget...)
+	var f bigRun
+	dir, listen := e.dir("edgemc"), freeUDPAddr()
+	w := openWindow()
+	s := e.startEdgemc(ctx, edgemcRun{dir: dir, listen: listen, extra: extra})
+	f.baseKiB = s.sample().RSSKiB
+	p := e.startLoad(ctx, s, loadRun{sessions: n, meetings: max(1, n/10), concurrency: 64, mutes: 20, muteMeetings: 1,
+		settle: o.settle, restarts: true})
+	if _, ok := p.await(loadgen.EventPrepared, 10*time.Minute, nil); !ok {
+		fatalf("many sessions: the load generator did not prepare its meetings")
+	}
+	joinStart, cpu0 := time.Now(), s.cpu()
+	ev, ok := p.await(loadgen.EventJoined, 30*time.Minute, nil)
+	if !ok {
+		fatalf("many sessions: the joins did not end")
+	}
+	f.joined, f.joinTime = ev.Joined, time.Since(joinStart)
+	f.cpuPerJoin = (s.cpu() - cpu0) / time.Duration(max(1, ev.Joined))
+	f.joinM = w.close(s.cpu() + p.cpu())
+	if _, ok := p.await(loadgen.EventMuted, 10*time.Minute, nil); !ok {
+		fatalf("many sessions: the host-mutes did not end")
+	}
+	fmt.Fprintf(log, "many %d %d/%d: %d of %d joined in %.1f s (%.2f ms server CPU per join), host-mutes done; idle for %v\n",
+		n, rep+1, o.reps, f.joined, n, f.joinTime.Seconds(), ms(f.cpuPerJoin), o.bigIdle)
+	pause(ctx, o.settle)
+	w = openWindow()
+	u0, lg0 := s.sample(), p.cpu()
+	pause(ctx, o.bigIdle)
+	u1 := s.sample()
+	f.idleCPU, f.idleWindow, f.heldKiB = u1.CPU-u0.CPU, time.Since(w.start), u1.RSSKiB
+	f.idleM = w.close(f.idleCPU + p.cpu() - lg0)
+	fmt.Fprintf(log, "many %d %d/%d: idle: %.1f%% of a core, RSS %.1f MiB (%.1f KiB/session) [%s]\n", n, rep+1, o.reps,
+		100*f.idleCPU.Seconds()/f.idleWindow.Seconds(), float64(f.heldKiB)/1024, float64(f.heldKiB-f.baseKiB)/float64(max(1, f.joined)), machines{f.idleM})
+
+	w, lg0 = openWindow(), p.cpu()
+	var restartOwn time.Duration
+	for _, how := range []string{"SIGTERM", "SIGKILL"} {
+		var r restartRun
+		r.how = how
+		if _, err := fmt.Fprintln(p.stdin, "restart"); err != nil {
+			fatalf("many sessions: announcing a restart: %v", err)
+		}
+		t0 := time.Now()
+		before := s.cpu()
+		if how == "SIGTERM" {
+			if !s.terminate(45 * time.Second) {
+				fmt.Fprintf(log, "many %d %d/%d: the drain did not end in 45 s; killed\n", n, rep+1, o.reps)
+			}
+		} else {
+			s.kill()
+		}
+		r.stopped, r.oldCPU = time.Since(t0), s.cpu()-before
+		restartOwn += r.oldCPU
+		s = e.startEdgemc(ctx, edgemcRun{dir: dir, listen: listen, extra: extra})
+		r.down = time.Since(t0)
+		ev, ok := p.await(loadgen.EventRestored, restartLimit, nil)
+		r.took, r.newCPU = time.Since(t0), s.cpu()
+		r.incomplete = !ok
+		r.back, r.recovered = ev.Joined, ev.Recovered
+		restartOwn += r.newCPU
+		fmt.Fprintf(log, "many %d %d/%d: %s: exited after %.1f s, ready again after %.1f s; after %.1f s %d of %d back (%d with their participant), %d refused for good; server CPU %.2f s draining + %.2f s restarting\n",
+			n, rep+1, o.reps, how, r.stopped.Seconds(), r.down.Seconds(), r.took.Seconds(), ev.Joined, f.joined, r.recovered, ev.Failed, r.oldCPU.Seconds(), r.newCPU.Seconds())
+		f.restarts = append(f.restarts, r)
+		if r.incomplete {
+			fmt.Fprintf(log, "many %d %d/%d: not every session was back within %v\n", n, rep+1, o.reps, restartLimit)
+			break
+		}
+	}
+	f.restartM = w.close(restartOwn + p.cpu() - lg0)
+	_ = p.stdin.Close()
+	lr, lg := p.wait(nil)
+	f.loadgenCPU, f.mute, f.rejoinFailures = lg, lr.FanOut, lr.RejoinFailures
+	fmt.Fprintf(log, "many %d %d/%d: each session, from noticing its loss until back: p50 %.0f ms, p99 %.0f ms, max %.0f ms; failed attempts %v\n",
+		n, rep+1, o.reps, lr.Rejoin.P50, lr.Rejoin.P99, lr.Rejoin.Max, lr.RejoinFailures)
+	s.stop()
+	return f
 }
 
 // storeRun is one run of store/internal/redisbench.
