@@ -57,11 +57,12 @@ proto: ## regenerate the protobuf Go code (protoc 3.21.12, protoc-gen-go v1.36.1
 		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
 		gc/internalpb/internal.proto webtransport/signalingpb/signaling.proto
 
-bench: build ## side by side on this machine (about 8 min): joins, idle sessions, fan-out, store, idle cost vs the bare floors and Redis
-	$(GO) run ./cmd/edgemc/internal/bench -edgemc $(BIN)
+BENCH_FLAGS ?=
+bench: build ## side by side on this machine, every figure 3 times (about 70 min here): joins, idle sessions, fan-out, 2,000 and 10,000 sessions with restarts, store, idle cost vs the floors and Redis (BENCH_FLAGS, e.g. -cpuprofile FILE)
+	$(GO) run ./cmd/edgemc/internal/bench -edgemc $(BIN) $(BENCH_FLAGS)
 
-bench-signaling: build ## joins/s and host-mute fan-out to N = 10, 100, 500 over QUIC: edgemc vs the bare webtransport-go floor
-	$(GO) run ./cmd/edgemc/internal/bench -edgemc $(BIN) -suite signaling
+bench-signaling: build ## joins and host-mute fan-out to N = 10, 100, 500 over QUIC: edgemc vs the same-work webtransport-go floor
+	$(GO) run ./cmd/edgemc/internal/bench -edgemc $(BIN) -suite signaling $(BENCH_FLAGS)
 
 bench-store: ## fenced durable writes and nonces: edgemc's store vs redis-server (Lua, appendfsync always/everysec)
 	$(GO) run ./store/internal/redisbench -duration 3s -writers 1,8,64
