@@ -191,6 +191,21 @@ func TestSpread(t *testing.T) {
 	if !strings.Contains(verdict("≤ 1.2", false, true), "missed") || verdict("≤ 1.2", true, true) != "≤ 1.2: met" || verdict("x", true, false) != "x: noisy" {
 		t.Error("verdict")
 	}
+	for _, tc := range []struct {
+		s    spread
+		want string
+	}{
+		{spread{10, 11, 12}, "< 15: met"},
+		{spread{16, 17, 18}, "< 15: **missed**"},
+		{spread{5, 10, 14}, "< 15: met in every run"},
+		{spread{20, 40, 90}, "< 15: **missed** in every run"},
+		{spread{5, 40, 90}, "< 15: noisy"},
+		{spread{5, math.NaN(), 6}, "< 15: noisy"},
+	} {
+		if got := judge("< 15", tc.s, below(15)); got != tc.want {
+			t.Errorf("judge %v: %q, want %q", tc.s, got, tc.want)
+		}
+	}
 }
 
 func TestIntListAndSections(t *testing.T) {
