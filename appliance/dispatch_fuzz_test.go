@@ -264,8 +264,7 @@ func (fakeVerifier) VerifyJoin(_ context.Context, token string) (*auth.JoinClaim
 // countingSink is a metricsSink that counts recovered panics.
 type countingSink struct{ panics atomic.Int64 }
 
-func (*countingSink) MailboxDepth(string, int)       {}
-func (s *countingSink) PanicRecovered()              { s.panics.Add(1) }
+func (s *countingSink) PanicRecovered(string)        { s.panics.Add(1) }
 func (*countingSink) FencedOut()                     {}
 func (*countingSink) NonceReplayRefused()            {}
 func (*countingSink) Reconnection(string)            {}

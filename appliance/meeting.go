@@ -41,8 +41,7 @@ type bindingSigner interface {
 
 // meetingMetrics is what a meeting reports; *web.Metrics satisfies it.
 type meetingMetrics interface {
-	MailboxDepth(kind string, depth int)
-	PanicRecovered()
+	PanicRecovered(actorType string)
 	FencedOut()
 	NonceReplayRefused()
 	Reconnection(outcome string)
@@ -187,7 +186,6 @@ func (m *meeting) run() {
 	for {
 		select {
 		case fn := <-m.mailbox:
-			m.deps.metrics.MailboxDepth("meeting", len(m.mailbox))
 			if !m.safely(fn) || m.stopped {
 				return
 			}
@@ -213,7 +211,7 @@ func (m *meeting) run() {
 func (m *meeting) safely(fn func()) (ok bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			m.deps.metrics.PanicRecovered()
+			m.deps.metrics.PanicRecovered("meeting")
 			m.log.Error("meeting panicked; closing its sessions", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			m.abort(pb.ErrorCode_INTERNAL_ERROR, "internal error")
 			ok = false

@@ -303,4 +303,5 @@ func TestMeetingPanicIsContained(t *testing.T) {
 	if e.a.ctrl.lookup("m1") != nil {
 		t.Fatal("the panicked meeting is still held")
 	}
+	e.expectMetric("mc_actor_panics_total", map[string]string{"actor_type": "meeting"}, 1)
 }

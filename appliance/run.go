@@ -115,7 +115,7 @@ func (a *appliance) init() (err error) {
 		}
 		a.cfg = cfg
 	}
-	if a.verifier, err = newVerifier(cfg, a.log); err != nil {
+	if a.verifier, err = newVerifier(cfg, a.log, a.metrics); err != nil {
 		return err
 	}
 	if cfg.TLSCert != "" {
@@ -182,6 +182,8 @@ func (a *appliance) init() (err error) {
 		}
 		a.ctrl.SetNotifier(a.link)
 	}
+	// States are read from the snapshot the status page shows.
+	a.registry.MustRegister(web.NewStateCollector(a, a))
 	return nil
 }
 
@@ -199,7 +201,7 @@ func (a *appliance) run(ctx context.Context) error {
 	defer cancelRun()
 	g, gctx := errgroup.WithContext(runCtx)
 
-	grpcSrv := gc.NewServer(gc.ServerConfig{Verifier: a.verifier, Logger: a.log.With("component", "grpc")}, a.ctrl)
+	grpcSrv := gc.NewServer(gc.ServerConfig{Verifier: a.verifier, Logger: a.log.With("component", "grpc"), Observer: a.metrics}, a.ctrl)
 	g.Go(func() error {
 		if err := grpcSrv.Serve(a.grpcLis); err != nil {
 			return fmt.Errorf("grpc server: %w", err)
@@ -239,7 +241,6 @@ func (a *appliance) run(ctx context.Context) error {
 		if w := a.watchdog(); w != nil {
 			g.Go(func() error { w.run(gctx); return nil })
 		}
-		g.Go(func() error { a.refreshGauges(gctx); return nil })
 	case <-gctx.Done(): // a component failed before the appliance was ready
 	}
 
@@ -317,22 +318,6 @@ func (a *appliance) close() {
 	}
 }
 
-// refreshGauges keeps the metrics that are states, not events, current.
-func (a *appliance) refreshGauges(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		l := a.ctrl.Load()
-		a.metrics.SetActive(int(l.CurrentMeetings), int(l.CurrentParticipants))
-		a.metrics.SetRegistered(a.link != nil && a.link.Status().Registered)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
 // watchdog returns the systemd watchdog, or nil when systemd asks for none.
 // It pings at half the interval systemd allows, after a round trip through
 // every meeting actor.
@@ -349,7 +334,7 @@ func (a *appliance) watchdog() *watchdog {
 	}
 }
 
-func newVerifier(cfg Config, log *slog.Logger) (*auth.Verifier, error) {
+func newVerifier(cfg Config, log *slog.Logger, obs auth.Observer) (*auth.Verifier, error) {
 	var keys auth.KeySource
 	switch {
 	case cfg.JWKSURL != "":
@@ -367,7 +352,7 @@ func newVerifier(cfg Config, log *slog.Logger) (*auth.Verifier, error) {
 	default:
 		return nil, fmt.Errorf("%w: set jwks-url or jwt-public-key so that tokens can be verified", ErrInvalidSetting)
 	}
-	return auth.NewVerifier(keys, auth.VerifierOptions{}), nil
+	return auth.NewVerifier(keys, auth.VerifierOptions{Observer: obs}), nil
 }
 
 func readSecretFile(path, setting string) (string, error) {

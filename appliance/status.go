@@ -8,7 +8,7 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/shirou/gopsutil/v3/process"
+	"github.com/prometheus/procfs"
 
 	"github.com/edgemc/edgemc/gc"
 	"github.com/edgemc/edgemc/web"
@@ -92,6 +92,9 @@ func (a *appliance) storeStatus() web.StoreStatus {
 	return st
 }
 
+// system reads host CPU and memory use (as the comprehensive heartbeat
+// reports them), and the process's RSS and goroutines the way the Prometheus
+// process and Go collectors do (process_resident_memory_bytes, go_goroutines).
 func (a *appliance) system(ctx context.Context) web.System {
 	s := web.System{Goroutines: runtime.NumGoroutine()}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -99,9 +102,9 @@ func (a *appliance) system(ctx context.Context) web.System {
 	if cpu, mem, err := a.sys.Sample(ctx); err == nil {
 		s.CPUPercent, s.MemoryPercent = cpu, mem
 	}
-	if p, err := process.NewProcessWithContext(ctx, int32(os.Getpid())); err == nil {
-		if mi, err := p.MemoryInfoWithContext(ctx); err == nil {
-			s.RSSBytes = mi.RSS
+	if p, err := procfs.NewProc(os.Getpid()); err == nil {
+		if st, err := p.Stat(); err == nil {
+			s.RSSBytes = uint64(st.ResidentMemory())
 		}
 	}
 	return s

@@ -22,6 +22,7 @@ const (
 	ScopeWriteMC            = "service.write.mc"
 	ServiceTypeGC           = "global-controller"
 	ServiceTypeMediaHandler = "media-handler"
+	ServiceTypeMC           = "meeting-controller"
 )
 
 // Request limits enforced by the server.
@@ -53,10 +54,25 @@ type Assigner interface {
 	AssignMeeting(ctx context.Context, meetingID string, mhs []MHAssignment, gcID string) (internalpb.RejectionReason, error)
 }
 
+// ServerObserver is told about refused callers, e.g. for metrics. Its
+// method must not block.
+type ServerObserver interface {
+	// CallerTypeRejected reports a call to grpcService (the service's
+	// short name, e.g. "MeetingControllerService") refused because the
+	// caller's valid token has service_type actualType (one of the
+	// ServiceType constants or "other") instead of expectedType.
+	CallerTypeRejected(grpcService, expectedType, actualType string)
+}
+
+type nopServerObserver struct{}
+
+func (nopServerObserver) CallerTypeRejected(string, string, string) {}
+
 // ServerConfig configures NewServer. A nil Verifier refuses every call.
 type ServerConfig struct {
 	Verifier *auth.Verifier
 	Logger   *slog.Logger // nil discards the server's log
+	Observer ServerObserver
 }
 
 // NewServer returns a gRPC server with MeetingControllerService registered
@@ -71,7 +87,11 @@ func NewServer(cfg ServerConfig, a Assigner) *grpc.Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &guard{verifier: cfg.Verifier, log: log}
+	obs := cfg.Observer
+	if obs == nil {
+		obs = nopServerObserver{}
+	}
+	g := &guard{verifier: cfg.Verifier, log: log, obs: obs}
 	srv := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(g.unary),
 		grpc.ChainStreamInterceptor(g.stream),
@@ -93,21 +113,35 @@ func ServiceClaimsFromContext(ctx context.Context) (*auth.ServiceClaims, bool) {
 	return c, ok
 }
 
-// requiredServiceType is the service_type allowed to call fullMethod.
-func requiredServiceType(fullMethod string) (string, bool) {
-	service, _, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
-	switch service {
+// requiredServiceType is the service_type allowed to call fullMethod, and
+// the short name of its service.
+func requiredServiceType(fullMethod string) (serviceType, service string, ok bool) {
+	full, _, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
+	switch full {
 	case internalpb.MeetingControllerService_ServiceDesc.ServiceName:
-		return ServiceTypeGC, true
+		serviceType = ServiceTypeGC
 	case internalpb.MediaCoordinationService_ServiceDesc.ServiceName:
-		return ServiceTypeMediaHandler, true
+		serviceType = ServiceTypeMediaHandler
+	default:
+		return "", "", false
 	}
-	return "", false
+	return serviceType, full[strings.LastIndex(full, ".")+1:], true
+}
+
+// knownServiceType is s when it is a Dark Tower service type, else "other",
+// so that what a token claims cannot grow a metric's label values.
+func knownServiceType(s string) string {
+	switch s {
+	case ServiceTypeGC, ServiceTypeMediaHandler, ServiceTypeMC:
+		return s
+	}
+	return "other"
 }
 
 type guard struct {
 	verifier *auth.Verifier
 	log      *slog.Logger
+	obs      ServerObserver
 }
 
 func (g *guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -133,34 +167,35 @@ type authedStream struct {
 
 func (s *authedStream) Context() context.Context { return s.ctx }
 
-// authorize authenticates the caller's service token, then checks that its
-// service_type and scope allow fullMethod. It fails closed.
+// authorize authenticates the caller's service token and its scope, then
+// checks that its service_type allows fullMethod. It fails closed.
 func (g *guard) authorize(ctx context.Context, fullMethod string) (context.Context, error) {
-	token, err := bearerToken(ctx)
-	if err != nil {
-		g.refuse(ctx, fullMethod, "missing", err)
-		return nil, status.Error(codes.Unauthenticated, "missing or malformed bearer token")
-	}
-	claims, err := g.verifier.VerifyService(ctx, token)
+	// An absent or malformed header gives "", which the verifier refuses
+	// (and counts) as a missing token.
+	claims, err := g.verifier.VerifyService(ctx, bearerToken(ctx), ScopeWriteMC)
 	if err != nil {
 		reason := "invalid"
 		if te := (*auth.TokenError)(nil); errors.As(err, &te) {
 			reason = te.Reason
 		}
 		g.refuse(ctx, fullMethod, reason, err)
+		switch reason {
+		case auth.ReasonMissing:
+			return nil, status.Error(codes.Unauthenticated, "missing or malformed bearer token")
+		case auth.ReasonScope:
+			return nil, status.Errorf(codes.PermissionDenied, "scope %s required", ScopeWriteMC)
+		}
 		return nil, status.Error(codes.Unauthenticated, "invalid service token")
 	}
-	want, known := requiredServiceType(fullMethod)
+	want, service, known := requiredServiceType(fullMethod)
 	switch {
 	case !known:
 		g.refuse(ctx, fullMethod, "unknown_method", nil)
 		return nil, status.Error(codes.PermissionDenied, "method not allowed")
 	case claims.ServiceType != want:
+		g.obs.CallerTypeRejected(service, want, knownServiceType(claims.ServiceType))
 		g.refuse(ctx, fullMethod, "wrong_service_type", nil, "service_type", claims.ServiceType, "sub", claims.Subject)
 		return nil, status.Errorf(codes.PermissionDenied, "service type not allowed")
-	case !claims.HasScope(ScopeWriteMC):
-		g.refuse(ctx, fullMethod, "missing_scope", nil, "sub", claims.Subject)
-		return nil, status.Errorf(codes.PermissionDenied, "scope %s required", ScopeWriteMC)
 	}
 	return context.WithValue(ctx, claimsKey{}, claims), nil
 }
@@ -178,15 +213,16 @@ func (g *guard) refuse(ctx context.Context, method, reason string, err error, at
 
 var errNoBearer = errors.New("no bearer token")
 
-// bearerToken extracts the token of the single "authorization: Bearer"
-// header; several authorization headers are refused as ambiguous.
-func bearerToken(ctx context.Context) (string, error) {
+// bearerToken is the token of the single "authorization: Bearer" header, or
+// "" when there is none, it is malformed, or several make it ambiguous.
+func bearerToken(ctx context.Context) string {
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
 	if len(vals) != 1 {
-		return "", fmt.Errorf("%w: %d authorization headers", errNoBearer, len(vals))
+		return ""
 	}
-	return parseBearer(vals[0])
+	tok, _ := parseBearer(vals[0])
+	return tok
 }
 
 func parseBearer(h string) (string, error) {

@@ -67,7 +67,7 @@ func TestInstallDeb(t *testing.T) {
 	if s := dpkgStatus(); s != "not-installed" {
 		t.Skipf("edgemc is %s on this machine: not touching it", s)
 	}
-	for _, p := range []string{configDir, stateDir, "/usr/bin/edgemc", wantsLink} {
+	for _, p := range []string{configDir, stateDir, "/usr/bin/edgemc", wantsLink, "/usr/share/edgemc"} {
 		if exists(p) {
 			t.Skipf("%s exists on this machine: not touching it", p)
 		}
@@ -133,7 +133,7 @@ func TestInstallDeb(t *testing.T) {
 	if s := dpkgStatus(); s != "config-files" {
 		t.Errorf("after dpkg -r: status %s, want config-files", s)
 	}
-	for _, p := range []string{"/usr/bin/edgemc", "/usr/lib/systemd/system/" + unitName, wantsLink} {
+	for _, p := range []string{"/usr/bin/edgemc", "/usr/lib/systemd/system/" + unitName, wantsLink, "/usr/share/edgemc"} {
 		if exists(p) {
 			t.Errorf("after dpkg -r: %s remains", p)
 		}

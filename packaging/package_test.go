@@ -79,7 +79,12 @@ var packagedFiles = []packagedFile{
 	{"/usr/lib/systemd/system/edgemc.service", "-rw-r--r--", false, unitName},
 	{"/usr/lib/sysctl.d/60-edgemc.conf", "-rw-r--r--", false, "60-edgemc.conf"},
 	{"/usr/share/man/man1/edgemc.1.gz", "-rw-r--r--", false, ""},
+	{"/usr/share/edgemc/grafana/edgemc.json", "-rw-r--r--", false, "grafana/edgemc.json"},
+	{"/usr/share/edgemc/prometheus/edgemc-rules.yml", "-rw-r--r--", false, "prometheus/edgemc-rules.yml"},
 }
+
+// packagedDirs are the directories every package owns.
+var packagedDirs = []string{"/etc/edgemc", "/usr/share/edgemc", "/usr/share/edgemc/grafana", "/usr/share/edgemc/prometheus"}
 
 // licenseFile is where each format expects the copyright file.
 var licenseFile = map[string]string{
@@ -250,7 +255,9 @@ func TestRPM(t *testing.T) {
 			}
 			sum := sha256.Sum256([]byte(readSource(t, "copyright")))
 			want[licenseFile["rpm"]] = "-rw-r--r-- root root l " + hex.EncodeToString(sum[:])
-			want["/etc/edgemc"] = "drwxr-xr-x root root  "
+			for _, d := range packagedDirs {
+				want[d] = "drwxr-xr-x root root  "
+			}
 			listed := run(t, "rpm", "-qp", "--qf", `[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILEFLAGS:fflags} %{FILEDIGESTS}\t%{FILENAMES}\n]`, rpm)
 			for line := range strings.Lines(listed) {
 				attrs, path, _ := strings.Cut(strings.TrimSuffix(line, "\n"), "\t")

@@ -54,6 +54,7 @@ type handler struct {
 //	GET /api/v1/events         the status as server-sent events (status token)
 //	GET /health/live           200 while the process answers
 //	GET /health/ready          200 or 503 with {"ready":..,"reason":..}
+//	GET /health, GET /ready    the same two, at the paths Dark Tower's probes use
 //	GET /metrics               Prometheus exposition of opts.Registry
 //	GET /assets/...            embedded CSS and JavaScript
 //	GET /lab/join              demo join page (lab mode, status token)
@@ -96,6 +97,8 @@ func NewHandler(opts Options, src StatusSource) http.Handler {
 	mux.Handle("GET /api/v1/events", h.protect(http.HandlerFunc(h.events)))
 	mux.HandleFunc("GET /health/live", live)
 	mux.HandleFunc("GET /health/ready", h.ready)
+	mux.HandleFunc("GET /health", live)
+	mux.HandleFunc("GET /ready", h.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("GET /assets/", http.StripPrefix("/assets/", noCache(http.FileServerFS(assets))))
 	if h.lab != nil {

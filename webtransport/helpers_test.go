@@ -30,24 +30,33 @@ type testServer struct {
 type countingObserver struct {
 	accepted, dropped atomic.Int64
 	mu                sync.Mutex
-	refused           map[string]int
+	refused, failed   map[string]int
 }
 
-func (o *countingObserver) SessionAccepted()   { o.accepted.Add(1) }
-func (o *countingObserver) SlowClientDropped() { o.dropped.Add(1) }
-func (o *countingObserver) SessionRefused(reason string) {
+func (o *countingObserver) SessionAccepted()             { o.accepted.Add(1) }
+func (o *countingObserver) SlowClientDropped()           { o.dropped.Add(1) }
+func (o *countingObserver) SessionRefused(reason string) { o.count(&o.refused, reason) }
+func (o *countingObserver) SessionFailed(reason string)  { o.count(&o.failed, reason) }
+
+func (o *countingObserver) count(m *map[string]int, reason string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.refused == nil {
-		o.refused = map[string]int{}
+	if *m == nil {
+		*m = map[string]int{}
 	}
-	o.refused[reason]++
+	(*m)[reason]++
 }
 
 func (o *countingObserver) refusedCount(reason string) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.refused[reason]
+}
+
+func (o *countingObserver) failedCount(reason string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.failed[reason]
 }
 
 // startServer runs a Server on 127.0.0.1:0 until the test ends.

@@ -29,11 +29,16 @@ type Handler interface {
 // allowed. Its methods must not block.
 type Observer interface {
 	SessionAccepted()
+	// SessionRefused reports a session refused by admission:
+	// RefusedDraining or RefusedMaxSessions.
 	SessionRefused(reason string)
+	// SessionFailed reports a session that failed before it was accepted:
+	// RefusedUpgrade or RefusedNoStream.
+	SessionFailed(reason string)
 	SlowClientDropped()
 }
 
-// Reasons passed to Observer.SessionRefused.
+// Reasons passed to Observer.SessionRefused and Observer.SessionFailed.
 const (
 	RefusedDraining    = "draining"
 	RefusedMaxSessions = "max_sessions"
@@ -97,6 +102,7 @@ type nopObserver struct{}
 
 func (nopObserver) SessionAccepted()      {}
 func (nopObserver) SessionRefused(string) {}
+func (nopObserver) SessionFailed(string)  {}
 func (nopObserver) SlowClientDropped()    {}
 
 // signalingQUICConfig is the QUIC configuration for signaling connections:
@@ -178,6 +184,18 @@ func (s *Server) SessionCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.sessions)
+}
+
+// MaxQueued is the number of frames queued in the fullest outbound queue of
+// the open sessions.
+func (s *Server) MaxQueued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, ss := range s.sessions {
+		n = max(n, len(ss.out))
+	}
+	return n
 }
 
 // ListenAndServe listens on cfg.Addr and serves until ctx is done. Then it
@@ -350,7 +368,6 @@ func (s *Server) release(registered *bool) {
 }
 
 func (s *Server) refuse(w http.ResponseWriter, reason string, status int) {
-	s.obs.SessionRefused(reason)
 	s.log.Debug("session refused", "reason", reason)
 	w.WriteHeader(status)
 }
@@ -358,6 +375,7 @@ func (s *Server) refuse(w http.ResponseWriter, reason string, status int) {
 // serveHTTP runs one session from CONNECT to close.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if reason := s.admit(); reason != "" {
+		s.obs.SessionRefused(reason)
 		s.refuse(w, reason, http.StatusServiceUnavailable)
 		return
 	}
@@ -367,6 +385,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	sess, err := s.wts.Upgrade(w, r)
 	if err != nil {
 		s.log.Debug("upgrade failed", "err", err)
+		s.obs.SessionFailed(RefusedUpgrade)
 		s.refuse(w, RefusedUpgrade, http.StatusBadRequest)
 		return
 	}
@@ -377,7 +396,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	str, err := sess.AcceptStream(actx)
 	cancel()
 	if err != nil {
-		s.obs.SessionRefused(RefusedNoStream)
+		s.obs.SessionFailed(RefusedNoStream)
 		s.log.Debug("no stream opened in time", "remote", sess.RemoteAddr().String())
 		_ = sess.CloseWithError(wt.SessionErrorCode(CodeFirstFrameTimeout), "no stream opened in time")
 		return

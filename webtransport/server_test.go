@@ -2,13 +2,17 @@ package webtransport_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go/http3"
 
 	"github.com/edgemc/edgemc/webtransport"
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
@@ -126,8 +130,8 @@ func TestFirstFrameTimeout(t *testing.T) {
 		ts := startServer(t, webtransport.ServerConfig{FirstFrameTimeout: timeout}, h)
 		c := ts.dial(t) // the stream reaches the server only with its first bytes
 		expectClosed(t, c, webtransport.CodeFirstFrameTimeout, "no stream opened in time")
-		if n := ts.obs.refusedCount(webtransport.RefusedNoStream); n != 1 {
-			t.Fatalf("refused(no_stream) = %d, want 1", n)
+		if n := ts.obs.failedCount(webtransport.RefusedNoStream); n != 1 {
+			t.Fatalf("failed(no_stream) = %d, want 1", n)
 		}
 	})
 	t.Run("partial frame", func(t *testing.T) {
@@ -187,7 +191,7 @@ func TestSlowClientDroppedOthersKeepReceiving(t *testing.T) {
 			t.Fatal("fast client stopped receiving")
 		}
 	}
-	sent := 0
+	sent, peak := 0, 0
 	for ; sent < 10000; sent++ {
 		sendFast()
 		if err := slowS.SendFrame(big); errors.Is(err, webtransport.ErrSlowClient) {
@@ -195,9 +199,13 @@ func TestSlowClientDroppedOthersKeepReceiving(t *testing.T) {
 		} else if err != nil {
 			t.Fatalf("slow client: %v", err)
 		}
+		peak = max(peak, ts.srv.MaxQueued())
 	}
 	if sent == 10000 {
 		t.Fatal("the slow client's queue never overflowed")
+	}
+	if peak != 4 {
+		t.Fatalf("MaxQueued before the overflow = %d, want the queue depth 4", peak)
 	}
 	if err := slowS.SendFrame(big); !errors.Is(err, webtransport.ErrSessionClosed) {
 		t.Fatalf("SendFrame after the drop: %v, want ErrSessionClosed", err)
@@ -274,6 +282,28 @@ func TestMaxSessions(t *testing.T) {
 	}
 	if n := ts.srv.SessionCount(); n != 1 {
 		t.Fatalf("SessionCount = %d, want 1", n)
+	}
+}
+
+// A request that is not a WebTransport CONNECT fails as "upgrade", and is
+// not counted as a refusal by admission.
+func TestPlainHTTP3RequestFails(t *testing.T) {
+	ts := startServer(t, webtransport.ServerConfig{}, newEchoHandler())
+	tr := &http3.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // the test server's self-signed certificate
+	defer tr.Close()
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get(ts.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("GET: %d, want 400", resp.StatusCode)
+	}
+	if n := ts.obs.failedCount(webtransport.RefusedUpgrade); n != 1 {
+		t.Fatalf("failed(upgrade) = %d, want 1", n)
+	}
+	if n := ts.obs.refusedCount(webtransport.RefusedUpgrade); n != 0 {
+		t.Fatalf("refused(upgrade) = %d, want 0", n)
 	}
 }
 

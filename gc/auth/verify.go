@@ -18,30 +18,35 @@ const MaxTokenSize = 8 << 10
 // its iat may be up to this far in the future.
 const DefaultClockSkew = 60 * time.Second
 
-// Token types of join tokens.
+// Token types: of join tokens (their token_type claim), and of service
+// tokens (which carry none), as the Observer names them.
 const (
 	TokenTypeMeeting = "meeting"
 	TokenTypeGuest   = "guest"
+	TokenTypeService = "service"
 )
 
 // ErrInvalidToken matches (with errors.Is) every verification failure.
 var ErrInvalidToken = errors.New("invalid token")
 
-// Reasons carried by TokenError.
+// Reasons carried by TokenError. Where Dark Tower's meeting controller
+// names a reason (its mc_jwt_validations_total failure_reason), edgemc uses
+// the same name.
 const (
-	ReasonMissing        = "missing"
+	ReasonMissing        = "missing_token"
 	ReasonTooLarge       = "too_large"
 	ReasonMalformed      = "malformed"
 	ReasonAlgorithm      = "bad_algorithm"
 	ReasonUnknownKID     = "unknown_kid"
 	ReasonKeyUnavailable = "key_unavailable"
-	ReasonSignature      = "signature"
+	ReasonSignature      = "signature_invalid"
 	ReasonExpired        = "expired"
 	ReasonIssuedInFuture = "issued_in_future"
 	ReasonNotYetValid    = "not_yet_valid"
 	ReasonMissingClaim   = "missing_claim"
 	ReasonInvalidClaims  = "invalid_claims"
 	ReasonWrongType      = "wrong_type"
+	ReasonScope          = "scope_mismatch"
 )
 
 // TokenError describes why a token was refused. Reason is one of the Reason
@@ -63,12 +68,23 @@ func (e *TokenError) Is(target error) bool { return target == ErrInvalidToken }
 
 func (e *TokenError) Unwrap() error { return e.Err }
 
+// Observer is told the outcome of every token check, e.g. for metrics. Its
+// method must not block.
+type Observer interface {
+	// TokenChecked reports one check of a token of tokenType
+	// (TokenTypeMeeting, TokenTypeGuest or TokenTypeService): reason is ""
+	// for a valid token, else one of the Reason constants.
+	TokenChecked(tokenType, reason string)
+}
+
 // VerifierOptions tunes a Verifier. Zero values select the defaults.
 type VerifierOptions struct {
 	// ClockSkew defaults to DefaultClockSkew (60 s).
 	ClockSkew time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Observer, when set, is told about every check.
+	Observer Observer
 }
 
 // Verifier checks token signatures and time claims. It is safe for
@@ -76,6 +92,7 @@ type VerifierOptions struct {
 type Verifier struct {
 	keys   KeySource
 	parser *jwt.Parser
+	obs    Observer
 }
 
 // NewVerifier returns a Verifier resolving keys through keys.
@@ -88,6 +105,7 @@ func NewVerifier(keys KeySource, opts VerifierOptions) *Verifier {
 	}
 	return &Verifier{
 		keys: keys,
+		obs:  opts.Observer,
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
 			jwt.WithLeeway(opts.ClockSkew),
@@ -125,10 +143,12 @@ type serviceJWT struct {
 	TokenType   string `json:"token_type,omitempty"`
 }
 
-// VerifyService verifies a service token (without the "Bearer " prefix).
-// Scope and service_type are returned, not judged: authorisation is the
-// caller's decision. A join token is refused (ReasonWrongType).
-func (v *Verifier) VerifyService(ctx context.Context, token string) (*ServiceClaims, error) {
+// VerifyService verifies a service token (without the "Bearer " prefix)
+// that must grant scope ("" requires none; a missing one is ReasonScope).
+// The service_type is returned, not judged: which caller may call what is
+// the caller's decision. A join token is refused (ReasonWrongType).
+func (v *Verifier) VerifyService(ctx context.Context, token, scope string) (claims *ServiceClaims, err error) {
+	defer func() { v.observe(TokenTypeService, err) }()
 	var c serviceJWT
 	if err := v.verify(ctx, token, &c); err != nil {
 		return nil, err
@@ -136,13 +156,32 @@ func (v *Verifier) VerifyService(ctx context.Context, token string) (*ServiceCla
 	if c.TokenType != "" {
 		return nil, &TokenError{Reason: ReasonWrongType}
 	}
-	return &ServiceClaims{
+	claims = &ServiceClaims{
 		Subject:     c.Subject,
 		Scopes:      strings.Fields(c.Scope),
 		ServiceType: c.ServiceType,
 		IssuedAt:    c.IssuedAt.Time,
 		ExpiresAt:   c.ExpiresAt.Time,
-	}, nil
+	}
+	if scope != "" && !claims.HasScope(scope) {
+		return nil, &TokenError{Reason: ReasonScope, Err: fmt.Errorf("scope %s required", scope)}
+	}
+	return claims, nil
+}
+
+// observe tells the Observer how the check of a token of tokenType ended.
+func (v *Verifier) observe(tokenType string, err error) {
+	if v == nil || v.obs == nil {
+		return
+	}
+	reason := ""
+	if err != nil {
+		reason = ReasonInvalidClaims
+		if te := (*TokenError)(nil); errors.As(err, &te) {
+			reason = te.Reason
+		}
+	}
+	v.obs.TokenChecked(tokenType, reason)
 }
 
 // JoinClaims are the claims of a meeting or guest join token.
@@ -170,8 +209,17 @@ type joinJWT struct {
 // VerifyJoin verifies a meeting or guest join token. token_type is checked
 // after the signature, so a forged type never reaches the caller. Matching
 // meeting_id against the join request is the caller's job.
-func (v *Verifier) VerifyJoin(ctx context.Context, token string) (*JoinClaims, error) {
+func (v *Verifier) VerifyJoin(ctx context.Context, token string) (_ *JoinClaims, err error) {
 	var c joinJWT
+	// A refused token counts under the type it claims (meeting unless it
+	// claims guest), so that the label stays one of the two.
+	defer func() {
+		tokenType := TokenTypeMeeting
+		if c.TokenType == TokenTypeGuest {
+			tokenType = TokenTypeGuest
+		}
+		v.observe(tokenType, err)
+	}()
 	if err := v.verify(ctx, token, &c); err != nil {
 		return nil, err
 	}

@@ -157,9 +157,12 @@ function render(s) {
   const sys = s.system ?? {};
   const sysDl = el('dl');
   fill(sysDl, [['Process RSS', bytes(sys.rss_bytes ?? 0), 'system.rss_bytes'], ['Goroutines', String(sys.goroutines ?? 0), 'system.goroutines']]);
+  // Host figures, as the comprehensive heartbeat reports them to the GC; the
+  // process's own are RSS and goroutines (process_resident_memory_bytes,
+  // go_goroutines on /metrics).
   $('system').replaceChildren(
-    meterPercent('CPU', sys.cpu_percent ?? 0, 'system.cpu_percent'),
-    meterPercent('Memory', sys.memory_percent ?? 0, 'system.memory_percent'), sysDl);
+    meterPercent('Host CPU', sys.cpu_percent ?? 0, 'system.cpu_percent'),
+    meterPercent('Host memory', sys.memory_percent ?? 0, 'system.memory_percent'), sysDl);
 
   const st = s.store ?? {};
   const stRows = [
