@@ -12,7 +12,7 @@ import (
 // tlsFiles are PEM files for the control-plane settings: a server pair, a
 // key of another pair, a CA bundle, and files that are not what they say.
 type tlsFiles struct {
-	cert, key, otherKey, ca, notPEM, garbage, keyAsCert, unreadable string
+	cert, key, otherKey, ca, notPEM, garbage, unreadable string
 }
 
 func writeTLSFiles(t *testing.T) tlsFiles {
@@ -21,7 +21,7 @@ func writeTLSFiles(t *testing.T) tlsFiles {
 	ca := tlstest.NewCA(t, "deployment CA")
 	pair := tlstest.WritePair(t, dir, "mc", ca.Issue(t, tlstest.Options{}))
 	other := tlstest.WritePair(t, dir, "other", ca.Issue(t, tlstest.Options{}))
-	f := tlsFiles{cert: pair.Cert, key: pair.Key, otherKey: other.Key, keyAsCert: pair.Key,
+	f := tlsFiles{cert: pair.Cert, key: pair.Key, otherKey: other.Key,
 		ca:         filepath.Join(dir, "ca.pem"),
 		notPEM:     writeCfgFile(t, "notpem.pem", "hello"),
 		garbage:    writeCfgFile(t, "garbage.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
@@ -94,7 +94,7 @@ func TestControlPlaneRefusals(t *testing.T) {
 			"holds a private key that does not match the certificate in " + f.cert},
 		{"garbage certificate", []string{"--grpc-tls-cert", f.garbage, "--grpc-tls-key", f.key}, "grpc-tls-cert", "holds a certificate (number 1) that cannot be parsed"},
 		{"certificate not PEM", []string{"--grpc-tls-cert", f.notPEM, "--grpc-tls-key", f.key}, "grpc-tls-cert", "holds no PEM certificate"},
-		{"key as certificate", []string{"--grpc-tls-cert", f.keyAsCert, "--grpc-tls-key", f.key}, "grpc-tls-cert", `"PRIVATE KEY" block`},
+		{"key as certificate", []string{"--grpc-tls-cert", f.key, "--grpc-tls-key", f.key}, "grpc-tls-cert", `"PRIVATE KEY" block`},
 		{"unreadable certificate", []string{"--grpc-tls-cert", f.unreadable, "--grpc-tls-key", f.key}, "grpc-tls-cert", "no such file"},
 		{"unreadable key", []string{"--grpc-tls-cert", f.cert, "--grpc-tls-key", f.unreadable}, "grpc-tls-key", "no such file"},
 		{"key not PEM", []string{"--grpc-tls-cert", f.cert, "--grpc-tls-key", f.notPEM}, "grpc-tls-key", "holds no PEM private key"},
