@@ -28,6 +28,14 @@ type Config struct {
 
 	TLSCert, TLSKey string
 
+	// Transport security of the control plane: the gRPC server's TLS, the
+	// trust of outbound calls, and the pins on callers' service tokens.
+	GRPCTLSCert, GRPCTLSKey, GRPCClientCA                         string
+	ControlPlaneCA, ControlPlaneClientCert, ControlPlaneClientKey string
+	AllowPlaintextControlPlane                                    bool
+	ServiceTokenIssuer, ServiceTokenAudience                      string
+	ServiceTokenSubjects                                          []string
+
 	DrainTimeout, DisconnectGrace, EmptyMeetingTimeout time.Duration
 
 	StatusTokenFile, BindingSecretFile string
@@ -132,6 +140,7 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string, env
 	}
 
 	c := Config{ConfigFile: path}
+	sources := make(map[string]string, len(table))
 	for i, s := range table {
 		raw := defaultValue(s, host)
 		if v, ok := fileValues[s.name]; ok {
@@ -146,8 +155,12 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string, env
 		if err := s.set(&c, raw.text); err != nil {
 			return Config{}, &SettingError{Setting: s.name, Value: raw.text, Reason: err.Error(), Source: raw.source}
 		}
+		sources[s.name] = raw.source
 	}
 	if err := c.crossCheck(); err != nil {
+		return Config{}, err
+	}
+	if err := c.checkControlPlane(sources); err != nil {
 		return Config{}, err
 	}
 	c.Warnings = unknownEnv(environ, table)

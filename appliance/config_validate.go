@@ -49,6 +49,18 @@ func (s setting) set(c *Config, v string) error {
 			return errors.New("must be greater than zero")
 		}
 		*p = d
+	case *bool:
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return errors.New("is not true or false")
+		}
+		*p = b
+	case *[]string:
+		list, err := parseList(v, s.check)
+		if err != nil {
+			return err
+		}
+		*p = list
 	default:
 		panic(fmt.Sprintf("setting %s: unsupported field type %T", s.name, p))
 	}

@@ -64,6 +64,10 @@ func (s setting) value(c *Config) slog.Value {
 		return slog.Uint64Value(uint64(*p))
 	case *time.Duration:
 		return slog.StringValue(p.String())
+	case *bool:
+		return slog.BoolValue(*p)
+	case *[]string:
+		return slog.AnyValue(*p)
 	}
 	return slog.Value{}
 }

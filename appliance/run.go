@@ -66,6 +66,8 @@ type appliance struct {
 	wt        *webtransport.Server
 	statusTok string
 	sys       gc.SystemSampler
+	cp        *controlPlane
+	cpMetrics *web.ControlPlaneMetrics
 }
 
 func newAppliance(cfg Config, opts RunOptions) (*appliance, error) {
@@ -83,6 +85,7 @@ func (a *appliance) init() (err error) {
 	a.registry = prometheus.NewRegistry()
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = web.NewMetrics(a.registry)
+	a.cpMetrics = web.NewControlPlaneMetrics(a.registry, a.controlPlaneLinks)
 
 	if a.statusTok, err = readSecretFile(cfg.StatusTokenFile, "status-token-file"); err != nil {
 		return err
@@ -109,13 +112,19 @@ func (a *appliance) init() (err error) {
 		}
 		cfg.JWKSURL, cfg.JWTPublicKey = a.lab.jwksURL, ""
 		cfg.GCURL, cfg.GCTokenFile = a.lab.gcAddr, ""
+		// The development GC calls the gRPC server in plaintext on loopback.
+		cfg.GRPCTLSCert, cfg.GRPCTLSKey, cfg.GRPCClientCA = "", "", ""
 		if _, port, err := net.SplitHostPort(cfg.WebTransportListen); err == nil && port != "0" {
 			// Browsers on this machine reach the lab on loopback.
 			cfg.WebTransportAdvertise = "https://127.0.0.1:" + port + "/"
 		}
 		a.cfg = cfg
 	}
-	if a.verifier, err = newVerifier(cfg, a.log, a.metrics); err != nil {
+	if a.cp, err = newControlPlane(cfg, a.log); err != nil {
+		return err
+	}
+	jwksClient := &http.Client{Timeout: 10 * time.Second, Transport: a.cp.trust.HTTPTransport(a.cp.jwks)}
+	if a.verifier, err = newVerifier(cfg, a.log, jwksClient, servicePins(cfg, a.cpMetrics), a.metrics); err != nil {
 		return err
 	}
 	if cfg.TLSCert != "" {
@@ -163,6 +172,7 @@ func (a *appliance) init() (err error) {
 	if cfg.GCURL != "" {
 		a.link, err = gc.NewLink(gc.LinkConfig{
 			Target:                cfg.GCURL,
+			Credentials:           a.cp.trust.Credentials(a.cp.gc),
 			TokenFile:             cfg.GCTokenFile,
 			ID:                    cfg.ID,
 			Region:                cfg.Region,
@@ -184,6 +194,7 @@ func (a *appliance) init() (err error) {
 	}
 	// States are read from the snapshot the status page shows.
 	a.registry.MustRegister(web.NewStateCollector(a, a))
+	a.cp.warnPlaintext(a.cfg, a.grpcAdvertise(), a.log)
 	return nil
 }
 
@@ -201,7 +212,7 @@ func (a *appliance) run(ctx context.Context) error {
 	defer cancelRun()
 	g, gctx := errgroup.WithContext(runCtx)
 
-	grpcSrv := gc.NewServer(gc.ServerConfig{Verifier: a.verifier, Logger: a.log.With("component", "grpc"), Observer: a.metrics}, a.ctrl)
+	grpcSrv := gc.NewServer(gc.ServerConfig{Verifier: a.verifier, Logger: a.log.With("component", "grpc"), Observer: a.metrics, TLS: a.cp.serverTLS()}, a.ctrl)
 	g.Go(func() error {
 		if err := grpcSrv.Serve(a.grpcLis); err != nil {
 			return fmt.Errorf("grpc server: %w", err)
@@ -334,11 +345,13 @@ func (a *appliance) watchdog() *watchdog {
 	}
 }
 
-func newVerifier(cfg Config, log *slog.Logger, obs auth.Observer) (*auth.Verifier, error) {
+// newVerifier verifies tokens with the keys of jwks-url, fetched with
+// jwksClient, or of jwt-public-key; service tokens must meet pins.
+func newVerifier(cfg Config, log *slog.Logger, jwksClient *http.Client, pins auth.ServicePins, obs auth.Observer) (*auth.Verifier, error) {
 	var keys auth.KeySource
 	switch {
 	case cfg.JWKSURL != "":
-		keys = auth.NewJWKS(cfg.JWKSURL, &http.Client{Timeout: 10 * time.Second}, auth.JWKSOptions{Logger: log.With("component", "jwks")})
+		keys = auth.NewJWKS(cfg.JWKSURL, jwksClient, auth.JWKSOptions{Logger: log.With("component", "jwks")})
 	case cfg.JWTPublicKey != "":
 		raw, err := os.ReadFile(cfg.JWTPublicKey)
 		if err != nil {
@@ -352,7 +365,7 @@ func newVerifier(cfg Config, log *slog.Logger, obs auth.Observer) (*auth.Verifie
 	default:
 		return nil, fmt.Errorf("%w: set jwks-url or jwt-public-key so that tokens can be verified", ErrInvalidSetting)
 	}
-	return auth.NewVerifier(keys, auth.VerifierOptions{Observer: obs}), nil
+	return auth.NewVerifier(keys, auth.VerifierOptions{Pins: pins, Observer: obs}), nil
 }
 
 func readSecretFile(path, setting string) (string, error) {

@@ -28,8 +28,9 @@ type setting struct {
 	advanced        bool
 	// secret marks a setting naming a file whose contents are a secret.
 	secret bool
-	// field points at the setting's Config field: *string, *uint32 or
-	// *time.Duration. The kind decides parsing; check adds rules for strings.
+	// field points at the setting's Config field: *string, *uint32,
+	// *time.Duration, *bool or *[]string (a comma-separated list). The kind
+	// decides parsing; check adds rules for strings and list entries.
 	field func(*Config) any
 	check func(string) error
 }
@@ -49,15 +50,15 @@ func settings() []setting {
 			field: func(c *Config) any { return &c.WebTransportAdvertise }, check: advertiseURL("https")},
 		{name: "grpc-listen", def: ":50052", help: "TCP host:port for gRPC (Global Controller and media handlers)",
 			field: func(c *Config) any { return &c.GRPCListen }, check: listenAddr},
-		{name: "grpc-advertise", def: "http://" + hostPlaceholder + ":50052", help: "gRPC URL given to the Global Controller and media handlers",
+		{name: "grpc-advertise", def: "http://" + hostPlaceholder + ":50052", help: "gRPC URL given to the Global Controller and media handlers; https:// by default when grpc-tls-cert is set",
 			field: func(c *Config) any { return &c.GRPCAdvertise }, check: advertiseURL("http", "https")},
 		{name: "http-listen", def: "127.0.0.1:8081", help: "TCP host:port for the status page, health and metrics",
 			field: func(c *Config) any { return &c.HTTPListen }, check: listenAddr},
-		{name: "gc-url", help: "Global Controller gRPC URL (http:// or https://); empty runs without a GC",
+		{name: "gc-url", help: "Global Controller gRPC URL (https://, or http:// to loopback); empty runs without a GC",
 			field: func(c *Config) any { return &c.GCURL }, check: optional(advertiseURL("http", "https"))},
 		{name: "gc-token-file", secret: true, help: "file holding the bearer token for calls to the Global Controller",
 			field: func(c *Config) any { return &c.GCTokenFile }, check: optional(readableFile)},
-		{name: "jwks-url", help: "JWKS URL of the Auth Controller (token signing keys)",
+		{name: "jwks-url", help: "JWKS URL of the Auth Controller (token signing keys; https://, or http:// to loopback)",
 			field: func(c *Config) any { return &c.JWKSURL }, check: optional(advertiseURL("http", "https"))},
 		{name: "jwt-public-key", help: "Ed25519 public key PEM file for tokens, instead of jwks-url on air-gapped hosts",
 			field: func(c *Config) any { return &c.JWTPublicKey }, check: optional(ed25519PEMFile)},
@@ -69,6 +70,26 @@ func settings() []setting {
 			field: func(c *Config) any { return &c.TLSCert }, check: optional(readableFile)},
 		{name: "tls-key", help: "TLS private key PEM file (with tls-cert)",
 			field: func(c *Config) any { return &c.TLSKey }, check: optional(readableFile)},
+		{name: "grpc-tls-cert", help: "certificate chain PEM file of the gRPC server (with grpc-tls-key), re-read when it changes; empty serves plaintext",
+			field: func(c *Config) any { return &c.GRPCTLSCert }, check: optional(certificateFile)},
+		{name: "grpc-tls-key", secret: true, help: "private key PEM file of grpc-tls-cert",
+			field: func(c *Config) any { return &c.GRPCTLSKey }, check: optional(readableFile)},
+		{name: "grpc-client-ca", help: "CA bundle PEM file: gRPC callers must also present a client certificate it signed (mutual TLS)",
+			field: func(c *Config) any { return &c.GRPCClientCA }, check: optional(caBundleFile)},
+		{name: "control-plane-ca", help: "CA bundle PEM file trusted for calls to the GC, the Auth Controller and media handlers; empty trusts the system roots",
+			field: func(c *Config) any { return &c.ControlPlaneCA }, check: optional(caBundleFile)},
+		{name: "control-plane-client-cert", help: "client certificate PEM file shown on control-plane calls (mutual TLS; with control-plane-client-key)",
+			field: func(c *Config) any { return &c.ControlPlaneClientCert }, check: optional(certificateFile)},
+		{name: "control-plane-client-key", secret: true, help: "private key PEM file of control-plane-client-cert",
+			field: func(c *Config) any { return &c.ControlPlaneClientKey }, check: optional(readableFile)},
+		{name: "allow-plaintext-control-plane", def: "false", help: "allow http:// control-plane URLs to hosts other than loopback, sending tokens in the clear",
+			field: func(c *Config) any { return &c.AllowPlaintextControlPlane }},
+		{name: "service-token-issuer", help: "when set, callers' service tokens must carry this iss",
+			field: func(c *Config) any { return &c.ServiceTokenIssuer }, check: optional(identifier)},
+		{name: "service-token-audience", help: "when set, callers' service tokens must carry this aud",
+			field: func(c *Config) any { return &c.ServiceTokenAudience }, check: optional(identifier)},
+		{name: "service-token-subjects", help: "when set, the only sub values accepted in callers' service tokens (e.g. the GC ids), comma-separated or a TOML list",
+			field: func(c *Config) any { return &c.ServiceTokenSubjects }, check: identifier},
 		{name: "drain-timeout", def: "30s", help: "how long a drain (SIGTERM) waits for meetings to end",
 			field: func(c *Config) any { return &c.DrainTimeout }},
 		{name: "disconnect-grace", def: "30s", help: "how long a disconnected participant may reconnect before leaving",

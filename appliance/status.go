@@ -44,6 +44,7 @@ func (a *appliance) Status(ctx context.Context) web.Status {
 	if a.link != nil {
 		s.GC = gcStatus(a.cfg.GCURL, a.link.Status())
 	}
+	s.ControlPlane = a.controlPlaneLinks()
 	for _, m := range a.ctrl.Snapshots() {
 		wm := web.Meeting{ID: m.ID, Generation: m.Generation, CreatedAt: m.CreatedAt, MediaHandlers: []string{}, Participants: []web.Participant{}}
 		for _, mh := range m.Assignments {

@@ -7,8 +7,9 @@
 // NOT_FOUND. GC trouble is logged and retried; it never stops the MC.
 //
 // As a server, NewServer serves MeetingControllerService.AssignMeetingWithMh
-// behind an interceptor that demands a valid Dark Tower service token on
-// every call and fails closed on anything it does not know.
+// (over TLS when configured) behind an interceptor that demands a valid Dark
+// Tower service token on every call and fails closed on anything it does
+// not know.
 //
 // The package reads the MC's load through LoadReporter and hands
 // assignments to an Assigner; it never touches meetings itself.

@@ -71,8 +71,11 @@ func (nopObserver) Registration(string)                     {}
 // LinkConfig configures a Link. Zero durations select the contract defaults.
 type LinkConfig struct {
 	// Target is the GC address: "host:port" or "http://host:port" for
-	// plaintext gRPC, "https://host[:port]" for TLS with the system roots.
+	// plaintext gRPC, "https://host[:port]" for TLS.
 	Target string
+	// Credentials secure an https:// Target, e.g.
+	// (*tlsfiles.ClientTrust).Credentials; nil trusts the system roots.
+	Credentials credentials.TransportCredentials
 	// TokenFile, when set, holds the service token sent as
 	// "authorization: Bearer <token>" on every call. It is read for every
 	// call, so a rotated token is used without a restart.
@@ -166,7 +169,10 @@ func NewLink(cfg LinkConfig, load LoadReporter, sys SystemSampler) (*Link, error
 		return nil, err
 	}
 	creds := insecure.NewCredentials()
-	if useTLS {
+	switch {
+	case useTLS && cfg.Credentials != nil:
+		creds = cfg.Credentials
+	case useTLS:
 		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
 	}
 	opts := []grpc.DialOption{

@@ -2,6 +2,7 @@ package gc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -73,6 +75,10 @@ type ServerConfig struct {
 	Verifier *auth.Verifier
 	Logger   *slog.Logger // nil discards the server's log
 	Observer ServerObserver
+	// TLS, when set, is the TLS configuration served (a tlsfiles.Server's,
+	// so that a renewed certificate is used without a restart); nil serves
+	// plaintext.
+	TLS *tls.Config
 }
 
 // NewServer returns a gRPC server with MeetingControllerService registered
@@ -92,14 +98,18 @@ func NewServer(cfg ServerConfig, a Assigner) *grpc.Server {
 		obs = nopServerObserver{}
 	}
 	g := &guard{verifier: cfg.Verifier, log: log, obs: obs}
-	srv := grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(g.unary),
 		grpc.ChainStreamInterceptor(g.stream),
 		grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
 			return status.Error(codes.PermissionDenied, "unknown service")
 		}),
 		grpc.MaxRecvMsgSize(maxRequestBytes),
-	)
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	srv := grpc.NewServer(opts...)
 	internalpb.RegisterMeetingControllerServiceServer(srv, &assignService{assigner: a, log: log})
 	return srv
 }

@@ -36,6 +36,9 @@ type Status struct {
 	Store    StoreStatus `json:"store"`
 	Meetings []Meeting   `json:"meetings"`
 	Lab      *LabInfo    `json:"lab,omitempty"`
+
+	// ControlPlane is the transport security of each control-plane link.
+	ControlPlane []TLSLink `json:"control_plane"`
 }
 
 // Identity names this appliance and where clients and the GC reach it.

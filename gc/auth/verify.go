@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,6 +48,10 @@ const (
 	ReasonInvalidClaims  = "invalid_claims"
 	ReasonWrongType      = "wrong_type"
 	ReasonScope          = "scope_mismatch"
+	// Refusals by ServicePins.
+	ReasonWrongIssuer       = "wrong_issuer"
+	ReasonWrongAudience     = "wrong_audience"
+	ReasonSubjectNotAllowed = "subject_not_allowed"
 )
 
 // TokenError describes why a token was refused. Reason is one of the Reason
@@ -85,6 +90,20 @@ type VerifierOptions struct {
 	Now func() time.Time
 	// Observer, when set, is told about every check.
 	Observer Observer
+	// Pins narrow the service tokens accepted; the zero value accepts any.
+	Pins ServicePins
+}
+
+// ServicePins narrow the service tokens VerifyService accepts to those
+// meant for this deployment. Dark Tower's tokens carry no iss or aud, so
+// each pin is off unless set; a token that misses a pin is refused with
+// ReasonWrongIssuer, ReasonWrongAudience or ReasonSubjectNotAllowed.
+type ServicePins struct {
+	Issuer   string   // iss must equal it
+	Audience string   // aud must contain it
+	Subjects []string // sub must be one of them
+	// Refused, when set, is told the reason of every refusal (to count it).
+	Refused func(reason string)
 }
 
 // Verifier checks token signatures and time claims. It is safe for
@@ -93,6 +112,7 @@ type Verifier struct {
 	keys   KeySource
 	parser *jwt.Parser
 	obs    Observer
+	pins   ServicePins
 }
 
 // NewVerifier returns a Verifier resolving keys through keys.
@@ -106,6 +126,7 @@ func NewVerifier(keys KeySource, opts VerifierOptions) *Verifier {
 	return &Verifier{
 		keys: keys,
 		obs:  opts.Observer,
+		pins: opts.Pins,
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
 			jwt.WithLeeway(opts.ClockSkew),
@@ -156,6 +177,12 @@ func (v *Verifier) VerifyService(ctx context.Context, token, scope string) (clai
 	if c.TokenType != "" {
 		return nil, &TokenError{Reason: ReasonWrongType}
 	}
+	if err := v.pins.check(&c.RegisteredClaims); err != nil {
+		if v.pins.Refused != nil {
+			v.pins.Refused(err.Reason)
+		}
+		return nil, err
+	}
 	claims = &ServiceClaims{
 		Subject:     c.Subject,
 		Scopes:      strings.Fields(c.Scope),
@@ -182,6 +209,20 @@ func (v *Verifier) observe(tokenType string, err error) {
 		}
 	}
 	v.obs.TokenChecked(tokenType, reason)
+}
+
+// check refuses claims that miss a pin. The reasons quote claims, which
+// are not secret.
+func (p ServicePins) check(c *jwt.RegisteredClaims) *TokenError {
+	switch {
+	case p.Issuer != "" && c.Issuer != p.Issuer:
+		return &TokenError{Reason: ReasonWrongIssuer, Err: fmt.Errorf("iss %q is not %q", c.Issuer, p.Issuer)}
+	case p.Audience != "" && !slices.Contains(c.Audience, p.Audience):
+		return &TokenError{Reason: ReasonWrongAudience, Err: fmt.Errorf("aud %q does not include %q", []string(c.Audience), p.Audience)}
+	case len(p.Subjects) > 0 && !slices.Contains(p.Subjects, c.Subject):
+		return &TokenError{Reason: ReasonSubjectNotAllowed, Err: fmt.Errorf("sub %q is not allowed", c.Subject)}
+	}
+	return nil
 }
 
 // JoinClaims are the claims of a meeting or guest join token.

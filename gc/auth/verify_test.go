@@ -285,3 +285,44 @@ func BenchmarkVerifyJoin(b *testing.B) {
 		}
 	}
 }
+
+func TestVerifyServicePins(t *testing.T) {
+	iss := devissuer.NewIssuer().WithClock(func() time.Time { return t0 })
+	pinned := func(p auth.ServicePins) *auth.Verifier {
+		return auth.NewVerifier(auth.NewStaticKeys(iss.PublicKey()), auth.VerifierOptions{Now: func() time.Time { return t0 }, Pins: p})
+	}
+	plain := iss.ServiceToken("gc-1", "global-controller") // as Dark Tower issues them: no iss, no aud
+	fitting := iss.ServiceToken("gc-1", "global-controller",
+		devissuer.WithClaim("iss", "https://ac.example.net"), devissuer.WithClaim("aud", []string{"edgemc-eu", "other"}))
+	tests := []struct {
+		name   string
+		pins   auth.ServicePins
+		token  string
+		reason string
+	}{
+		{"no pins, Dark Tower token", auth.ServicePins{}, plain, ""},
+		{"all pins met", auth.ServicePins{Issuer: "https://ac.example.net", Audience: "edgemc-eu", Subjects: []string{"gc-2", "gc-1"}}, fitting, ""},
+		{"audience as a string", auth.ServicePins{Audience: "edgemc-eu"}, iss.ServiceToken("gc-1", "global-controller", devissuer.WithClaim("aud", "edgemc-eu")), ""},
+		{"issuer missing", auth.ServicePins{Issuer: "https://ac.example.net"}, plain, auth.ReasonWrongIssuer},
+		{"issuer of another deployment", auth.ServicePins{Issuer: "https://ac.example.net"},
+			iss.ServiceToken("gc-1", "global-controller", devissuer.WithClaim("iss", "https://ac.example.org")), auth.ReasonWrongIssuer},
+		{"audience missing", auth.ServicePins{Audience: "edgemc-eu"}, plain, auth.ReasonWrongAudience},
+		{"audience of another deployment", auth.ServicePins{Audience: "edgemc-us"}, fitting, auth.ReasonWrongAudience},
+		{"subject not allowed", auth.ServicePins{Subjects: []string{"gc-2"}}, plain, auth.ReasonSubjectNotAllowed},
+	}
+	for _, tc := range tests {
+		var counted []string
+		tc.pins.Refused = func(reason string) { counted = append(counted, reason) }
+		_, err := pinned(tc.pins).VerifyService(context.Background(), tc.token, "")
+		if got := reasonOf(t, err); got != tc.reason {
+			t.Errorf("%s: reason %q (%v), want %q", tc.name, got, err, tc.reason)
+		}
+		if want := []string{tc.reason}; tc.reason != "" && !slices.Equal(counted, want) || tc.reason == "" && counted != nil {
+			t.Errorf("%s: counted %q", tc.name, counted)
+		}
+	}
+	// Pins are about service tokens: join tokens are unaffected.
+	if _, err := pinned(auth.ServicePins{Issuer: "x", Audience: "y", Subjects: []string{"z"}}).VerifyJoin(context.Background(), iss.MeetingToken("u", "m-1")); err != nil {
+		t.Errorf("a join token was judged by service pins: %v", err)
+	}
+}

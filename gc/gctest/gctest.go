@@ -1,11 +1,13 @@
 // Package gctest is a fake Global Controller for tests: a real gRPC
-// GlobalControllerService on 127.0.0.1 whose behaviour a test sets while it
-// runs (accept, reject, forget MCs, unavailable, slow, stopped), and which
-// records every call it receives, with wait helpers built on channels.
+// GlobalControllerService on 127.0.0.1, plaintext or TLS, whose behaviour a
+// test sets while it runs (accept, reject, forget MCs, unavailable, slow,
+// stopped), and which records every call it receives, with wait helpers
+// built on channels.
 package gctest
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -53,6 +56,7 @@ type Call[T proto.Message] struct {
 type GC struct {
 	t    testing.TB
 	addr string
+	tls  *tls.Config // nil: plaintext
 
 	mu        sync.Mutex
 	srv       *grpc.Server
@@ -73,11 +77,18 @@ type GC struct {
 // defaults) on 127.0.0.1:0 until the test ends.
 func Start(t testing.TB) *GC {
 	t.Helper()
+	return StartTLS(t, nil)
+}
+
+// StartTLS is Start serving TLS with cfg (nil serves plaintext). cfg may use
+// GetCertificate to change certificates while the fake GC runs.
+func StartTLS(t testing.TB, cfg *tls.Config) *GC {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("gctest: listen: %v", err)
 	}
-	g := &GC{t: t, addr: lis.Addr().String(), known: map[string]bool{}, changed: make(chan struct{})}
+	g := &GC{t: t, addr: lis.Addr().String(), tls: cfg, known: map[string]bool{}, changed: make(chan struct{})}
 	g.serve(lis)
 	t.Cleanup(g.Stop)
 	return g
@@ -86,8 +97,14 @@ func Start(t testing.TB) *GC {
 // Addr is the "127.0.0.1:port" the fake GC listens on.
 func (g *GC) Addr() string { return g.addr }
 
-// Target is Addr as a gc-url ("http://127.0.0.1:port").
-func (g *GC) Target() string { return "http://" + g.addr }
+// Target is Addr as a gc-url: "http://127.0.0.1:port", or https:// when the
+// fake GC serves TLS.
+func (g *GC) Target() string {
+	if g.tls != nil {
+		return "https://" + g.addr
+	}
+	return "http://" + g.addr
+}
 
 // Accept switches to ModeAccept, telling registering MCs these heartbeat
 // intervals (0 leaves the MC's defaults).
@@ -143,7 +160,11 @@ func (g *GC) Restart() {
 }
 
 func (g *GC) serve(lis net.Listener) {
-	srv := grpc.NewServer()
+	var opts []grpc.ServerOption
+	if g.tls != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(g.tls)))
+	}
+	srv := grpc.NewServer(opts...)
 	internalpb.RegisterGlobalControllerServiceServer(srv, service{g: g})
 	g.mu.Lock()
 	g.srv, g.stopping = srv, make(chan struct{})
@@ -220,6 +241,21 @@ func record[T proto.Message](g *GC, calls *[]Call[T], c Call[T]) {
 // ("" sends none).
 func Assign(ctx context.Context, mcAddr, token string, req *internalpb.AssignMeetingWithMhRequest) (*internalpb.AssignMeetingWithMhResponse, error) {
 	return devgc.Assign(ctx, mcAddr, token, req)
+}
+
+// AssignTLS is Assign over TLS with cfg, as a GC calling an MC whose
+// gRPC server has a certificate (and, for mutual TLS, with cfg's client
+// certificate).
+func AssignTLS(ctx context.Context, mcAddr, token string, cfg *tls.Config, req *internalpb.AssignMeetingWithMhRequest) (*internalpb.AssignMeetingWithMhResponse, error) {
+	conn, err := grpc.NewClient(strings.TrimPrefix(mcAddr, "https://"), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
+	return internalpb.NewMeetingControllerServiceClient(conn).AssignMeetingWithMh(ctx, req)
 }
 
 type service struct {

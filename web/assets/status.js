@@ -149,6 +149,8 @@ function render(s) {
   if (gc.last_error) gcRows.push(['Last error', el('span', { class: 'bad', text: gc.last_error }), 'gc.last_error']);
   fill($('gc'), gcRows);
 
+  fill($('control-plane'), (s.control_plane ?? []).map(link => [link.label, tlsLink(link), `control_plane.${link.name}`]));
+
   const c = s.capacity ?? {};
   $('capacity').replaceChildren(
     meter('Meetings', c.meetings, c.max_meetings, 'capacity.meetings'),
@@ -188,6 +190,29 @@ function render(s) {
     $('lab-participant').href = `${s.lab.join_path}?role=participant`;
   }
   $('updated').textContent = new Date().toLocaleTimeString();
+}
+
+// tlsLink shows how one control-plane link is secured: TLS or plaintext,
+// mutual TLS, the certificate and its days left, and any problem.
+function tlsLink(l) {
+  const head = el('div', {},
+    l.tls ? badge('TLS', 'yes') : badge('plaintext', l.warning ? 'warn' : ''),
+    ' ', l.tls ? badge(l.mtls ? 'mTLS on' : 'mTLS off', l.mtls ? 'yes' : '') : '',
+    ' ', el('span', { class: 'mono', text: l.url ?? '' }));
+  const out = el('div', {}, head);
+  if (l.cert_subject) {
+    const days = l.cert_days_left ?? 0;
+    const date = new Date(l.cert_not_after).toLocaleDateString();
+    const text = days < 0 ? `expired ${date} (${ago(l.cert_not_after)})`
+      : `expires ${date} (${days} day${days === 1 ? '' : 's'} left)`;
+    out.append(el('div', {}, el('span', { class: 'mono', text: l.cert_subject }), ' · ',
+      el('span', { class: days < 14 ? (days < 3 ? 'bad' : 'warn') : '', text })));
+  } else if (l.tls) {
+    out.append(el('div', { class: 'muted', text: 'no handshake yet' }));
+  }
+  if (l.warning) out.append(el('div', { class: 'warn', text: `⚠ ${l.warning}` }));
+  if (l.problem) out.append(el('div', { class: 'bad', text: l.problem }));
+  return out;
 }
 
 function certExpiry(t) {
