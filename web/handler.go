@@ -55,7 +55,8 @@ type handler struct {
 //	GET /health/live           200 while the process answers
 //	GET /health/ready          200 or 503 with {"ready":..,"reason":..}
 //	GET /metrics               Prometheus exposition of opts.Registry
-//	GET /assets/...            embedded CSS and JavaScript
+//	GET /assets/...            embedded CSS, JavaScript and icon
+//	GET /favicon.ico           the icon (an SVG), for clients that ask for it there
 //	GET /lab/join              demo join page (lab mode, status token)
 //	GET /lab/api/join-info     join details for the demo (lab mode, loopback only, status token)
 //
@@ -98,6 +99,9 @@ func NewHandler(opts Options, src StatusSource) http.Handler {
 	mux.HandleFunc("GET /health/ready", h.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("GET /assets/", http.StripPrefix("/assets/", noCache(http.FileServerFS(assets))))
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, assets, "favicon.svg")
+	})
 	if h.lab != nil {
 		mux.Handle("GET /lab/join", labCSP(h.protect(h.page("lab.html"))))
 		mux.Handle("GET /lab/api/join-info", loopbackOnly(h.protect(http.HandlerFunc(h.joinInfo))))

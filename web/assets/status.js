@@ -70,7 +70,8 @@ function meter(label, value = 0, max = 0, field) {
   return bar(label, pct, `${value} / ${max} (${pct.toFixed(0)} %)`, field);
 }
 
-const meterPercent = (label, p, field) => bar(label, p, `${(p || 0).toFixed(1)} %`, field);
+const percent = (p) => `${(p || 0).toFixed(1)} %`;
+const meterPercent = (label, p, field) => bar(label, p, percent(p), field);
 
 function muteText(self, host) {
   if (host) return 'host-muted';
@@ -115,6 +116,10 @@ function meetingCard(m) {
 
 function render(s) {
   last = s;
+  // The first update replaces "connecting…" with the cards.
+  $('connecting').hidden = true;
+  $('cards').hidden = false;
+  $('meetings-section').hidden = false;
   const id = s.identity ?? {};
   $('mc-id').textContent = id.id ?? '';
   document.title = `edgemc ${id.id ?? ''} — ${s.health}`;
@@ -153,10 +158,13 @@ function render(s) {
 
   const sys = s.system ?? {};
   const sysDl = el('dl');
-  fill(sysDl, [['Process RSS', bytes(sys.rss_bytes ?? 0), 'system.rss_bytes'], ['Goroutines', String(sys.goroutines ?? 0), 'system.goroutines']]);
-  $('system').replaceChildren(
-    meterPercent('CPU', sys.cpu_percent ?? 0, 'system.cpu_percent'),
-    meterPercent('Memory', sys.memory_percent ?? 0, 'system.memory_percent'), sysDl);
+  fill(sysDl, [['edgemc RSS', bytes(sys.rss_bytes ?? 0), 'system.rss_bytes'], ['Goroutines', String(sys.goroutines ?? 0), 'system.goroutines']]);
+  // The bar is the whole host's CPU; edgemc's own share is named beside it.
+  const cpu = meterPercent('Host CPU', sys.cpu_percent ?? 0, 'system.cpu_percent');
+  cpu.querySelector('.value').append(' · ',
+    el('span', { 'data-field': 'system.process_cpu_percent', text: `edgemc ${percent(sys.process_cpu_percent)}` }));
+  $('system').replaceChildren(cpu,
+    meterPercent('Host memory', sys.memory_percent ?? 0, 'system.memory_percent'), sysDl);
 
   const st = s.store ?? {};
   const stRows = [
