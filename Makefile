@@ -80,8 +80,8 @@ package: ## .deb and .rpm for amd64 and arm64 in dist/ (nfpm)
 	done
 	packaging/build.sh '$(VERSION)' dist
 
-test-package: package ## build the packages, inspect them and (as root) install, run and purge the .deb
-	EDGEMC_PACKAGES_DIR=$(CURDIR)/dist EDGEMC_INSTALL_TEST=1 $(GO) test -race -count=1 ./packaging/
+test-package: package ## build the packages, inspect them and (as root) install them here and under systemd in a Debian container (systemd-nspawn)
+	EDGEMC_PACKAGES_DIR=$(CURDIR)/dist EDGEMC_INSTALL_TEST=1 $(GO) test -race -count=1 -timeout 20m -v ./packaging/
 
-clean: ## remove build outputs
-	rm -rf bin dist
+clean: ## remove build outputs and the state of `make run` (./edgemc-data)
+	rm -rf bin dist edgemc-data

@@ -94,13 +94,23 @@ func loadBindingSecret(file, dataDir string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("binding secret: %w", err)
 	}
+	secret, err := parseBindingSecret(raw)
+	if err != nil {
+		return nil, fmt.Errorf("binding secret in %s %w", file, err)
+	}
+	return secret, nil
+}
+
+// parseBindingSecret decodes a binding secret file: hex, or raw bytes. The
+// error follows the file's name and never shows the contents.
+func parseBindingSecret(raw []byte) ([]byte, error) {
 	text := strings.TrimSpace(string(raw))
 	secret, err := hex.DecodeString(text)
 	if err != nil {
 		secret = []byte(text)
 	}
 	if len(secret) < minMasterSecret {
-		return nil, fmt.Errorf("binding secret in %s is shorter than %d bytes", file, minMasterSecret)
+		return nil, fmt.Errorf("is shorter than %d bytes", minMasterSecret)
 	}
 	return secret, nil
 }

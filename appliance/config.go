@@ -47,13 +47,17 @@ type Config struct {
 
 	// ConfigFile is the TOML file that was read ("" if none).
 	ConfigFile string
+	// Given names the settings set by a flag, the environment or the file
+	// rather than left at their default, in table order.
+	Given []string
 	// Warnings are problems that did not stop loading (such as an unknown
 	// EDGEMC_* environment variable), for the caller to log once a logger
 	// exists. They never contain setting values.
 	Warnings []string
 }
 
-// ErrInvalidSetting is matched (errors.Is) by every *SettingError.
+// ErrInvalidSetting is matched (errors.Is) by every *SettingError, and so
+// by every error of [LoadConfig] and [Config.Validate] but flag syntax.
 var ErrInvalidSetting = errors.New("invalid setting")
 
 // SettingError is a setting whose value edgemc cannot use.
@@ -62,6 +66,8 @@ type SettingError struct {
 	Value   string // the offending value ("" when there is none to show)
 	Reason  string // what is wrong, phrased to follow the value: "is not a whole number"
 	Source  string // where the value came from: "flag --x", "env EDGEMC_X", a file path, "default"
+	// Missing marks a required setting that has no value.
+	Missing bool
 }
 
 // Error is one line. It never shows the value of a secret-bearing setting
@@ -69,7 +75,11 @@ type SettingError struct {
 // where its file name belongs.
 func (e *SettingError) Error() string {
 	var b strings.Builder
-	b.WriteString("invalid setting ")
+	if e.Missing {
+		b.WriteString("missing setting ")
+	} else {
+		b.WriteString("invalid setting ")
+	}
 	b.WriteString(e.Setting)
 	b.WriteString(": ")
 	if e.Value != "" && !isSecretSetting(e.Setting) {
@@ -156,6 +166,9 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string, env
 			return Config{}, &SettingError{Setting: s.name, Value: raw.text, Reason: err.Error(), Source: raw.source}
 		}
 		sources[s.name] = raw.source
+		if raw.source != "default" {
+			c.Given = append(c.Given, s.name)
+		}
 	}
 	if err := c.crossCheck(); err != nil {
 		return Config{}, err

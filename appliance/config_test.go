@@ -109,7 +109,7 @@ func TestSettingsTable(t *testing.T) {
 	ct := reflect.TypeFor[Config]()
 	for i := range ct.NumField() {
 		f := ct.Field(i)
-		if _, ok := covered[f.Offset]; !ok && f.Name != "ConfigFile" && f.Name != "Warnings" {
+		if _, ok := covered[f.Offset]; !ok && f.Name != "ConfigFile" && f.Name != "Given" && f.Name != "Warnings" {
 			t.Errorf("Config.%s has no setting", f.Name)
 		}
 	}
@@ -267,7 +267,7 @@ func TestInvalidValues(t *testing.T) {
 		{"max-meetings", "abc", `"abc" is not a whole number`},
 		{"max-meetings", "0", "must be greater than zero"},
 		{"max-participants", "4294967296", "is larger than 4294967295"},
-		{"max-participants", "-1", "is not a whole number"},
+		{"max-participants", "-1", "must be greater than zero"},
 		{"drain-timeout", "30", "is not a duration"},
 		{"sweep-interval", "-1s", "must be greater than zero"},
 		{"fast-heartbeat", "0s", "must be greater than zero"},
@@ -414,7 +414,7 @@ func TestLogValue(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	log, err := NewLogger("json", "info", &buf, false)
+	log, err := NewLogger("json", "info", &buf, OutputPipe)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,25 +440,25 @@ func TestLogValue(t *testing.T) {
 
 func TestNewLogger(t *testing.T) {
 	cases := []struct {
-		format   string
-		terminal bool
-		json     bool
+		format string
+		out    LogOutput
+		json   bool
 	}{
-		{"auto", true, false},
-		{"auto", false, true},
-		{"text", false, false},
-		{"json", true, true},
+		{"auto", OutputTerminal, false},
+		{"auto", OutputPipe, true},
+		{"text", OutputPipe, false},
+		{"json", OutputTerminal, true},
 	}
 	for _, tc := range cases {
 		var buf bytes.Buffer
-		log, err := NewLogger(tc.format, "info", &buf, tc.terminal)
+		log, err := NewLogger(tc.format, "info", &buf, tc.out)
 		if err != nil {
 			t.Fatal(err)
 		}
 		log.Info("hello", "join_token", "abc.def.ghi", "binding_token", "0badc0de", "Authorization", "Bearer x", "token_file", "/etc/t")
 		out := buf.String()
 		if isJSON := json.Valid(bytes.TrimSpace(buf.Bytes())); isJSON != tc.json {
-			t.Errorf("%s/terminal=%v: JSON=%v, want %v: %s", tc.format, tc.terminal, isJSON, tc.json, out)
+			t.Errorf("%s/output %v: JSON=%v, want %v: %s", tc.format, tc.out, isJSON, tc.json, out)
 		}
 		for _, leak := range []string{"abc.def.ghi", "0badc0de", "Bearer x"} {
 			if strings.Contains(out, leak) {
@@ -471,7 +471,7 @@ func TestNewLogger(t *testing.T) {
 	}
 
 	var buf bytes.Buffer
-	log, err := NewLogger("text", "warn", &buf, true)
+	log, err := NewLogger("text", "warn", &buf, OutputTerminal)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -480,10 +480,10 @@ func TestNewLogger(t *testing.T) {
 	if strings.Contains(buf.String(), "quiet") || !strings.Contains(buf.String(), "loud") {
 		t.Errorf("level warn: %s", buf.String())
 	}
-	if _, err := NewLogger("xml", "info", io.Discard, false); !errors.Is(err, ErrInvalidSetting) {
+	if _, err := NewLogger("xml", "info", io.Discard, OutputPipe); !errors.Is(err, ErrInvalidSetting) {
 		t.Errorf("bad format: %v", err)
 	}
-	if _, err := NewLogger("json", "loud", io.Discard, false); !errors.Is(err, ErrInvalidSetting) {
+	if _, err := NewLogger("json", "loud", io.Discard, OutputPipe); !errors.Is(err, ErrInvalidSetting) {
 		t.Errorf("bad level: %v", err)
 	}
 }

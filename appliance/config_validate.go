@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"crypto/ed25519"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/edgemc/edgemc/gc/auth"
 )
 
 // set parses v into the setting's field of c. The error is the reason only,
@@ -31,9 +34,13 @@ func (s setting) set(c *Config, v string) error {
 		*p = v
 	case *uint32:
 		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		_, errSigned := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 		switch {
 		case errors.Is(err, strconv.ErrRange) || err == nil && n > math.MaxUint32:
 			return fmt.Errorf("is larger than %d", uint32(math.MaxUint32))
+		case err != nil && (errSigned == nil || errors.Is(errSigned, strconv.ErrRange)):
+			// A negative whole number.
+			return errors.New("must be greater than zero")
 		case err != nil:
 			return errors.New("is not a whole number")
 		case n == 0:
@@ -199,6 +206,54 @@ func ed25519PEMFile(path string) error {
 	key, err := x509.ParsePKIXPublicKey(block.Bytes)
 	if _, ok := key.(ed25519.PublicKey); err != nil || !ok {
 		return errors.New("does not hold an Ed25519 public key (PEM \"PUBLIC KEY\")")
+	}
+	return nil
+}
+
+// Validate checks what the settings cannot show one at a time: that join
+// tokens can be verified (jwks-url or jwt-public-key, unless opts.Lab, whose
+// token issuer supplies the keys) and that the files they name hold what
+// edgemc will read from them (the token key, the certificate pair, the
+// session-binding secret, the status token). It reads those files and
+// changes nothing: call it before logging, opening the store or creating
+// data-dir, so that a configuration error leaves nothing behind. The error
+// is a *SettingError naming the setting.
+func (c Config) Validate(opts RunOptions) error {
+	if !opts.Lab && c.JWKSURL == "" && c.JWTPublicKey == "" {
+		return &SettingError{Setting: "jwks-url", Missing: true,
+			Reason: "set jwks-url (or jwt-public-key) so that join tokens can be verified"}
+	}
+	if c.JWTPublicKey != "" && !opts.Lab {
+		raw, err := os.ReadFile(c.JWTPublicKey)
+		if err == nil {
+			_, err = auth.ParsePublicKeyPEM(raw)
+		}
+		if err != nil {
+			return &SettingError{Setting: "jwt-public-key", Value: c.JWTPublicKey, Reason: "is not usable: " + err.Error()}
+		}
+	}
+	if c.TLSCert != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+			return &SettingError{Setting: "tls-cert", Value: c.TLSCert, Reason: "and tls-key are not a usable certificate pair: " + err.Error()}
+		}
+	}
+	if c.BindingSecretFile != "" {
+		raw, err := os.ReadFile(c.BindingSecretFile)
+		if err != nil {
+			return &SettingError{Setting: "binding-secret-file", Reason: fileReason(err)}
+		}
+		if _, err := parseBindingSecret(raw); err != nil {
+			return &SettingError{Setting: "binding-secret-file", Reason: err.Error()}
+		}
+	}
+	if c.StatusTokenFile != "" {
+		tok, err := readSecretFile(c.StatusTokenFile, "status-token-file")
+		if err != nil {
+			return &SettingError{Setting: "status-token-file", Reason: fileReason(err)}
+		}
+		if tok == "" {
+			return &SettingError{Setting: "status-token-file", Reason: "names an empty file, which would leave the status page open"}
+		}
 	}
 	return nil
 }

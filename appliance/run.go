@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +40,12 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) error {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if err := cfg.Validate(opts); err != nil {
+		return err
+	}
+	if opts.Lab {
+		cfg = labListeners(cfg)
+	}
 	a, err := newAppliance(cfg, opts)
 	if err != nil {
 		return err
@@ -68,10 +75,12 @@ type appliance struct {
 	sys       gc.SystemSampler
 	cp        *controlPlane
 	cpMetrics *web.ControlPlaneMetrics
+	procCPU   processCPU
 }
 
 func newAppliance(cfg Config, opts RunOptions) (*appliance, error) {
 	a := &appliance{cfg: cfg, opts: opts, log: opts.Logger, started: time.Now(), sys: gc.NewGopsutilSampler()}
+	a.procCPU.sample(a.started) // the first figure covers the time since start
 	if err := a.init(); err != nil {
 		a.close()
 		return nil, err
@@ -115,8 +124,8 @@ func (a *appliance) init() (err error) {
 		// The development GC calls the gRPC server in plaintext on loopback.
 		cfg.GRPCTLSCert, cfg.GRPCTLSKey, cfg.GRPCClientCA = "", "", ""
 		if _, port, err := net.SplitHostPort(cfg.WebTransportListen); err == nil && port != "0" {
-			// Browsers on this machine reach the lab on loopback.
-			cfg.WebTransportAdvertise = "https://127.0.0.1:" + port + "/"
+			// What browsers on this machine dial (wtURL once the port is bound).
+			cfg.WebTransportAdvertise = "https://" + dialable(cfg.WebTransportListen) + "/"
 		}
 		a.cfg = cfg
 	}
@@ -199,12 +208,47 @@ func (a *appliance) init() (err error) {
 }
 
 // grpcAdvertise is the endpoint the GC is told to call; in lab mode the
-// development GC calls the port actually bound.
+// development GC calls the address actually bound.
 func (a *appliance) grpcAdvertise() string {
 	if a.lab != nil {
-		return "http://" + a.grpcLis.Addr().String()
+		return "http://" + dialable(a.grpcLis.Addr().String())
 	}
 	return a.cfg.GRPCAdvertise
+}
+
+// labListeners binds every listener that the user did not set to loopback:
+// lab mode is for trying edgemc on this machine, not for serving others.
+func labListeners(cfg Config) Config {
+	for _, l := range []struct {
+		name string
+		addr *string
+	}{
+		{"webtransport-listen", &cfg.WebTransportListen},
+		{"grpc-listen", &cfg.GRPCListen},
+		{"http-listen", &cfg.HTTPListen},
+	} {
+		if slices.Contains(cfg.Given, l.name) {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(*l.addr); err == nil {
+			*l.addr = net.JoinHostPort("127.0.0.1", port)
+		}
+	}
+	return cfg
+}
+
+// dialable is the host:port a client on this machine dials to reach a
+// listener bound to addr: a wildcard host (empty, 0.0.0.0, ::) becomes
+// 127.0.0.1.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func (a *appliance) run(ctx context.Context) error {
@@ -239,7 +283,7 @@ func (a *appliance) run(ctx context.Context) error {
 		g.Go(func() error { return a.link.Run(gctx) })
 	}
 	if a.lab != nil {
-		g.Go(func() error { return a.lab.run(gctx, a.grpcLis.Addr().String(), a.wtURL(), a.holdsDemo) })
+		g.Go(func() error { return a.lab.run(gctx, dialable(a.grpcLis.Addr().String()), a.wtURL(), a.holdsDemo) })
 	}
 	select {
 	case <-a.wt.Ready():

@@ -106,7 +106,7 @@ func settings() []setting {
 			field: func(c *Config) any { return &c.StatusTokenFile }, check: optional(readableFile)},
 		{name: "binding-secret-file", secret: true, help: "file holding the session-binding secret; empty generates data-dir/binding.key",
 			field: func(c *Config) any { return &c.BindingSecretFile }, check: optional(readableFile)},
-		{name: "log-format", def: "auto", help: "auto, text or json; auto is text on a terminal, json otherwise and under systemd",
+		{name: "log-format", def: "auto", help: "auto, text or json; auto is text on a terminal, the native journal protocol under systemd, json otherwise",
 			field: func(c *Config) any { return &c.LogFormat }, check: oneOf("auto", "text", "json")},
 		{name: "log-level", def: "info", help: "debug, info, warn or error",
 			field: func(c *Config) any { return &c.LogLevel }, check: oneOf("debug", "info", "warn", "error")},

@@ -2,10 +2,10 @@ package appliance
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"os"
 	"runtime"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/procfs"
@@ -103,6 +103,7 @@ func (a *appliance) system(ctx context.Context) web.System {
 	if cpu, mem, err := a.sys.Sample(ctx); err == nil {
 		s.CPUPercent, s.MemoryPercent = cpu, mem
 	}
+	s.ProcessCPUPercent = a.procCPU.sample(time.Now())
 	if p, err := procfs.NewProc(os.Getpid()); err == nil {
 		if st, err := p.Stat(); err == nil {
 			s.RSSBytes = uint64(st.ResidentMemory())
@@ -112,10 +113,38 @@ func (a *appliance) system(ctx context.Context) web.System {
 }
 
 // wtURL is the WebTransport URL clients use: the advertised one, or in lab
-// mode the loopback address actually bound.
+// mode the address actually bound, as a client on this machine dials it.
 func (a *appliance) wtURL() string {
-	if u, ok := a.wt.Addr().(*net.UDPAddr); ok && a.lab != nil {
-		return fmt.Sprintf("https://127.0.0.1:%d/", u.Port)
+	if a.lab != nil {
+		return "https://" + dialable(a.wt.Addr().String()) + "/"
 	}
 	return a.cfg.WebTransportAdvertise
+}
+
+// processCPU measures edgemc's own CPU use, as a share of all the host's
+// CPUs (the scale of the host CPU figure beside it), over at least a second
+// so that several status pages reading it do not turn it into noise.
+type processCPU struct {
+	mu      sync.Mutex
+	lastCPU time.Duration // user + system time at lastAt
+	lastAt  time.Time
+	percent float64
+}
+
+func (p *processCPU) sample(now time.Time) float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	used := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch wall := now.Sub(p.lastAt); {
+	case p.lastAt.IsZero():
+		p.lastCPU, p.lastAt = used, now
+	case wall >= time.Second:
+		p.percent = min(100, max(0, float64(used-p.lastCPU)/float64(wall)/float64(runtime.NumCPU())*100))
+		p.lastCPU, p.lastAt = used, now
+	}
+	return p.percent
 }

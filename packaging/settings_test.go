@@ -114,7 +114,7 @@ func TestConfigFile(t *testing.T) {
 		if err != nil {
 			t.Fatalf("edgemc cannot load %s: %v", name, err)
 		}
-		cfg.ConfigFile = ""
+		cfg.ConfigFile, cfg.Given = "", nil
 		return cfg
 	}
 	defaults := load("empty.toml", "")

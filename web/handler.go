@@ -56,7 +56,8 @@ type handler struct {
 //	GET /health/ready          200 or 503 with {"ready":..,"reason":..}
 //	GET /health, GET /ready    the same two, at the paths Dark Tower's probes use
 //	GET /metrics               Prometheus exposition of opts.Registry
-//	GET /assets/...            embedded CSS and JavaScript
+//	GET /assets/...            embedded CSS, JavaScript and icon
+//	GET /favicon.ico           the icon (an SVG), for clients that ask for it there
 //	GET /lab/join              demo join page (lab mode, status token)
 //	GET /lab/api/join-info     join details for the demo (lab mode, loopback only, status token)
 //
@@ -101,6 +102,9 @@ func NewHandler(opts Options, src StatusSource) http.Handler {
 	mux.HandleFunc("GET /ready", h.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("GET /assets/", http.StripPrefix("/assets/", noCache(http.FileServerFS(assets))))
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, assets, "favicon.svg")
+	})
 	if h.lab != nil {
 		mux.Handle("GET /lab/join", labCSP(h.protect(h.page("lab.html"))))
 		mux.Handle("GET /lab/api/join-info", loopbackOnly(h.protect(http.HandlerFunc(h.joinInfo))))

@@ -97,10 +97,12 @@ func clampUint32(n int) uint32 { return uint32(min(max(n, 0), math.MaxUint32)) }
 
 // System is host and process resource usage.
 type System struct {
-	CPUPercent    float64 `json:"cpu_percent"`
+	CPUPercent    float64 `json:"cpu_percent"` // the host's, all CPUs
 	MemoryPercent float64 `json:"memory_percent"`
 	RSSBytes      uint64  `json:"rss_bytes"`
 	Goroutines    int     `json:"goroutines"`
+	// ProcessCPUPercent is edgemc's own share of all the host's CPUs.
+	ProcessCPUPercent float64 `json:"process_cpu_percent"`
 }
 
 // StoreStatus describes the state file.

@@ -1,9 +1,15 @@
 // edgemc lab demo: joins the demo meeting from the browser over WebTransport
 // and drives the signaling protocol by hand. Development tool only.
 //
-// Automation: window.edgemcDemo exposes join/mute/hostMute/leave and the
-// state; the DOM exposes #status, #error and tr[data-participant-id] rows.
-// /lab/join?role=host&name=Alice&autojoin=1 joins on load.
+// Automation: window.edgemcDemo exposes join/mute/hostMute/askUnmute/leave
+// and the state; the DOM exposes #status, #error, #notice and
+// tr[data-participant-id] rows. /lab/join?role=host&name=Alice&autojoin=1
+// joins on load.
+//
+// What a participant sees follows what they may do: only hosts get the
+// host-mute buttons (not on their own row), and a host-muted participant
+// gets "Ask to unmute" (an UnmuteRequest to the hosts) instead of a
+// self-mute button that could not unmute them.
 
 import { decodeServerMessage, encodeClientMessage, ErrorCode, FrameReader, frame } from './proto.js';
 
@@ -18,6 +24,8 @@ const state = {
   selfId: '',
   roster: new Map(), // participant id -> {id, name, audioSelfMuted, ...}
   error: null, // {code, message}
+  notice: '', // an unmute request, for hosts
+  asked: { audio: false, video: false }, // unmute requests sent and not yet answered
   log: [], // kinds of server messages received, in order
 };
 let transport = null;
@@ -39,6 +47,12 @@ function clearError() {
   state.error = null;
   $('error').hidden = true;
   $('error').textContent = '';
+}
+
+function setNotice(text) {
+  state.notice = text;
+  $('notice').textContent = text;
+  $('notice').hidden = !text;
 }
 
 function hexToBytes(hex) {
@@ -79,9 +93,11 @@ function renderRoster() {
     cell('Participant', '').append(id);
     cell('Audio', tr.dataset.audio);
     cell('Video', tr.dataset.video);
+    if (role !== 'host') return tr;
     const actions = document.createElement('span');
     actions.className = 'actions';
     cell('Host mute', '').append(actions);
+    if (p.id === state.selfId) return tr; // a host does not host-mute themself
     for (const kind of ['audio', 'video']) {
       const muted = kind === 'audio' ? p.audioHostMuted : p.videoHostMuted;
       const b = document.createElement('button');
@@ -97,13 +113,29 @@ function renderRoster() {
   });
   $('roster').tBodies[0].replaceChildren(...rows);
   $('roster-count').textContent = `(${rows.length})`;
+  for (const th of document.querySelectorAll('.host-only')) th.hidden = role !== 'host';
   const self = state.roster.get(state.selfId);
   for (const kind of ['audio', 'video']) {
     const muted = !!self?.[`${kind}SelfMuted`];
+    const hostMuted = !!self?.[`${kind}HostMuted`];
+    if (!hostMuted) state.asked[kind] = false;
     const b = $(`mute-${kind}`);
+    b.hidden = hostMuted;
     b.setAttribute('aria-pressed', String(muted));
     b.textContent = `${muted ? 'Unmute' : 'Mute'} ${kind}`;
+    const ask = $(`ask-${kind}`);
+    ask.hidden = !hostMuted;
+    ask.disabled = state.asked[kind];
+    ask.textContent = state.asked[kind] ? `Asked to unmute ${kind}` : `Ask to unmute ${kind}`;
   }
+}
+
+// unmuteRequester names who may have sent an unmute request (it carries no
+// participant id): the participants host-muted for what it asks.
+function unmuteRequester(r) {
+  const who = [...state.roster.values()].filter((p) => p.id !== state.selfId
+    && ((r.requestAudio && p.audioHostMuted) || (r.requestVideo && p.videoHostMuted)));
+  return who.length === 1 ? who[0].name : 'A host-muted participant';
 }
 
 async function send(msg) {
@@ -141,10 +173,14 @@ function handle(m) {
     case 'error':
       showError(ErrorCode[m.error.code] ?? `error ${m.error.code}`, m.error.message);
       break;
-    case 'unmuteRequest':
-      setStatus('joined: the host asks you to unmute');
+    case 'unmuteRequest': {
+      const r = m.unmuteRequest;
+      const what = [r.requestAudio && 'audio', r.requestVideo && 'video'].filter(Boolean).join(' and ');
+      setNotice(`${unmuteRequester(r)} asks to be unmuted (${what}): use Unmute on their row to allow it.`);
       break;
+    }
     case 'unmuteResponse':
+      state.asked = { audio: false, video: false };
       setStatus(`joined: unmute ${m.unmuteResponse.audioApproved || m.unmuteResponse.videoApproved ? 'approved' : 'declined'}`);
       break;
     case 'redirectToMc':
@@ -235,6 +271,8 @@ function onClosed(t, status) {
   transport = null;
   writer = null;
   state.roster.clear();
+  state.asked = { audio: false, video: false };
+  setNotice('');
   renderRoster();
   $('join').disabled = false;
   $('controls').hidden = true;
@@ -246,11 +284,21 @@ async function mute(audioMuted, videoMuted) {
 
 async function hostMute(participantId, audioMuted, videoMuted) {
   clearError();
+  setNotice('');
   await send({ hostMuteRequest: { participantId, audioMuted, videoMuted, reason: 'lab demo' } });
+}
+
+// askUnmute asks the hosts to lift this participant's host-mute of kind.
+async function askUnmute(kind) {
+  clearError();
+  state.asked[kind] = true;
+  renderRoster();
+  await send({ unmuteRequest: { requestAudio: kind === 'audio', requestVideo: kind === 'video' } });
 }
 
 function leave() {
   if (!transport) return;
+  clearError(); // an error of the session just left is stale
   setStatus('left');
   transport.close({ closeCode: 0, reason: 'leave' });
   onClosed(transport, 'left');
@@ -263,11 +311,14 @@ $('name').value = params.get('name') ?? '';
 $('join-form').addEventListener('submit', (e) => { e.preventDefault(); join(); });
 $('mute-audio').addEventListener('click', () => mute(!selfMuted('audio'), selfMuted('video')));
 $('mute-video').addEventListener('click', () => mute(selfMuted('audio'), !selfMuted('video')));
+$('ask-audio').addEventListener('click', () => askUnmute('audio'));
+$('ask-video').addEventListener('click', () => askUnmute('video'));
 $('leave').addEventListener('click', leave);
+renderRoster();
 
 window.edgemcDemo = {
   state,
   roster: () => [...state.roster.values()],
-  join, mute, hostMute, leave,
+  join, mute, hostMute, askUnmute, leave,
 };
 if (params.get('autojoin') === '1' && $('name').value) join();

@@ -70,7 +70,8 @@ function meter(label, value = 0, max = 0, field) {
   return bar(label, pct, `${value} / ${max} (${pct.toFixed(0)} %)`, field);
 }
 
-const meterPercent = (label, p, field) => bar(label, p, `${(p || 0).toFixed(1)} %`, field);
+const percent = (p) => `${(p || 0).toFixed(1)} %`;
+const meterPercent = (label, p, field) => bar(label, p, percent(p), field);
 
 function muteText(self, host) {
   if (host) return 'host-muted';
@@ -115,6 +116,10 @@ function meetingCard(m) {
 
 function render(s) {
   last = s;
+  // The first update replaces "connecting…" with the cards.
+  $('connecting').hidden = true;
+  $('cards').hidden = false;
+  $('meetings-section').hidden = false;
   const id = s.identity ?? {};
   $('mc-id').textContent = id.id ?? '';
   document.title = `edgemc ${id.id ?? ''} — ${s.health}`;
@@ -158,12 +163,12 @@ function render(s) {
 
   const sys = s.system ?? {};
   const sysDl = el('dl');
-  fill(sysDl, [['Process RSS', bytes(sys.rss_bytes ?? 0), 'system.rss_bytes'], ['Goroutines', String(sys.goroutines ?? 0), 'system.goroutines']]);
-  // Host figures, as the comprehensive heartbeat reports them to the GC; the
-  // process's own are RSS and goroutines (process_resident_memory_bytes,
-  // go_goroutines on /metrics).
-  $('system').replaceChildren(
-    meterPercent('Host CPU', sys.cpu_percent ?? 0, 'system.cpu_percent'),
+  fill(sysDl, [['edgemc RSS', bytes(sys.rss_bytes ?? 0), 'system.rss_bytes'], ['Goroutines', String(sys.goroutines ?? 0), 'system.goroutines']]);
+  // The bar is the whole host's CPU; edgemc's own share is named beside it.
+  const cpu = meterPercent('Host CPU', sys.cpu_percent ?? 0, 'system.cpu_percent');
+  cpu.querySelector('.value').append(' · ',
+    el('span', { 'data-field': 'system.process_cpu_percent', text: `edgemc ${percent(sys.process_cpu_percent)}` }));
+  $('system').replaceChildren(cpu,
     meterPercent('Host memory', sys.memory_percent ?? 0, 'system.memory_percent'), sysDl);
 
   const st = s.store ?? {};
