@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,26 +12,46 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/edgemc/edgemc/gc/auth"
+	"github.com/edgemc/edgemc/gc/devac"
 	"github.com/edgemc/edgemc/gc/devgc"
 	"github.com/edgemc/edgemc/gc/devissuer"
+	"github.com/edgemc/edgemc/gc/devmh"
+	"github.com/edgemc/edgemc/gc/internalpb"
 	"github.com/edgemc/edgemc/web"
 )
 
 // DemoMeetingID is the meeting the lab's development GC assigns.
 const DemoMeetingID = "demo"
 
-// lab is the development control plane of `edgemc lab`: a token issuer
-// (devissuer) with a fresh Ed25519 key (JWKS on loopback) and a development
-// GC (devgc) on loopback that accepts the registration and assigns the demo
-// meeting. Neither runs outside lab mode.
+// Lab mode's media handler and edgemc's client id at the lab's AC.
+const (
+	labMHID     = "lab-mh-1"
+	labClientID = "lab-mc"
+)
+
+// lab is the development control plane of `edgemc lab`, all on loopback: a
+// token issuer (devissuer) with a fresh Ed25519 key whose JWKS and
+// client-credentials token endpoint (devac) are served over HTTP; a
+// development GC (devgc) that accepts the registration and assigns the demo
+// meeting with one development media handler (devmh), which answers
+// RegisterMeeting and takes the lab page's media connections. None of them
+// runs outside lab mode.
 type lab struct {
 	log     *slog.Logger
 	issuer  *devissuer.Issuer
 	gc      *devgc.GC
 	gcLis   net.Listener
-	jwksLis net.Listener
+	jwksLis net.Listener // JWKS and the AC's token endpoint
 	jwksURL string
 	gcAddr  string
+	acURL   string
+	secret  string // edgemc's client secret at the lab's AC
+
+	mh        *devmh.MH
+	mhLis     net.Listener   // its gRPC server
+	mhWT      net.PacketConn // its WebTransport endpoint
+	tlsConfig *tls.Config    // the appliance's certificate, which the MH serves too
 }
 
 func startLab(log *slog.Logger) (*lab, error) {
@@ -43,11 +64,35 @@ func startLab(log *slog.Logger) (*lab, error) {
 		l.jwksLis.Close()
 		return nil, fmt.Errorf("lab GC: %w", err)
 	}
+	if l.mhLis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		l.close()
+		return nil, fmt.Errorf("lab MH: %w", err)
+	}
+	if l.mhWT, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+		l.close()
+		return nil, fmt.Errorf("lab MH: %w", err)
+	}
 	l.jwksURL = "http://" + l.jwksLis.Addr().String() + "/.well-known/jwks.json"
+	l.acURL = "http://" + l.jwksLis.Addr().String()
 	l.gcAddr = "http://" + l.gcLis.Addr().String()
-	l.gc = devgc.New(devgc.Config{Logger: log})
+	l.secret = newID()
+	keys := auth.NewStaticKeys(l.issuer.PublicKey())
+	l.mh = devmh.New(devmh.Config{
+		ID:           labMHID,
+		Verifier:     auth.NewVerifier(keys, auth.VerifierOptions{}),
+		ServiceToken: func() string { return l.issuer.ServiceToken(labMHID, "media-handler") },
+		Logger:       log,
+	})
+	l.gc = devgc.New(devgc.Config{Logger: log, MediaHandlers: []*internalpb.MhAssignment{{
+		MhId:                 labMHID,
+		WebtransportEndpoint: fmt.Sprintf("https://127.0.0.1:%d/", l.mhWT.LocalAddr().(*net.UDPAddr).Port),
+		GrpcEndpoint:         "http://" + l.mhLis.Addr().String(),
+	}}})
 	return l, nil
 }
+
+// acSecret is edgemc's client secret at the lab's AC.
+func (l *lab) acSecret() (string, error) { return l.secret, nil }
 
 // run serves the issuer and the GC, and keeps the demo meeting assigned to
 // the appliance at mcAddr (re-assigning it after it ends).
@@ -55,6 +100,7 @@ func (l *lab) run(ctx context.Context, mcAddr, wtURL string) error {
 	g, ctx := errgroup.WithContext(ctx)
 	mux := http.NewServeMux()
 	mux.Handle("/.well-known/jwks.json", l.issuer.JWKSHandler())
+	mux.Handle(devac.TokenPath, devac.Handler(devac.Config{Issuer: l.issuer, ClientID: labClientID, Secret: l.secret}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	g.Go(func() error {
 		if err := srv.Serve(l.jwksLis); !errors.Is(err, http.ErrServerClosed) {
@@ -67,6 +113,8 @@ func (l *lab) run(ctx context.Context, mcAddr, wtURL string) error {
 		return srv.Close()
 	})
 	g.Go(func() error { return l.gc.Serve(ctx, l.gcLis) })
+	g.Go(func() error { return l.mh.ServeGRPC(ctx, l.mhLis) })
+	g.Go(func() error { return l.mh.ServeWebTransport(ctx, l.mhWT, l.tlsConfig) })
 	g.Go(func() error {
 		// Keep the demo meeting assigned: at start, and again after it ends.
 		t := time.NewTicker(time.Second)
@@ -85,8 +133,8 @@ func (l *lab) run(ctx context.Context, mcAddr, wtURL string) error {
 			}
 		}
 	})
-	l.log.Warn("LAB MODE: development GC and token issuer running on loopback; not for production",
-		"gc", l.gcAddr, "jwks", l.jwksURL, "webtransport", wtURL)
+	l.log.Warn("LAB MODE: development GC, auth controller, media handler and token issuer running on loopback; not for production",
+		"gc", l.gcAddr, "jwks", l.jwksURL, "ac", l.acURL, "mh", l.mhLis.Addr().String(), "webtransport", wtURL)
 	return g.Wait()
 }
 
@@ -102,15 +150,21 @@ func (l *lab) demoHeld() bool {
 }
 
 func (l *lab) close() {
-	l.jwksLis.Close()
-	l.gcLis.Close()
+	for _, lis := range []net.Listener{l.jwksLis, l.gcLis, l.mhLis} {
+		if lis != nil {
+			lis.Close()
+		}
+	}
+	if l.mhWT != nil {
+		l.mhWT.Close()
+	}
 }
 
 func (l *lab) info() *web.LabInfo {
 	return &web.LabInfo{
 		MeetingID: DemoMeetingID,
 		JoinPath:  "/lab/join",
-		Note:      "Lab mode: a development GC and token issuer run inside this process on loopback. Not for production.",
+		Note:      "Lab mode: a development GC, auth controller, media handler and token issuer run inside this process on loopback. Not for production.",
 	}
 }
 

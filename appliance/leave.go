@@ -30,6 +30,7 @@ func (m *meeting) leave(pid string, connID uint64, reason pb.LeaveReason) {
 		p.grace.Stop()
 	}
 	delete(m.participants, pid)
+	m.media.remove(pid)
 	for i, id := range m.order {
 		if id == pid {
 			m.order = append(m.order[:i], m.order[i+1:]...)

@@ -72,7 +72,7 @@ func (m *meeting) unmuteRequest(pid string, req *pb.UnmuteRequest) *codedError {
 	if !audio && !video {
 		return &codedError{pb.ErrorCode_CONFLICT, "not host-muted"}
 	}
-	msg := &pb.ServerMessage{Message: &pb.ServerMessage_UnmuteRequest{UnmuteRequest: &pb.UnmuteRequest{RequestAudio: audio, RequestVideo: video}}}
+	msg := m.stamp(&pb.ServerMessage{Message: &pb.ServerMessage_UnmuteRequest{UnmuteRequest: &pb.UnmuteRequest{RequestAudio: audio, RequestVideo: video}}})
 	frame, err := webtransport.EncodeServerMessage(msg)
 	if err != nil {
 		return &codedError{pb.ErrorCode_INTERNAL_ERROR, "internal error"}
@@ -110,9 +110,9 @@ func (m *meeting) unmuteResponse(pid string, resp *pb.UnmuteResponse) *codedErro
 		}
 	}
 	if p.conn != nil {
-		p.conn.Send(&pb.ServerMessage{Message: &pb.ServerMessage_UnmuteResponse{UnmuteResponse: &pb.UnmuteResponse{
+		p.conn.Send(m.stamp(&pb.ServerMessage{Message: &pb.ServerMessage_UnmuteResponse{UnmuteResponse: &pb.UnmuteResponse{
 			ParticipantId: p.rec.ID, AudioApproved: resp.AudioApproved, VideoApproved: resp.VideoApproved,
-		}}})
+		}}}))
 	}
 	return nil
 }

@@ -18,7 +18,10 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/edgemc/edgemc/gc"
+	"github.com/edgemc/edgemc/gc/actoken"
 	"github.com/edgemc/edgemc/gc/auth"
+	"github.com/edgemc/edgemc/gc/mh"
+	"github.com/edgemc/edgemc/gc/tracectx"
 	"github.com/edgemc/edgemc/store"
 	"github.com/edgemc/edgemc/web"
 	"github.com/edgemc/edgemc/webtransport"
@@ -30,6 +33,9 @@ type RunOptions struct {
 	Logger  *slog.Logger
 	// Lab runs a development GC and token issuer in the same process.
 	Lab bool
+
+	// mhTune adjusts the media-handler client (tests shorten its timings).
+	mhTune func(*mh.Config)
 }
 
 // Run starts the appliance and serves until ctx is cancelled (SIGTERM or
@@ -60,6 +66,9 @@ type appliance struct {
 	certs     *webtransport.CertManager
 	verifier  *auth.Verifier
 	link      *gc.Link
+	tokens    gc.TokenSource  // edgemc's own credentials; nil without any
+	ac        *actoken.Source // when they come from the Auth Controller
+	mh        *mhClient       // registers meetings with media handlers; nil without credentials
 	lab       *lab
 	grpcLis   net.Listener
 	httpLis   net.Listener
@@ -69,7 +78,12 @@ type appliance struct {
 }
 
 func newAppliance(cfg Config, opts RunOptions) (*appliance, error) {
-	a := &appliance{cfg: cfg, opts: opts, log: opts.Logger, started: time.Now(), sys: gc.NewGopsutilSampler()}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	// Records logged with a context that carries a trace get its trace_id.
+	log := slog.New(tracectx.NewLogHandler(opts.Logger.Handler()))
+	a := &appliance{cfg: cfg, opts: opts, log: log, started: time.Now(), sys: gc.NewGopsutilSampler()}
 	if err := a.init(); err != nil {
 		a.close()
 		return nil, err
@@ -109,6 +123,7 @@ func (a *appliance) init() (err error) {
 		}
 		cfg.JWKSURL, cfg.JWTPublicKey = a.lab.jwksURL, ""
 		cfg.GCURL, cfg.GCTokenFile = a.lab.gcAddr, ""
+		cfg.ACURL, cfg.ClientID, cfg.ClientSecretFile = a.lab.acURL, labClientID, ""
 		if _, port, err := net.SplitHostPort(cfg.WebTransportListen); err == nil && port != "0" {
 			// Browsers on this machine reach the lab on loopback.
 			cfg.WebTransportAdvertise = "https://127.0.0.1:" + port + "/"
@@ -126,24 +141,33 @@ func (a *appliance) init() (err error) {
 	if err != nil {
 		return fmt.Errorf("webtransport certificate: %w", err)
 	}
-	a.ctrl = newController(controllerConfig{
-		MaxMeetings:     cfg.MaxMeetings,
-		MaxParticipants: cfg.MaxParticipants,
-		Grace:           cfg.DisconnectGrace,
-		EmptyTimeout:    cfg.EmptyMeetingTimeout,
-	}, a.log.With("component", "controller"), a.db, a.verifier, b, a.metrics)
-	n, err := a.ctrl.recover()
-	if err != nil {
-		return err
-	}
-	if n > 0 {
-		a.log.Info("recovered meetings from the store", "meetings", n)
+	if a.lab != nil {
+		a.lab.tlsConfig = a.certs.TLSConfig()
 	}
 	if a.grpcLis, err = net.Listen("tcp", cfg.GRPCListen); err != nil {
 		return fmt.Errorf("grpc-listen %s: %w", cfg.GRPCListen, err)
 	}
 	if a.httpLis, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
 		return fmt.Errorf("http-listen %s: %w", cfg.HTTPListen, err)
+	}
+	if err := a.initCredentials(); err != nil {
+		return err
+	}
+	a.ctrl = newController(controllerConfig{
+		MaxMeetings:     cfg.MaxMeetings,
+		MaxParticipants: cfg.MaxParticipants,
+		Grace:           cfg.DisconnectGrace,
+		EmptyTimeout:    cfg.EmptyMeetingTimeout,
+	}, a.log.With("component", "controller"), a.db, a.verifier, b, a.metrics)
+	if a.mh != nil {
+		a.ctrl.SetRegistrar(a.mh)
+	}
+	n, err := a.ctrl.recover()
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		a.log.Info("recovered meetings from the store", "meetings", n)
 	}
 	a.wt, err = webtransport.NewServer(webtransport.ServerConfig{
 		Addr:              cfg.WebTransportListen,
@@ -160,7 +184,7 @@ func (a *appliance) init() (err error) {
 	if cfg.GCURL != "" {
 		a.link, err = gc.NewLink(gc.LinkConfig{
 			Target:                cfg.GCURL,
-			TokenFile:             cfg.GCTokenFile,
+			Tokens:                a.tokens,
 			ID:                    cfg.ID,
 			Region:                cfg.Region,
 			GRPCEndpoint:          a.grpcAdvertise(),
@@ -196,7 +220,7 @@ func (a *appliance) run(ctx context.Context) error {
 	defer cancelRun()
 	g, gctx := errgroup.WithContext(runCtx)
 
-	grpcSrv := gc.NewServer(gc.ServerConfig{Verifier: a.verifier, Logger: a.log.With("component", "grpc")}, a.ctrl)
+	grpcSrv := gc.NewServer(gc.ServerConfig{Verifier: a.verifier, Logger: a.log.With("component", "grpc"), Media: a.ctrl}, a.ctrl)
 	g.Go(func() error {
 		if err := grpcSrv.Serve(a.grpcLis); err != nil {
 			return fmt.Errorf("grpc server: %w", err)
@@ -219,6 +243,9 @@ func (a *appliance) run(ctx context.Context) error {
 		}
 		return nil
 	})
+	if a.ac != nil {
+		g.Go(func() error { return a.ac.Run(gctx) })
+	}
 	if a.link != nil {
 		g.Go(func() error { return a.link.Run(gctx) })
 	}
@@ -275,6 +302,11 @@ func (a *appliance) drain(grpcSrv *grpc.Server) error {
 		}
 		hcancel()
 	}
+	// Browsers do not see close codes: a RedirectToMc before the close is
+	// what tells a client to reconnect.
+	if err := a.ctrl.Redirect(ctx, a.wtURL()); err != nil {
+		a.log.Warn("not every participant was redirected before the drain", "err", err)
+	}
 	a.wt.Drain(closeGoingAway, "server going away")
 	if err := a.ctrl.WaitSessions(ctx); err != nil {
 		a.log.Warn("drain timed out with sessions still open")
@@ -289,6 +321,11 @@ func (a *appliance) drain(grpcSrv *grpc.Server) error {
 	if err := a.ctrl.Stop(ctx); err != nil {
 		return fmt.Errorf("drain: meetings did not stop within %s", a.cfg.DrainTimeout)
 	}
+	if a.mh != nil {
+		if err := a.mh.wait(ctx); err != nil {
+			return fmt.Errorf("drain: media handler registrations did not stop within %s", a.cfg.DrainTimeout)
+		}
+	}
 	return nil
 }
 
@@ -298,6 +335,9 @@ func (a *appliance) close() {
 	}
 	if a.link != nil {
 		a.link.Close()
+	}
+	if a.mh != nil {
+		a.mh.c.Close()
 	}
 	if a.lab != nil {
 		a.lab.close()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgemc/edgemc/gc/auth"
 	"github.com/edgemc/edgemc/gc/internalpb"
+	"github.com/edgemc/edgemc/gc/tracectx"
 )
 
 // Authorisation rules of the contract.
@@ -57,13 +58,16 @@ type Assigner interface {
 type ServerConfig struct {
 	Verifier *auth.Verifier
 	Logger   *slog.Logger // nil discards the server's log
+	// Media, when set, takes the media handlers' MediaCoordinationService
+	// notifications (see media.go).
+	Media MediaCoordinator
 }
 
 // NewServer returns a gRPC server with MeetingControllerService registered
 // and every call, unary or streaming, behind the service-token check:
 // MeetingControllerService needs a "global-controller" token,
-// MediaCoordinationService (which the caller may register on the returned
-// server) a "media-handler" token, both with scope "service.write.mc".
+// MediaCoordinationService (served when cfg.Media is set) a
+// "media-handler" token, both with scope "service.write.mc".
 // Any other method is refused with PERMISSION_DENIED; a missing or invalid
 // token with UNAUTHENTICATED.
 func NewServer(cfg ServerConfig, a Assigner) *grpc.Server {
@@ -73,7 +77,7 @@ func NewServer(cfg ServerConfig, a Assigner) *grpc.Server {
 	}
 	g := &guard{verifier: cfg.Verifier, log: log}
 	srv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(g.unary),
+		grpc.ChainUnaryInterceptor(tracectx.UnaryServerInterceptor(), g.unary),
 		grpc.ChainStreamInterceptor(g.stream),
 		grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
 			return status.Error(codes.PermissionDenied, "unknown service")
@@ -81,6 +85,9 @@ func NewServer(cfg ServerConfig, a Assigner) *grpc.Server {
 		grpc.MaxRecvMsgSize(maxRequestBytes),
 	)
 	internalpb.RegisterMeetingControllerServiceServer(srv, &assignService{assigner: a, log: log})
+	if cfg.Media != nil {
+		internalpb.RegisterMediaCoordinationServiceServer(srv, &mediaService{media: cfg.Media, log: log})
+	}
 	return srv
 }
 
@@ -173,7 +180,7 @@ func (g *guard) refuse(ctx context.Context, method, reason string, err error, at
 	if err != nil {
 		attrs = append(attrs, "error", err)
 	}
-	g.log.Warn("refused gRPC call", attrs...)
+	g.log.WarnContext(ctx, "refused gRPC call", attrs...)
 }
 
 var errNoBearer = errors.New("no bearer token")
@@ -214,7 +221,7 @@ func (s *assignService) AssignMeetingWithMh(ctx context.Context, req *internalpb
 	}
 	reason, err := s.assigner.AssignMeeting(ctx, req.GetMeetingId(), mhs, req.GetRequestingGcId())
 	if err != nil {
-		s.log.Error("meeting assignment failed", "meeting_id", req.GetMeetingId(), "gc_id", req.GetRequestingGcId(),
+		s.log.ErrorContext(ctx, "meeting assignment failed", "meeting_id", req.GetMeetingId(), "gc_id", req.GetRequestingGcId(),
 			"rejection_reason", reason.String(), "error", err)
 		if reason == internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED {
 			return nil, status.Error(codes.Internal, "assignment failed")
@@ -222,7 +229,7 @@ func (s *assignService) AssignMeetingWithMh(ctx context.Context, req *internalpb
 		return &internalpb.AssignMeetingWithMhResponse{Accepted: false, RejectionReason: reason}, nil
 	}
 	accepted := reason == internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED
-	s.log.Info("meeting assignment", "meeting_id", req.GetMeetingId(), "gc_id", req.GetRequestingGcId(),
+	s.log.InfoContext(ctx, "meeting assignment", "meeting_id", req.GetMeetingId(), "gc_id", req.GetRequestingGcId(),
 		"media_handlers", len(mhs), "accepted", accepted, "rejection_reason", reason.String())
 	return &internalpb.AssignMeetingWithMhResponse{Accepted: accepted, RejectionReason: reason}, nil
 }

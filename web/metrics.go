@@ -27,6 +27,7 @@ type Metrics struct {
 	slowClientsDropped prometheus.Counter
 	mailboxDepth       *prometheus.HistogramVec
 	reconnections      *prometheus.CounterVec
+	cp                 controlPlaneMetrics // metrics_controlplane.go
 }
 
 // NewMetrics creates every collector and registers it on reg. It panics if a
@@ -104,6 +105,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.storeOpDuration, m.storeErrors, m.fencedOut, m.nonceReplays, m.panicsRecovered,
 		m.slowClientsDropped, m.mailboxDepth, m.reconnections,
 	)
+	m.cp = newControlPlaneMetrics(reg)
 	return m
 }
 

@@ -63,7 +63,7 @@ func TestFaultAbsurdGRPC(t *testing.T) {
 		return b
 	}
 	tenMB := strings.Repeat("x", 10<<20)
-	mh := &internalpb.MhAssignment{MhId: "mh-1", WebtransportEndpoint: "https://mh-1.example/", GrpcEndpoint: "http://mh-1.example:50053"}
+	mh := &internalpb.MhAssignment{MhId: "mh-1", WebtransportEndpoint: "https://mh-1.example/", GrpcEndpoint: "http://127.0.0.1:1"}
 	// A valid assignment, then an MH assignment carrying its reserved
 	// field 3, and an unknown field 99 with an absurd varint.
 	withUnknown := marshal(&internalpb.AssignMeetingWithMhRequest{MeetingId: "m-unknown-fields", RequestingGcId: "gc-1"})
