@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -178,8 +179,24 @@ func (a *appliance) labHandle() web.Lab {
 	return labJoin{a}
 }
 
+// labSubjectPrefix starts the sub of every lab join token.
+const labSubjectPrefix = "lab-user-"
+
 func (j labJoin) JoinInfo(ctx context.Context, role, name string) (web.LabJoin, error) {
+	return j.RejoinInfo(ctx, role, name, labSubjectPrefix+newID())
+}
+
+// RejoinInfo mints a join token for a lab subject again, so that the demo
+// page can reconnect as the same participant after a restart (its binding
+// needs a token of the same sub).
+func (j labJoin) RejoinInfo(_ context.Context, role, name, sub string) (web.LabJoin, error) {
+	if !strings.HasPrefix(sub, labSubjectPrefix) {
+		return web.LabJoin{}, web.ErrLabSubject
+	}
 	cert := j.a.certs.Current()
-	token := j.a.lab.issuer.MeetingToken("lab-user-"+newID(), DemoMeetingID, devissuer.WithRole(role))
-	return web.LabJoin{URL: j.a.wtURL(), CertSHA256: cert.SHA256[:], MeetingID: DemoMeetingID, Token: token}, nil
+	token := j.a.lab.issuer.MeetingToken(sub, DemoMeetingID, devissuer.WithRole(role))
+	return web.LabJoin{
+		URL: j.a.wtURL(), CertSHA256: cert.SHA256[:], MeetingID: DemoMeetingID, Token: token, Subject: sub,
+		ReconnectWindow: j.a.cfg.DrainTimeout + j.a.cfg.DisconnectGrace,
+	}, nil
 }

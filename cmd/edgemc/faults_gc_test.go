@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +28,11 @@ func startGCFaultMC(t *testing.T) (*gctest.GC, *faultMC) {
 	t.Helper()
 	g := gctest.Start(t)
 	g.Accept(faultFast, faultComp)
-	mc := startFaultMC(t, "", devissuer.NewIssuer(), "--id=mc-faults", "--gc-url="+g.Target(),
+	token := filepath.Join(t.TempDir(), "gc-token")
+	if err := os.WriteFile(token, []byte("gc-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mc := startFaultMC(t, "", devissuer.NewIssuer(), "--id=mc-faults", "--gc-url="+g.Target(), "--gc-token-file="+token,
 		"--gc-backoff-base=100ms", "--gc-backoff-max=2s", "--fast-heartbeat="+faultFast.String())
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
