@@ -469,8 +469,8 @@ func TestMediaHandlerNotifications(t *testing.T) {
 		`mc_mh_notifications_unmatched_total{reason="unknown_participant"}`: flood,
 		`mc_mh_notifications_unmatched_total{reason="unknown_meeting"}`:     1,
 		`mc_mh_notifications_unmatched_total{reason="unknown_handler"}`:     1,
-		`mc_mh_notifications_received_total{event_type="connected"}`:       flood + 4,
-		`mc_mh_notifications_received_total{event_type="disconnected"}`:    1,
+		`mc_mh_notifications_received_total{event_type="connected"}`:        flood + 4,
+		`mc_mh_notifications_received_total{event_type="disconnected"}`:     1,
 	} {
 		if got := e.metric(sample); got != want {
 			t.Errorf("%s = %v, want %v", sample, got, want)
