@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/edgemc/edgemc/gc"
 	"github.com/edgemc/edgemc/gc/auth"
 	"github.com/edgemc/edgemc/gc/devac"
 	"github.com/edgemc/edgemc/gc/devgc"
@@ -49,10 +50,11 @@ type lab struct {
 	acURL   string
 	secret  string // edgemc's client secret at the lab's AC
 
-	mh        *devmh.MH
-	mhLis     net.Listener   // its gRPC server
-	mhWT      net.PacketConn // its WebTransport endpoint
-	tlsConfig *tls.Config    // the appliance's certificate, which the MH serves too
+	mh           *devmh.MH
+	mhAssignment *internalpb.MhAssignment // as the development GC assigns it
+	mhLis        net.Listener             // its gRPC server
+	mhWT         net.PacketConn           // its WebTransport endpoint
+	tlsConfig    *tls.Config              // the appliance's certificate, which the MH serves too
 }
 
 func startLab(log *slog.Logger) (*lab, error) {
@@ -84,12 +86,32 @@ func startLab(log *slog.Logger) (*lab, error) {
 		ServiceToken: func() string { return l.issuer.ServiceToken(labMHID, "media-handler") },
 		Logger:       log,
 	})
-	l.gc = devgc.New(devgc.Config{Logger: log, MediaHandlers: []*internalpb.MhAssignment{{
+	l.mhAssignment = &internalpb.MhAssignment{
 		MhId:                 labMHID,
 		WebtransportEndpoint: fmt.Sprintf("https://127.0.0.1:%d/", l.mhWT.LocalAddr().(*net.UDPAddr).Port),
 		GrpcEndpoint:         "http://" + l.mhLis.Addr().String(),
-	}}})
+	}
+	l.gc = devgc.New(devgc.Config{Logger: log, MediaHandlers: []*internalpb.MhAssignment{l.mhAssignment}})
 	return l, nil
+}
+
+// mediaHandlers is the demo meeting's media handler in this run.
+func (l *lab) mediaHandlers() []gc.MHAssignment {
+	return []gc.MHAssignment{{MHID: l.mhAssignment.GetMhId(),
+		WebTransportEndpoint: l.mhAssignment.GetWebtransportEndpoint(), GRPCEndpoint: l.mhAssignment.GetGrpcEndpoint()}}
+}
+
+// adoptDemo gives a demo meeting recovered from an earlier run this run's
+// media handler (whose ports are new), before any client can rejoin it, as
+// the development GC is about to do: a client reconnecting first would be
+// given the old handler's URL.
+func (l *lab) adoptDemo(c *Controller) {
+	if c.lookup(DemoMeetingID) == nil {
+		return
+	}
+	if _, err := c.AssignMeeting(context.Background(), DemoMeetingID, l.mediaHandlers(), "lab"); err != nil {
+		l.log.Warn("the recovered demo meeting keeps its old media handler", "err", err)
+	}
 }
 
 // acSecret is edgemc's client secret at the lab's AC.

@@ -386,6 +386,9 @@ func stateName(c pb.ConnectionState) string {
 // registrations is the status of each handler's registration, in
 // assignment order.
 func (s *mediaState) registrations() []web.MHRegistration {
+	if s == nil {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]web.MHRegistration, 0, len(s.handlers))
@@ -400,6 +403,9 @@ func (s *mediaState) registrations() []web.MHRegistration {
 // participant is pid's media as both sides see it; nil for a meeting
 // without media handlers.
 func (s *mediaState) participant(pid string) *web.ParticipantMedia {
+	if s == nil {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.handlers) == 0 {

@@ -31,7 +31,8 @@ import (
 type RunOptions struct {
 	Version string
 	Logger  *slog.Logger
-	// Lab runs a development GC and token issuer in the same process.
+	// Lab runs a development GC, AC, media handler and token issuer in the
+	// same process.
 	Lab bool
 
 	// mhTune adjusts the media-handler client (tests shorten its timings).
@@ -168,6 +169,9 @@ func (a *appliance) init() (err error) {
 	}
 	if n > 0 {
 		a.log.Info("recovered meetings from the store", "meetings", n)
+	}
+	if a.lab != nil {
+		a.lab.adoptDemo(a.ctrl)
 	}
 	a.wt, err = webtransport.NewServer(webtransport.ServerConfig{
 		Addr:              cfg.WebTransportListen,
