@@ -228,7 +228,7 @@ func (c *Controller) AssignMeeting(ctx context.Context, id string, mhs []gc.MHAs
 		return refusedByStore(fmt.Errorf("store meeting %s: %w", id, err))
 	}
 	c.start(newMeeting(c.ctx, &c.deps, st))
-	c.log.Info("meeting assigned", "meeting", id, "generation", gen, "media_handlers", len(mhs))
+	c.log.InfoContext(ctx, "meeting assigned", "meeting", id, "generation", gen, "media_handlers", len(mhs))
 	return internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED, nil
 }
 

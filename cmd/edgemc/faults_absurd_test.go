@@ -90,7 +90,7 @@ func TestFaultAbsurdGRPC(t *testing.T) {
 		{"10 MB gc id", gcCtx, assignMethod, marshal(&internalpb.AssignMeetingWithMhRequest{MeetingId: "m", RequestingGcId: tenMB}), codes.ResourceExhausted},
 		{"not protobuf", gcCtx, assignMethod, []byte{0xff, 0xff, 0xff, 0xff}, codes.Internal},
 		{"unknown fields and a reserved one", gcCtx, assignMethod, withUnknown, codes.OK},
-		{"unknown enum number, service not served (fail closed)", mhCtx, disconnectedMethod, unknownEnum, codes.PermissionDenied},
+		{"unknown enum number, acknowledged", mhCtx, disconnectedMethod, unknownEnum, codes.OK},
 		{"unknown enum number, wrong caller", gcCtx, disconnectedMethod, unknownEnum, codes.PermissionDenied},
 		{"unknown method", gcCtx, "/dark_tower.internal.v1.MeetingControllerService/Nope", nil, codes.PermissionDenied},
 		{"10 MB bearer token", metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tenMB[:1<<20]), assignMethod, nil, codes.Unauthenticated},
