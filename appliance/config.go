@@ -22,6 +22,9 @@ type Config struct {
 
 	GCURL, GCTokenFile, JWKSURL, JWTPublicKey string
 
+	// The MC's own credentials at the Auth Controller.
+	ACURL, ClientID, ClientSecretFile string
+
 	MaxMeetings, MaxParticipants uint32
 
 	MaxSessionsPerIdentity, SessionMessageRate, SessionMessageBurst uint32

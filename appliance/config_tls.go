@@ -124,7 +124,7 @@ func (c *Config) checkControlPlane(sources map[string]string) error {
 	}
 
 	if !c.AllowPlaintextControlPlane {
-		for _, link := range [][2]string{{"gc-url", c.GCURL}, {"jwks-url", c.JWKSURL}} {
+		for _, link := range [][2]string{{"gc-url", c.GCURL}, {"jwks-url", c.JWKSURL}, {"ac-url", c.ACURL}} {
 			if plaintextRemote(link[1]) {
 				return refuse(link[0], link[1], "is plaintext (http://) to a host that is not loopback: use https:// (trusting control-plane-ca), or set allow-plaintext-control-plane = true to send tokens in the clear")
 			}

@@ -83,9 +83,41 @@ func (c *Config) crossCheck() error {
 		}
 		return &SettingError{Setting: missing, Reason: "must be set when " + other + " is"}
 	}
+	if err := c.credentialsCheck(); err != nil {
+		return err
+	}
 	if c.GCBackoffBase > c.GCBackoffMax {
 		return &SettingError{Setting: "gc-backoff-base", Value: c.GCBackoffBase.String(),
 			Reason: "must not be longer than gc-backoff-max (" + c.GCBackoffMax.String() + ")"}
+	}
+	return nil
+}
+
+// credentialsCheck: the MC's own credentials are either a fixed token
+// (gc-token-file) or the Auth Controller's client credentials (ac-url,
+// client-id and client-secret-file together), never both, and a GC link
+// needs one of them.
+func (c *Config) credentialsCheck() error {
+	ac := map[string]string{"ac-url": c.ACURL, "client-id": c.ClientID, "client-secret-file": c.ClientSecretFile}
+	var set, unset []string
+	for _, name := range []string{"ac-url", "client-id", "client-secret-file"} {
+		if ac[name] != "" {
+			set = append(set, name)
+		} else {
+			unset = append(unset, name)
+		}
+	}
+	switch {
+	case len(set) > 0 && len(unset) > 0:
+		verb := " is"
+		if len(set) > 1 {
+			verb = " are"
+		}
+		return &SettingError{Setting: unset[0], Reason: "must be set when " + strings.Join(set, " and ") + verb + " (ac-url, client-id and client-secret-file go together)"}
+	case len(set) > 0 && c.GCTokenFile != "":
+		return &SettingError{Setting: "gc-token-file", Reason: "must not be set with ac-url: edgemc's credentials are either a fixed token or the Auth Controller's client credentials"}
+	case c.GCURL != "" && len(set) == 0 && c.GCTokenFile == "":
+		return &SettingError{Setting: "gc-url", Reason: "needs edgemc's credentials: ac-url, client-id and client-secret-file (or gc-token-file)"}
 	}
 	return nil
 }

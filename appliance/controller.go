@@ -54,6 +54,7 @@ type Controller struct {
 	db       *store.DB
 	verifier joinVerifier
 	metrics  metricsSink
+	media    mediaMetrics
 	notifier atomic.Pointer[endNotifier]
 	deps     meetingDeps // shared by every meeting
 
@@ -74,6 +75,10 @@ func newController(cfg controllerConfig, log *slog.Logger, db *store.DB, v joinV
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Controller{cfg: cfg, ctx: ctx, cancel: cancel, log: log, db: db, verifier: v, metrics: m, meetings: map[string]*meeting{}}
+	c.media, _ = m.(mediaMetrics) // *web.Metrics has them; test sinks need not
+	if c.media == nil {
+		c.media = nopMediaMetrics{}
+	}
 	c.participants.max = int64(cfg.MaxParticipants)
 	c.deps = meetingDeps{
 		store:    db,
@@ -90,6 +95,10 @@ func newController(cfg controllerConfig, log *slog.Logger, db *store.DB, v joinV
 	}
 	return c
 }
+
+// SetRegistrar sets how meetings are registered with their media handlers;
+// call it before any meeting starts.
+func (c *Controller) SetRegistrar(r mhRegistrar) { c.deps.mh = r }
 
 // SetNotifier sets where meeting ends are reported (the GC link).
 func (c *Controller) SetNotifier(n endNotifier) { c.notifier.Store(&n) }
@@ -223,7 +232,7 @@ func (c *Controller) AssignMeeting(ctx context.Context, id string, mhs []gc.MHAs
 		return refusedByStore(fmt.Errorf("store meeting %s: %w", id, err))
 	}
 	c.start(newMeeting(c.ctx, &c.deps, st))
-	c.log.Info("meeting assigned", "meeting", id, "generation", gen, "media_handlers", len(mhs))
+	c.log.InfoContext(ctx, "meeting assigned", "meeting", id, "generation", gen, "media_handlers", len(mhs))
 	return internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED, nil
 }
 
@@ -260,7 +269,10 @@ func (c *Controller) recover() (int, error) {
 			if err := m.restore(p, bindings[p.ID], now); err != nil {
 				return 0, fmt.Errorf("restore meeting %s: %w", st.Meeting.ID, err)
 			}
+			m.media.add(p.ID, p.UserID)
 		}
+		// Its media handlers are told again when the first participant is back.
+		m.recovered = true
 		c.participants.add(len(st.Participants))
 		m.publish()
 		c.start(m)

@@ -82,6 +82,7 @@ func (m *meeting) join(req joinRequest) (string, *codedError) {
 		ParticipantJoined: &pb.ParticipantJoined{Participant: p.wire()},
 	}}, p.rec.ID)
 	m.log.Info("participant joined", "participant", p.rec.ID, "role", p.rec.Role)
+	m.arrived(p, false)
 	return p.rec.ID, nil
 }
 
@@ -183,6 +184,7 @@ func (m *meeting) reattach(p *participant, conn peer) *codedError {
 	m.publish()
 	m.sendJoinFrame(p, frame)
 	m.log.Info("participant reconnected", "participant", p.rec.ID)
+	m.arrived(p, true)
 	return nil
 }
 
@@ -211,7 +213,7 @@ func (m *meeting) joinResponse(p *participant, token string) (webtransport.Frame
 			mutes = append(mutes, q.muteUpdate())
 		}
 	}
-	msg := &pb.ServerMessage{Message: &pb.ServerMessage_JoinResponse{JoinResponse: resp}}
+	msg := m.stamp(&pb.ServerMessage{Message: &pb.ServerMessage_JoinResponse{JoinResponse: resp}})
 	var overflow []*pb.Participant
 	for proto.Size(msg) > webtransport.MaxFrameSize {
 		n := len(resp.ExistingParticipants)

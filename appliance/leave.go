@@ -41,6 +41,7 @@ func (m *meeting) remove(p *participant, reason pb.LeaveReason) *codedError {
 		p.grace.Stop()
 	}
 	delete(m.participants, pid)
+	m.media.remove(pid)
 	for i, id := range m.order {
 		if id == pid {
 			m.order = append(m.order[:i], m.order[i+1:]...)

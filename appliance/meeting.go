@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgemc/edgemc/gc/tracectx"
 	"github.com/edgemc/edgemc/store"
 	"github.com/edgemc/edgemc/webtransport"
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
@@ -74,6 +75,9 @@ type meetingDeps struct {
 	// no longer held here: ended is true when it ended (the GC is to be
 	// told), false when it was aborted (a panic, or fenced out).
 	stopped func(m *meeting, ended bool)
+	// mh registers meetings with their media handlers; nil when edgemc has
+	// no service token to call them with.
+	mh mhRegistrar
 }
 
 // participant is a roster entry; only its meeting's goroutine touches it.
@@ -107,6 +111,19 @@ type meeting struct {
 	order        []string    // participant ids in join order
 	emptyTimer   *time.Timer // armed while nobody is in the meeting
 	stopped      bool
+
+	// Media coordination (media.go). media is synchronised on its own; the
+	// rest belongs to the meeting goroutine.
+	media     *mediaState
+	mhLease   mhLease            // the handlers' connections, from the first registration
+	mhRelease func()             // gives mhLease back
+	mhCancel  context.CancelFunc // stops the registration running
+	recovered bool               // reloaded after a restart; nobody is back yet
+	// redirectTo is set during a drain: every participant is told to
+	// reconnect there (redirect.go).
+	redirectTo string
+	// trace is the trace of the op running, if it has one (trace.go).
+	trace tracectx.Trace
 }
 
 // MeetingSnapshot is a copy of a meeting's state for status reads.
@@ -116,6 +133,8 @@ type MeetingSnapshot struct {
 	CreatedAt    time.Time
 	Assignments  []store.Assignment
 	Participants []store.Participant
+
+	media *mediaState // read live by status
 }
 
 // newMeeting returns the actor for st; its goroutine (run) is started by the
@@ -134,6 +153,7 @@ func newMeeting(parent context.Context, deps *meetingDeps, st store.Meeting) *me
 		done:         make(chan struct{}),
 		assignments:  st.Assignments,
 		participants: map[string]*participant{},
+		media:        newMediaState(st.Assignments),
 	}
 	m.publish()
 	return m
@@ -159,9 +179,11 @@ func (m *meeting) post(ctx context.Context, fn func()) error {
 // only the wait for room in the mailbox: once queued, fn will run, and its
 // caller must learn that it did (a join whose caller gave up would leave a
 // participant nobody serves).
+//
+// A trace in ctx is the op's trace: its log records and answers carry it.
 func (m *meeting) do(ctx context.Context, fn func()) error {
 	ran := make(chan struct{})
-	if err := m.post(ctx, func() { fn(); close(ran) }); err != nil {
+	if err := m.post(ctx, func() { m.traced(ctx, fn); close(ran) }); err != nil {
 		return err
 	}
 	select {
@@ -254,6 +276,7 @@ func (m *meeting) end() {
 	m.stopped = true
 	m.deps.stopped(m, true)
 	m.cancel()
+	m.media.clear()
 	m.log.Info("meeting ended")
 }
 
@@ -310,14 +333,23 @@ func (m *meeting) reassign(assignments []store.Assignment, gcID string) error {
 		m.storeErr("put meeting", err)
 		return err
 	}
+	changed := assignmentsChanged(m.assignments, assignments)
 	m.assignments = assignments
+	if changed {
+		// The new handlers have not been told; the old ones are no concern.
+		m.media.setHandlers(assignments)
+		m.dropMHs()
+		if len(m.participants) > 0 {
+			m.registerMHs("media handlers reassigned")
+		}
+	}
 	m.publish()
 	return nil
 }
 
 // publish refreshes the snapshot that status reads use.
 func (m *meeting) publish() {
-	s := &MeetingSnapshot{ID: m.id, Generation: m.gen, CreatedAt: m.createdAt, Assignments: m.assignments}
+	s := &MeetingSnapshot{ID: m.id, Generation: m.gen, CreatedAt: m.createdAt, Assignments: m.assignments, media: m.media}
 	s.Participants = make([]store.Participant, 0, len(m.order))
 	for _, id := range m.order {
 		s.Participants = append(s.Participants, m.participants[id].rec)
@@ -328,7 +360,7 @@ func (m *meeting) publish() {
 // broadcast encodes msg once and queues it for every connected participant
 // except skip. A full queue drops that participant, never blocks the meeting.
 func (m *meeting) broadcast(msg *pb.ServerMessage, skip string) {
-	frame, err := webtransport.EncodeServerMessage(msg)
+	frame, err := webtransport.EncodeServerMessage(m.stamp(msg))
 	if err != nil {
 		m.log.Error("encode broadcast", "err", err)
 		return

@@ -19,7 +19,10 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/edgemc/edgemc/gc"
+	"github.com/edgemc/edgemc/gc/actoken"
 	"github.com/edgemc/edgemc/gc/auth"
+	"github.com/edgemc/edgemc/gc/mh"
+	"github.com/edgemc/edgemc/gc/tracectx"
 	"github.com/edgemc/edgemc/store"
 	"github.com/edgemc/edgemc/web"
 	"github.com/edgemc/edgemc/webtransport"
@@ -29,8 +32,12 @@ import (
 type RunOptions struct {
 	Version string
 	Logger  *slog.Logger
-	// Lab runs a development GC and token issuer in the same process.
+	// Lab runs a development GC, AC, media handler and token issuer in the
+	// same process.
 	Lab bool
+
+	// mhTune adjusts the media-handler client (tests shorten its timings).
+	mhTune func(*mh.Config)
 }
 
 // Run starts the appliance and serves until ctx is cancelled (SIGTERM or
@@ -67,6 +74,9 @@ type appliance struct {
 	certs     *webtransport.CertManager
 	verifier  *auth.Verifier
 	link      *gc.Link
+	tokens    gc.TokenSource  // edgemc's own credentials; nil without any
+	ac        *actoken.Source // when they come from the Auth Controller
+	mh        *mhClient       // registers meetings with media handlers; nil without credentials
 	lab       *lab
 	grpcLis   net.Listener
 	httpLis   net.Listener
@@ -79,7 +89,12 @@ type appliance struct {
 }
 
 func newAppliance(cfg Config, opts RunOptions) (*appliance, error) {
-	a := &appliance{cfg: cfg, opts: opts, log: opts.Logger, started: time.Now(), sys: gc.NewGopsutilSampler()}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	// Records logged with a context that carries a trace get its trace_id.
+	log := slog.New(tracectx.NewLogHandler(opts.Logger.Handler()))
+	a := &appliance{cfg: cfg, opts: opts, log: log, started: time.Now(), sys: gc.NewGopsutilSampler()}
 	a.procCPU.sample(a.started) // the first figure covers the time since start
 	if err := a.init(); err != nil {
 		a.close()
@@ -123,6 +138,7 @@ func (a *appliance) init() (err error) {
 		cfg.GCURL, cfg.GCTokenFile = a.lab.gcAddr, ""
 		// The development GC calls the gRPC server in plaintext on loopback.
 		cfg.GRPCTLSCert, cfg.GRPCTLSKey, cfg.GRPCClientCA = "", "", ""
+		cfg.ACURL, cfg.ClientID, cfg.ClientSecretFile = a.lab.acURL, labClientID, ""
 		if _, port, err := net.SplitHostPort(cfg.WebTransportListen); err == nil && port != "0" {
 			// What browsers on this machine dial (wtURL once the port is bound).
 			cfg.WebTransportAdvertise = "https://" + dialable(cfg.WebTransportListen) + "/"
@@ -144,6 +160,18 @@ func (a *appliance) init() (err error) {
 	if err != nil {
 		return fmt.Errorf("webtransport certificate: %w", err)
 	}
+	if a.lab != nil {
+		a.lab.tlsConfig = a.certs.TLSConfig()
+	}
+	if a.grpcLis, err = net.Listen("tcp", cfg.GRPCListen); err != nil {
+		return fmt.Errorf("grpc-listen %s: %w", cfg.GRPCListen, err)
+	}
+	if a.httpLis, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
+		return fmt.Errorf("http-listen %s: %w", cfg.HTTPListen, err)
+	}
+	if err := a.initCredentials(); err != nil {
+		return err
+	}
 	a.ctrl = newController(controllerConfig{
 		MaxMeetings:     cfg.MaxMeetings,
 		MaxParticipants: cfg.MaxParticipants,
@@ -153,6 +181,9 @@ func (a *appliance) init() (err error) {
 		MessageRate:     cfg.SessionMessageRate,
 		MessageBurst:    cfg.SessionMessageBurst,
 	}, a.log.With("component", "controller"), a.db, a.verifier, b, a.metrics)
+	if a.mh != nil {
+		a.ctrl.SetRegistrar(a.mh)
+	}
 	n, err := a.ctrl.recover()
 	if err != nil {
 		return err
@@ -160,11 +191,8 @@ func (a *appliance) init() (err error) {
 	if n > 0 {
 		a.log.Info("recovered meetings from the store", "meetings", n)
 	}
-	if a.grpcLis, err = net.Listen("tcp", cfg.GRPCListen); err != nil {
-		return fmt.Errorf("grpc-listen %s: %w", cfg.GRPCListen, err)
-	}
-	if a.httpLis, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
-		return fmt.Errorf("http-listen %s: %w", cfg.HTTPListen, err)
+	if a.lab != nil {
+		a.lab.adoptDemo(a.ctrl)
 	}
 	a.wt, err = webtransport.NewServer(webtransport.ServerConfig{
 		Addr:              cfg.WebTransportListen,
@@ -182,7 +210,7 @@ func (a *appliance) init() (err error) {
 		a.link, err = gc.NewLink(gc.LinkConfig{
 			Target:                cfg.GCURL,
 			Credentials:           a.cp.trust.Credentials(a.cp.gc),
-			TokenFile:             cfg.GCTokenFile,
+			Tokens:                a.tokens,
 			ID:                    cfg.ID,
 			Region:                cfg.Region,
 			GRPCEndpoint:          a.grpcAdvertise(),
@@ -256,7 +284,7 @@ func (a *appliance) run(ctx context.Context) error {
 	defer cancelRun()
 	g, gctx := errgroup.WithContext(runCtx)
 
-	grpcSrv := gc.NewServer(gc.ServerConfig{Verifier: a.verifier, Logger: a.log.With("component", "grpc"), Observer: a.metrics, TLS: a.cp.serverTLS()}, a.ctrl)
+	grpcSrv := gc.NewServer(gc.ServerConfig{Verifier: a.verifier, Logger: a.log.With("component", "grpc"), Observer: a.metrics, TLS: a.cp.serverTLS(), Media: a.ctrl}, a.ctrl)
 	g.Go(func() error {
 		if err := grpcSrv.Serve(a.grpcLis); err != nil {
 			return fmt.Errorf("grpc server: %w", err)
@@ -279,6 +307,9 @@ func (a *appliance) run(ctx context.Context) error {
 		}
 		return nil
 	})
+	if a.ac != nil {
+		g.Go(func() error { return a.ac.Run(gctx) })
+	}
 	if a.link != nil {
 		g.Go(func() error { return a.link.Run(gctx) })
 	}
@@ -334,6 +365,11 @@ func (a *appliance) drain(grpcSrv *grpc.Server) error {
 		}
 		hcancel()
 	}
+	// Browsers do not see close codes: a RedirectToMc before the close is
+	// what tells a client to reconnect.
+	if err := a.ctrl.Redirect(ctx, a.wtURL()); err != nil {
+		a.log.Warn("not every participant was redirected before the drain", "err", err)
+	}
 	a.wt.Drain(closeGoingAway, "server going away")
 	if err := a.ctrl.WaitSessions(ctx); err != nil {
 		a.log.Warn("drain timed out with sessions still open")
@@ -348,6 +384,11 @@ func (a *appliance) drain(grpcSrv *grpc.Server) error {
 	if err := a.ctrl.Stop(ctx); err != nil {
 		return fmt.Errorf("drain: meetings did not stop within %s", a.cfg.DrainTimeout)
 	}
+	if a.mh != nil {
+		if err := a.mh.wait(ctx); err != nil {
+			return fmt.Errorf("drain: media handler registrations did not stop within %s", a.cfg.DrainTimeout)
+		}
+	}
 	return nil
 }
 
@@ -357,6 +398,9 @@ func (a *appliance) close() {
 	}
 	if a.link != nil {
 		a.link.Close()
+	}
+	if a.mh != nil {
+		a.mh.c.Close()
 	}
 	if a.lab != nil {
 		a.lab.close()

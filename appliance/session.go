@@ -22,10 +22,11 @@ func (c *Controller) serve(ctx context.Context, s session) {
 	c.sessions.Add(1)
 	defer c.sessions.Done()
 	start := time.Now()
+	ctx, req := withRequestTrace(ctx)
 	m, pid, cerr := c.admit(ctx, s)
 	if cerr != nil {
 		c.metrics.JoinDone(time.Since(start), cerr.code.String())
-		sendError(s, cerr.code, cerr.msg)
+		req.sendError(s, cerr.code, cerr.msg)
 		s.Close(closeError, cerr.msg)
 		return
 	}
@@ -59,8 +60,8 @@ func (c *Controller) serve(ctx context.Context, s session) {
 			c.ended(m, pid, s, err)
 			return
 		}
-		if cerr := c.dispatch(ctx, m, pid, msg); cerr != nil {
-			sendError(s, cerr.code, cerr.msg)
+		if cerr := c.dispatch(beginRequest(ctx, msg), m, pid, msg); cerr != nil {
+			req.sendError(s, cerr.code, cerr.msg)
 		}
 	}
 }
@@ -76,6 +77,7 @@ func (c *Controller) admit(ctx context.Context, s session) (*meeting, string, *c
 	if err != nil {
 		return nil, "", frameError(err)
 	}
+	ctx = beginRequest(ctx, msg)
 	jr := msg.GetJoinRequest()
 	switch {
 	case jr == nil:
@@ -87,7 +89,7 @@ func (c *Controller) admit(ctx context.Context, s session) (*meeting, string, *c
 	}
 	claims, err := c.verifier.VerifyJoin(ctx, jr.JoinToken)
 	if err != nil {
-		c.log.Info("join refused: invalid token", "err", err)
+		c.log.InfoContext(ctx, "join refused: invalid token", "err", err)
 		return nil, "", &codedError{pb.ErrorCode_UNAUTHORIZED, "invalid join token"}
 	}
 	if claims.MeetingID != jr.MeetingId {
@@ -138,6 +140,9 @@ func (c *Controller) dispatch(ctx context.Context, m *meeting, pid string, msg *
 		op = func() *codedError { return m.unmuteRequest(pid, x.UnmuteRequest) }
 	case *pb.ClientMessage_UnmuteResponse:
 		op = func() *codedError { return m.unmuteResponse(pid, x.UnmuteResponse) }
+	case *pb.ClientMessage_MediaConnectionUpdate:
+		c.mediaUpdate(ctx, m, pid, x.MediaConnectionUpdate)
+		return nil
 	case *pb.ClientMessage_JoinRequest:
 		return &codedError{pb.ErrorCode_CONFLICT, "already joined"}
 	default:

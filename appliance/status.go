@@ -45,6 +45,7 @@ func (a *appliance) Status(ctx context.Context) web.Status {
 		s.GC = gcStatus(a.cfg.GCURL, a.link.Status())
 	}
 	s.ControlPlane = a.controlPlaneLinks()
+	s.AC = a.acStatus()
 	for _, m := range a.ctrl.Snapshots() {
 		wm := web.Meeting{ID: m.ID, Generation: m.Generation, CreatedAt: m.CreatedAt, MediaHandlers: []string{}, Participants: []web.Participant{}}
 		for _, mh := range m.Assignments {
@@ -56,8 +57,10 @@ func (a *appliance) Status(ctx context.Context) web.Status {
 				AudioSelfMuted: p.AudioSelfMuted, VideoSelfMuted: p.VideoSelfMuted,
 				AudioHostMuted: p.AudioHostMuted, VideoHostMuted: p.VideoHostMuted,
 				Connected: p.Connected, DisconnectedSince: p.DisconnectedSince, JoinedAt: p.JoinedAt,
+				Media: m.media.participant(p.ID),
 			})
 		}
+		wm.MHRegistrations = m.media.registrations()
 		s.Meetings = append(s.Meetings, wm)
 	}
 	if s.Meetings == nil {
@@ -75,6 +78,7 @@ func gcStatus(target string, l gc.LinkStatus) web.GCStatus {
 		LastRegistered: l.LastRegistered, LastFast: l.LastFast, LastComprehensive: l.LastComprehensive,
 		NextRetry: l.NextRetry, DownSince: l.DownSince, ConsecutiveFailures: l.ConsecutiveFailures, LastError: l.LastError,
 		FastInterval: l.FastInterval, ComprehensiveInterval: l.ComprehensiveInterval,
+		WaitingForToken: l.WaitingForToken,
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgemc/edgemc/gc/auth"
 	"github.com/edgemc/edgemc/gc/internalpb"
+	"github.com/edgemc/edgemc/gc/tracectx"
 )
 
 // Authorisation rules of the contract.
@@ -79,13 +80,16 @@ type ServerConfig struct {
 	// so that a renewed certificate is used without a restart); nil serves
 	// plaintext.
 	TLS *tls.Config
+	// Media, when set, takes the media handlers' MediaCoordinationService
+	// notifications (see media.go).
+	Media MediaCoordinator
 }
 
 // NewServer returns a gRPC server with MeetingControllerService registered
 // and every call, unary or streaming, behind the service-token check:
 // MeetingControllerService needs a "global-controller" token,
-// MediaCoordinationService (which the caller may register on the returned
-// server) a "media-handler" token, both with scope "service.write.mc".
+// MediaCoordinationService (served when cfg.Media is set) a
+// "media-handler" token, both with scope "service.write.mc".
 // Any other method is refused with PERMISSION_DENIED; a missing or invalid
 // token with UNAUTHENTICATED.
 func NewServer(cfg ServerConfig, a Assigner) *grpc.Server {
@@ -99,7 +103,7 @@ func NewServer(cfg ServerConfig, a Assigner) *grpc.Server {
 	}
 	g := &guard{verifier: cfg.Verifier, log: log, obs: obs}
 	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(g.unary),
+		grpc.ChainUnaryInterceptor(tracectx.UnaryServerInterceptor(), g.unary),
 		grpc.ChainStreamInterceptor(g.stream),
 		grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
 			return status.Error(codes.PermissionDenied, "unknown service")
@@ -111,6 +115,9 @@ func NewServer(cfg ServerConfig, a Assigner) *grpc.Server {
 	}
 	srv := grpc.NewServer(opts...)
 	internalpb.RegisterMeetingControllerServiceServer(srv, &assignService{assigner: a, log: log})
+	if cfg.Media != nil {
+		internalpb.RegisterMediaCoordinationServiceServer(srv, &mediaService{media: cfg.Media, log: log})
+	}
 	return srv
 }
 
@@ -218,7 +225,7 @@ func (g *guard) refuse(ctx context.Context, method, reason string, err error, at
 	if err != nil {
 		attrs = append(attrs, "error", err)
 	}
-	g.log.Warn("refused gRPC call", attrs...)
+	g.log.WarnContext(ctx, "refused gRPC call", attrs...)
 }
 
 var errNoBearer = errors.New("no bearer token")
@@ -260,7 +267,7 @@ func (s *assignService) AssignMeetingWithMh(ctx context.Context, req *internalpb
 	}
 	reason, err := s.assigner.AssignMeeting(ctx, req.GetMeetingId(), mhs, req.GetRequestingGcId())
 	if err != nil {
-		s.log.Error("meeting assignment failed", "meeting_id", req.GetMeetingId(), "gc_id", req.GetRequestingGcId(),
+		s.log.ErrorContext(ctx, "meeting assignment failed", "meeting_id", req.GetMeetingId(), "gc_id", req.GetRequestingGcId(),
 			"rejection_reason", reason.String(), "error", err)
 		if reason == internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED {
 			return nil, status.Error(codes.Internal, "assignment failed")
@@ -268,7 +275,7 @@ func (s *assignService) AssignMeetingWithMh(ctx context.Context, req *internalpb
 		return &internalpb.AssignMeetingWithMhResponse{Accepted: false, RejectionReason: reason}, nil
 	}
 	accepted := reason == internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED
-	s.log.Info("meeting assignment", "meeting_id", req.GetMeetingId(), "gc_id", req.GetRequestingGcId(),
+	s.log.InfoContext(ctx, "meeting assignment", "meeting_id", req.GetMeetingId(), "gc_id", req.GetRequestingGcId(),
 		"media_handlers", len(mhs), "accepted", accepted, "rejection_reason", reason.String())
 	return &internalpb.AssignMeetingWithMhResponse{Accepted: accepted, RejectionReason: reason}, nil
 }

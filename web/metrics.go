@@ -32,6 +32,7 @@ type Metrics struct {
 	nonceReplays       prometheus.Counter
 	reconnections      *prometheus.CounterVec
 	rateLimited        *prometheus.CounterVec
+	cp                 controlPlaneMetrics // metrics_controlplane.go
 }
 
 // Label values of Dark Tower's metrics that edgemc uses.
@@ -154,6 +155,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.messagesDropped.WithLabelValues(actorConnection)
 	m.actorPanics.WithLabelValues(actorMeeting)
 	m.fencedOut.WithLabelValues(fencedStaleGeneration)
+	m.cp = newControlPlaneMetrics(reg)
 	return m
 }
 

@@ -103,7 +103,7 @@ func (mc *faultMC) Pid() int { return mc.cmd.Process.Pid }
 
 // assign asks edgemc, as the GC does, to hold meetingID.
 func (mc *faultMC) assign(ctx context.Context, meetingID string) (*internalpb.AssignMeetingWithMhResponse, error) {
-	return mc.assignMHs(ctx, meetingID, []*internalpb.MhAssignment{{MhId: "mh-1", WebtransportEndpoint: "https://mh-1.example:4434/", GrpcEndpoint: "http://mh-1.example:50053"}})
+	return mc.assignMHs(ctx, meetingID, []*internalpb.MhAssignment{{MhId: "mh-1", WebtransportEndpoint: "https://mh-1.example:4434/", GrpcEndpoint: "http://127.0.0.1:1"}})
 }
 
 // assignMHs is assign with the given media handlers.

@@ -185,12 +185,12 @@ func TestBrowserLab(t *testing.T) {
 	waitJS(t, host, "Alice to join the new demo meeting", joined+` && `+labRows+` === 1`, labDescribe)
 	waitJS(t, status, "Alice on the status page again", statusRow(jsEval[string](t, host, `window.edgemcDemo.state.selfId`)), statusDescribe)
 
-	// A drain ends the session and the page says so. (Chromium reports
+	// A drain redirects the session before it closes it (Chromium reports
 	// the server's close as "Connection lost.", without edgemc's close
-	// code, so only the prefix is checked.)
+	// code): the page leaves the meeting and keeps trying to come back.
 	if code := p.Stop(); code != exitOK {
 		t.Errorf("exit code after SIGTERM = %d, want %d", code, exitOK)
 	}
 	waitJS(t, host, "the page to notice the drain",
-		`document.getElementById('status').textContent.startsWith('closed') && `+labRows+` === 0 && `+webtest.NotShown(`#controls`), labDescribe)
+		`document.getElementById('status').textContent.startsWith('reconnecting') && `+labRows+` === 0 && `+webtest.NotShown(`#controls`), labDescribe)
 }

@@ -80,7 +80,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "[settings]", "run the Meeting Controller (what the systemd unit runs)", cli.serve},
-		{"lab", "[settings]", "run it with a development Global Controller and token issuer on loopback", cli.lab},
+		{"lab", "[settings]", "run it with a development Global Controller, Auth Controller, media handler and token issuer on loopback", cli.lab},
 		{"cert-hash", "[settings]", "print the SHA-256 of the WebTransport certificate (for serverCertificateHashes)", cli.certHash},
 		{"client", "join [options]", "join a meeting and print every server message as a JSON line", cli.client},
 		{"loadgen", "[options]", "generate signaling load against an edgemc", cli.loadgen},

@@ -47,6 +47,8 @@ type Call[T proto.Message] struct {
 	Req   T
 	At    time.Time
 	Token string // bearer token sent, "" if none
+	// TraceParent is the call's traceparent metadata, "" if none.
+	TraceParent string
 	// OK reports whether the call was answered with success (a
 	// registration accepted, a heartbeat acknowledged).
 	OK bool
@@ -263,6 +265,14 @@ type service struct {
 	g *GC
 }
 
+func traceParent(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get("traceparent"); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 func bearer(ctx context.Context) string {
 	md, _ := metadata.FromIncomingContext(ctx)
 	for _, v := range md.Get("authorization") {
@@ -300,7 +310,7 @@ func (s service) RegisterMC(ctx context.Context, req *internalpb.RegisterMCReque
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	accept := g.mode == ModeAccept
-	record(g, &g.regs, Call[*internalpb.RegisterMCRequest]{Req: req, At: time.Now(), Token: bearer(ctx), OK: accept})
+	record(g, &g.regs, Call[*internalpb.RegisterMCRequest]{Req: req, At: time.Now(), Token: bearer(ctx), TraceParent: traceParent(ctx), OK: accept})
 	switch {
 	case g.mode == ModeUnavailable:
 		return nil, errUnavailable
@@ -324,7 +334,7 @@ func heartbeat[T proto.Message](ctx context.Context, s service, calls *[]Call[T]
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	known := g.known[id] && g.mode != ModeUnavailable
-	record(g, calls, Call[T]{Req: req, At: time.Now(), Token: bearer(ctx), OK: known})
+	record(g, calls, Call[T]{Req: req, At: time.Now(), Token: bearer(ctx), TraceParent: traceParent(ctx), OK: known})
 	switch {
 	case g.mode == ModeUnavailable:
 		return errUnavailable
@@ -356,7 +366,7 @@ func (s service) NotifyMeetingEnded(ctx context.Context, req *internalpb.NotifyM
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	ok := g.mode != ModeUnavailable
-	record(g, &g.ended, Call[*internalpb.NotifyMeetingEndedRequest]{Req: req, At: time.Now(), Token: bearer(ctx), OK: ok})
+	record(g, &g.ended, Call[*internalpb.NotifyMeetingEndedRequest]{Req: req, At: time.Now(), Token: bearer(ctx), TraceParent: traceParent(ctx), OK: ok})
 	if !ok {
 		return nil, errUnavailable
 	}

@@ -79,6 +79,30 @@ function muteText(self, host) {
   return 'on';
 }
 
+// mediaCell shows a participant's media connections: how many of the
+// meeting's media handlers say it is connected, and every handler where the
+// client's own report disagrees with the handler's.
+function mediaCell(m) {
+  if (!m) return el('span', { class: 'muted', text: '—' });
+  const out = el('span', { class: 'media', 'data-connected': String(m.connected), 'data-total': String(m.total) },
+    `media: ${m.connected}/${m.total} handlers`);
+  for (const h of m.handlers ?? []) {
+    if (!h.disagree) continue;
+    const says = `${h.mh_id}: client says ${h.client_state}${h.client_failure_reason ? ` (${h.client_failure_reason})` : ''},`
+      + ` handler says ${h.mh_connected ? 'connected' : 'not connected'}`;
+    out.append(' ', el('span', { class: 'badge no', 'data-disagree': h.mh_id, text: says }));
+  }
+  return out;
+}
+
+// mhState shows a media handler's answer to RegisterMeeting.
+function mhState(r) {
+  const cls = { registered: 'yes', failed: 'no', registering: 'warn' }[r.state] ?? 'muted';
+  const span = el('span', { class: `badge ${cls}`, 'data-mh-id': r.mh_id, 'data-state': r.state, text: `${r.mh_id} ${r.state}` });
+  if (r.last_error) span.title = `${r.attempts} attempt(s): ${r.last_error}`;
+  return span;
+}
+
 function participantRow(p) {
   const conn = p.connected ? el('span', { class: 'badge yes', text: 'connected' })
     : el('span', {}, badge('disconnected', 'no'), ' ', when(p.disconnected_since));
@@ -94,6 +118,7 @@ function participantRow(p) {
     cell('Audio', muteText(p.audio_self_muted, p.audio_host_muted)),
     cell('Video', muteText(p.video_self_muted, p.video_host_muted)),
     cell('Connection', conn),
+    cell('Media', mediaCell(p.media)),
     cell('Joined', when(p.joined_at)));
 }
 
@@ -103,11 +128,13 @@ function meetingCard(m) {
     el('strong', { class: 'mono', text: m.id }),
     el('span', { class: 'muted', text: `generation ${m.generation}` }),
     el('span', { class: 'muted' }, 'created ', when(m.created_at)),
-    el('span', { class: 'muted', text: `media handlers: ${(m.media_handlers ?? []).join(', ') || 'none'}` }),
+    m.mh_registrations?.length
+      ? el('span', { class: 'muted mh' }, 'media handlers: ', ...m.mh_registrations.flatMap((r, i) => (i ? [' ', mhState(r)] : [mhState(r)])))
+      : el('span', { class: 'muted', text: `media handlers: ${(m.media_handlers ?? []).join(', ') || 'none'}` }),
     el('span', { class: 'muted', text: `${parts.length} participant${parts.length === 1 ? '' : 's'}` }));
   const card = el('section', { class: 'card meeting', 'data-meeting-id': m.id }, head);
   if (parts.length) {
-    const thead = el('thead', {}, el('tr', {}, ...['Participant', 'Name', 'Role', 'Audio', 'Video', 'Connection', 'Joined']
+    const thead = el('thead', {}, el('tr', {}, ...['Participant', 'Name', 'Role', 'Audio', 'Video', 'Connection', 'Media', 'Joined']
       .map((h) => el('th', { text: h }))));
     card.append(el('div', { class: 'scroll' }, el('table', { class: 'stack' }, thead, el('tbody', {}, ...parts.map(participantRow)))));
   }
@@ -150,8 +177,23 @@ function render(s) {
   if (gc.configured && isSet(gc.down_since)) {
     gcRows.push(['Link down', el('span', { class: 'bad' }, 'since ', when(gc.down_since), ' · meetings held here go on'), 'gc.down_since']);
   }
+  if (gc.configured && gc.waiting_for_token) gcRows.push(['Waiting', el('span', { class: 'warn', text: 'for a service token before registering' }), 'gc.waiting_for_token']);
   if (gc.configured && isSet(gc.next_retry)) gcRows.push(['Next retry', when(gc.next_retry), 'gc.next_retry']);
   if (gc.last_error) gcRows.push(['Last error', el('span', { class: 'bad', text: gc.last_error }), 'gc.last_error']);
+  const ac = s.ac;
+  if (ac) {
+    gcRows.push(
+      ['Auth Controller', el('span', { class: 'mono', text: `${ac.url} (client ${ac.client_id})` }), 'ac.url'],
+      ['Service token', ac.has_token
+        ? el('span', {}, badge('valid', 'yes'), ' until ', when(ac.expires_at))
+        : el('span', {}, badge('none', 'no'), ' waiting for the Auth Controller'), 'ac.has_token'],
+    );
+    if (ac.scope) gcRows.push(['Token scope', el('span', { class: 'mono', text: ac.scope }), 'ac.scope']);
+    if (isSet(ac.next_attempt)) gcRows.push(['Next token request', when(ac.next_attempt), 'ac.next_attempt']);
+    if (ac.last_error) {
+      gcRows.push(['Token error', el('span', { class: 'bad', text: `${ac.last_error} (${ac.consecutive_failures} in a row)` }), 'ac.last_error']);
+    }
+  }
   fill($('gc'), gcRows);
 
   fill($('control-plane'), (s.control_plane ?? []).map(link => [link.label, tlsLink(link), `control_plane.${link.name}`]));
