@@ -36,7 +36,8 @@ func TestControlPlaneSettingsLoad(t *testing.T) {
 	c, err := loadCfg(t, []string{
 		"--grpc-tls-cert", f.cert, "--grpc-tls-key", f.key, "--grpc-client-ca", f.ca,
 		"--control-plane-ca", f.ca, "--control-plane-client-cert", f.cert, "--control-plane-client-key", f.key,
-		"--gc-url", "https://gc.example.net", "--jwks-url", "https://ac.example.net/.well-known/jwks.json",
+		"--gc-url", "https://gc.example.net", "--gc-token-file", writeCfgFile(t, "gc-token", "token"),
+		"--jwks-url", "https://ac.example.net/.well-known/jwks.json",
 		"--service-token-issuer", "https://ac.example.net", "--service-token-audience", "edgemc-eu",
 		"--service-token-subjects", " gc-1, gc-2,,",
 	}, cfgEnv{}, "")
@@ -54,7 +55,8 @@ func TestControlPlaneSettingsLoad(t *testing.T) {
 
 	// Lists and switches from the file, as an operator writes them.
 	file := writeCfgFile(t, "edgemc.toml", "service-token-subjects = [\"gc-eu-1\", \"gc-eu-2\"]\n"+
-		"allow-plaintext-control-plane = true\ngc-url = \"http://gc.lan:50051\"\n")
+		"allow-plaintext-control-plane = true\ngc-url = \"http://gc.lan:50051\"\n"+
+		"gc-token-file = \""+writeCfgFile(t, "gc-token", "token")+"\"\n")
 	c, err = loadCfg(t, nil, cfgEnv{}, file)
 	if err != nil {
 		t.Fatal(err)
@@ -80,15 +82,16 @@ func TestControlPlaneSettingsLoad(t *testing.T) {
 func TestControlPlaneRefusals(t *testing.T) {
 	f := writeTLSFiles(t)
 	tlsArgs := []string{"--grpc-tls-cert", f.cert, "--grpc-tls-key", f.key}
+	token := writeCfgFile(t, "gc-token", "token") // gc-url needs edgemc's credentials
 	cases := []struct {
 		name    string
 		args    []string
 		setting string
 		want    string
 	}{
-		{"plaintext gc-url", []string{"--gc-url", "http://gc.example.net:50051"}, "gc-url",
+		{"plaintext gc-url", []string{"--gc-url", "http://gc.example.net:50051", "--gc-token-file", token}, "gc-url",
 			`"http://gc.example.net:50051" is plaintext (http://) to a host that is not loopback: use https:// (trusting control-plane-ca), or set allow-plaintext-control-plane = true`},
-		{"plaintext gc-url to a LAN address", []string{"--gc-url", "http://10.0.0.5:50051"}, "gc-url", "is plaintext"},
+		{"plaintext gc-url to a LAN address", []string{"--gc-url", "http://10.0.0.5:50051", "--gc-token-file", token}, "gc-url", "is plaintext"},
 		{"plaintext jwks-url", []string{"--jwks-url", "http://ac.example.net/.well-known/jwks.json"}, "jwks-url", "is plaintext"},
 		{"key of another certificate", []string{"--grpc-tls-cert", f.cert, "--grpc-tls-key", f.otherKey}, "grpc-tls-key",
 			"holds a private key that does not match the certificate in " + f.cert},

@@ -33,13 +33,17 @@ func TestE2EControlPlaneStartRefusals(t *testing.T) {
 	}
 	unreadable := filepath.Join(dir, "missing.pem") // a mode 0000 file is readable when tests run as root
 	key := writeJWTKey(t, devissuer.NewIssuer())
+	token := filepath.Join(dir, "gc-token") // gc-url needs edgemc's credentials
+	if err := os.WriteFile(token, []byte("gc-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name    string
 		args    []string
 		setting string
 		reason  string
 	}{
-		{"plaintext gc-url to a remote host", []string{"--gc-url=http://gc.example.net:50051"}, "gc-url", "is plaintext (http://) to a host that is not loopback"},
+		{"plaintext gc-url to a remote host", []string{"--gc-url=http://gc.example.net:50051", "--gc-token-file=" + token}, "gc-url", "is plaintext (http://) to a host that is not loopback"},
 		{"key not matching the certificate", []string{"--grpc-tls-cert=" + mc.Cert, "--grpc-tls-key=" + other.Key}, "grpc-tls-key", "does not match the certificate"},
 		{"unreadable certificate", []string{"--grpc-tls-cert=" + unreadable, "--grpc-tls-key=" + mc.Key}, "grpc-tls-cert", "cannot be read"},
 		{"garbage certificate", []string{"--grpc-tls-cert=" + garbage, "--grpc-tls-key=" + mc.Key}, "grpc-tls-cert", "cannot be parsed"},
@@ -85,9 +89,13 @@ func TestE2ETLSControlPlane(t *testing.T) {
 	client := tlstest.WritePair(t, dir, "client", mcClients.Issue(t, tlstest.Options{CommonName: "mc-tls"}))
 	issuer := devissuer.NewIssuer()
 	grpcAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	token := filepath.Join(dir, "gc-token")
+	if err := os.WriteFile(token, []byte("gc-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	p := startEdgemc(t, []string{"serve", writeJWTKey(t, issuer), "--id=mc-tls",
-		"--gc-url=" + gc.Target(), "--control-plane-ca=" + caFile,
+		"--gc-url=" + gc.Target(), "--gc-token-file=" + token, "--control-plane-ca=" + caFile,
 		"--control-plane-client-cert=" + client.Cert, "--control-plane-client-key=" + client.Key,
 		"--grpc-listen=" + grpcAddr, "--grpc-advertise=https://" + grpcAddr,
 		"--grpc-tls-cert=" + server.Cert, "--grpc-tls-key=" + server.Key, "--grpc-client-ca=" + gcCAFile,

@@ -23,12 +23,17 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/edgemc/edgemc/gc/actest"
 	"github.com/edgemc/edgemc/gc/devissuer"
 	"github.com/edgemc/edgemc/gc/gctest"
 	"github.com/edgemc/edgemc/gc/internalpb"
+	"github.com/edgemc/edgemc/gc/mhtest"
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
 )
 
@@ -114,7 +119,7 @@ var dtMetrics = []dtMetric{
 		want: []string{
 			`mc_jwt_validations_total{result="success",token_type="meeting",failure_reason="none"} == 3`,
 			`mc_jwt_validations_total{result="failure",token_type="meeting",failure_reason="signature_invalid"} == 1`,
-			`mc_jwt_validations_total{result="success",token_type="service",failure_reason="none"} == 2`,
+			`mc_jwt_validations_total{result="success",token_type="service",failure_reason="none"} == 4`,
 		},
 	},
 	{
@@ -131,6 +136,34 @@ var dtMetrics = []dtMetric{
 		want: []string{`mc_session_join_failures_total{error_type="jwt_validation"} == 1`},
 	},
 	{
+		name: "mc_token_refresh_total", labels: []string{"status"}, values: map[string][]string{"status": {"success", "error"}},
+		want: []string{`mc_token_refresh_total{status="success"} >= 1`, `mc_token_refresh_total{status="error"} >= 1`},
+	},
+	{
+		name:    "mc_token_refresh_duration_seconds",
+		buckets: []string{"0.01", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "+Inf"},
+		want:    []string{`mc_token_refresh_duration_seconds_count >= 2`},
+	},
+	{
+		name: "mc_token_refresh_failures_total", labels: []string{"error_type"},
+		values: map[string][]string{"error_type": {"http", "auth_rejected", "invalid_response", "acquisition_failed", "configuration"}},
+		want:   []string{`mc_token_refresh_failures_total{error_type="http"} >= 1`},
+	},
+	{
+		name: "mc_register_meeting_total", labels: []string{"status"}, values: map[string][]string{"status": {"success", "error"}},
+		want: []string{`mc_register_meeting_total{status="success"} == 1`},
+	},
+	{
+		name:    "mc_register_meeting_duration_seconds",
+		buckets: []string{"0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "+Inf"},
+		want:    []string{`mc_register_meeting_duration_seconds_count >= 1`},
+	},
+	{
+		name: "mc_mh_notifications_received_total", labels: []string{"event_type"},
+		values: map[string][]string{"event_type": {"connected", "disconnected"}},
+		want:   []string{`mc_mh_notifications_received_total{event_type="connected"} == 1`},
+	},
+	{
 		name: "mc_caller_type_rejected_total", labels: []string{"actual_type", "expected_type", "grpc_service"},
 		values: map[string][]string{"grpc_service": {"MeetingControllerService", "MediaCoordinationService"}},
 		want: []string{`mc_caller_type_rejected_total{grpc_service="MeetingControllerService",` +
@@ -138,14 +171,9 @@ var dtMetrics = []dtMetric{
 	},
 }
 
-// notBuilt are the metrics of Dark Tower's list that belong to parts edgemc
-// does not have yet (AC token refresh, RegisterMeeting, MH notifications)
-// or that it does not fake (Redis): absent, not zero.
-var notBuilt = []string{
-	"mc_register_meeting_total", "mc_register_meeting_duration_seconds", "mc_mh_notifications_received_total",
-	"mc_token_refresh_total", "mc_token_refresh_duration_seconds", "mc_token_refresh_failures_total",
-	"mc_redis_latency_seconds",
-}
+// notBuilt are the metrics of Dark Tower's list that edgemc does not fake
+// (Redis; its store histogram takes that role): absent, not zero.
+var notBuilt = []string{"mc_redis_latency_seconds"}
 
 // firstEventOnly are metrics whose labels only an event gives (a store
 // error, a refused session, a reconnection), none of which this run has.
@@ -156,12 +184,35 @@ func TestPrometheus(t *testing.T) {
 	if err != nil {
 		t.Skip("prometheus is not installed (apt-get install prometheus; .ci/run does): not testing against a real Prometheus")
 	}
-	g, mc := startGCFaultMC(t)
+	// A GC, an Auth Controller edgemc gets its token from (refusing once, so
+	// that a failed refresh is counted too) and a media handler.
+	g := gctest.Start(t)
+	g.Accept(faultFast, faultComp)
+	ac := actest.Start(t)
+	ac.Refuse(http.StatusServiceUnavailable, 1)
+	secret := filepath.Join(t.TempDir(), "client-secret")
+	if err := os.WriteFile(secret, []byte(actest.Secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mh := mhtest.Start(t, "mh-1")
+	args := append(gcFaultArgs(t, "mc-faults", g)[:2], "--gc-backoff-base=100ms", "--gc-backoff-max=3s",
+		"--fast-heartbeat="+faultFast.String(), "--ac-url="+ac.URL(), "--client-id="+actest.ClientID, "--client-secret-file="+secret)
+	mc := startFaultMC(t, "", devissuer.NewIssuer(), args...)
+	if _, err := g.WaitRegistrations(testCtx(t), 1); err != nil {
+		t.Fatal(err)
+	}
 	prom := startPrometheus(t, bin, mc.http, testRules(t))
 	prom.wait(t, "the first scrape", `up{job="edgemc"} == 1`)
 
-	// Joins, a mute, a leave.
+	// Joins, a mute, a leave, in a meeting with a media handler: the first
+	// join registers the meeting with it, and it reports a participant.
 	m := newMeetingClients(t, mc, "m-prom")
+	ctx0, cancel0 := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel0()
+	if resp, err := mc.assignMHs(ctx0, "m-prom", []*internalpb.MhAssignment{{
+		MhId: "mh-1", WebtransportEndpoint: "https://mh-1.example:4434/", GrpcEndpoint: mh.Endpoint()}}); err != nil || !resp.GetAccepted() {
+		t.Fatalf("assign m-prom: %v, %v", resp, err)
+	}
 	m.join("host-1")
 	m.join("user-1")
 	m.join("user-2")
@@ -172,6 +223,11 @@ func TestPrometheus(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.readers["host-1"].until(t, "user-2 leaving", func(s *pb.ServerMessage) bool { return s.GetParticipantLeft() != nil }, nil)
+
+	if _, err := mh.WaitCalls(ctx0, 1); err != nil {
+		t.Fatalf("RegisterMeeting: %v", err)
+	}
+	notifyConnected(t, mc, "m-prom", "user-1")
 
 	// A join token signed by someone else, and a media handler calling the
 	// GC's service.
@@ -234,6 +290,25 @@ func TestPrometheus(t *testing.T) {
 		t.Errorf("metrics of parts edgemc does not have are exported: %v", exported)
 	}
 	prom.checkDashboard(t)
+}
+
+// notifyConnected tells edgemc, as media handler mh-1 does, that sub's
+// participant connected to it.
+func notifyConnected(t *testing.T, mc *faultMC, meetingID, sub string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	conn, err := grpc.NewClient(mc.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+mc.issuer.ServiceToken("mh-1", "media-handler"))
+	resp, err := internalpb.NewMediaCoordinationServiceClient(conn).NotifyParticipantConnected(ctx,
+		&internalpb.NotifyParticipantConnectedRequest{MeetingId: meetingID, ParticipantId: sub, HandlerId: "mh-1"})
+	if err != nil || !resp.GetAcknowledged() {
+		t.Fatalf("NotifyParticipantConnected: %v, %v", resp, err)
+	}
 }
 
 func b2i(b bool) int {
