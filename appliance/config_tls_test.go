@@ -65,13 +65,14 @@ func TestControlPlaneSettingsLoad(t *testing.T) {
 		t.Errorf("from the file: subjects %q, allow %v", c.ServiceTokenSubjects, c.AllowPlaintextControlPlane)
 	}
 	// A bare switch flag means true; an empty list is no list.
-	c, err = loadCfg(t, []string{"--allow-plaintext-control-plane", "--gc-url=http://gc.lan", "--service-token-subjects="}, cfgEnv{}, "")
+	token := writeCfgFile(t, "gc-token", "token") // gc-url needs edgemc's credentials
+	c, err = loadCfg(t, []string{"--allow-plaintext-control-plane", "--gc-url=http://gc.lan", "--gc-token-file=" + token, "--service-token-subjects="}, cfgEnv{}, "")
 	if err != nil || !c.AllowPlaintextControlPlane || c.ServiceTokenSubjects != nil {
 		t.Errorf("bare switch: allow %v, subjects %q, err %v", c.AllowPlaintextControlPlane, c.ServiceTokenSubjects, err)
 	}
 	// Loopback needs no TLS.
 	for _, u := range []string{"http://127.0.0.1:50051", "http://localhost:1", "http://[::1]:2", "http://127.9.9.9"} {
-		if _, err := loadCfg(t, []string{"--gc-url", u, "--jwks-url", u + "/jwks.json"}, cfgEnv{}, ""); err != nil {
+		if _, err := loadCfg(t, []string{"--gc-url", u, "--gc-token-file", token, "--jwks-url", u + "/jwks.json"}, cfgEnv{}, ""); err != nil {
 			t.Errorf("loopback %s refused: %v", u, err)
 		}
 	}
