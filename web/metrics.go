@@ -20,6 +20,7 @@ type Metrics struct {
 	registrations      *prometheus.CounterVec
 	registered         prometheus.Gauge
 	storeOpDuration    *prometheus.HistogramVec
+	storeCheckpoint    prometheus.Histogram
 	storeErrors        *prometheus.CounterVec
 	fencedOut          prometheus.Counter
 	nonceReplays       prometheus.Counter
@@ -70,6 +71,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Latency of state store operations, by operation.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
 		}, []string{"op"}),
+		storeCheckpoint: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mc_store_checkpoint_duration_seconds",
+			Help:    "Time to fold the state store's write-ahead log into its database file; writers do not wait for it.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mc_store_errors_total", Help: "Failed state store operations, by operation.",
 		}, []string{"op"}),
@@ -101,7 +107,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.meetingsActive, m.participantsActive, m.sessionsAccepted, m.sessionsRefused,
 		m.joinDuration, m.heartbeats, m.heartbeatDuration, m.registrations, m.registered,
-		m.storeOpDuration, m.storeErrors, m.fencedOut, m.nonceReplays, m.panicsRecovered,
+		m.storeOpDuration, m.storeCheckpoint, m.storeErrors, m.fencedOut, m.nonceReplays, m.panicsRecovered,
 		m.slowClientsDropped, m.mailboxDepth, m.reconnections,
 	)
 	return m
@@ -179,6 +185,18 @@ func (m *Metrics) StoreOp(op string, d time.Duration, err error) {
 	m.storeOpDuration.WithLabelValues(op).Observe(d.Seconds())
 	if err != nil {
 		m.storeErrors.WithLabelValues(op).Inc()
+	}
+}
+
+// StoreCheckpoint observes how long a store checkpoint took, and counts a
+// failed one as a store error of op "checkpoint".
+func (m *Metrics) StoreCheckpoint(d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	m.storeCheckpoint.Observe(d.Seconds())
+	if err != nil {
+		m.storeErrors.WithLabelValues("checkpoint").Inc()
 	}
 }
 

@@ -25,6 +25,7 @@ func TestMetrics(t *testing.T) {
 	m.SetRegistered(true)
 	m.StoreOp("put_roster", time.Millisecond, nil)
 	m.StoreOp("put_roster", time.Millisecond, errors.New("disk full"))
+	m.StoreCheckpoint(30*time.Millisecond, nil)
 	m.FencedOut()
 	m.NonceReplayRefused()
 	m.PanicRecovered()
@@ -79,6 +80,8 @@ func TestMetrics(t *testing.T) {
 		"mc_gc_registered 0",
 		`mc_store_operation_duration_seconds_count{op="put_roster"} 2`,
 		`mc_store_errors_total{op="put_roster"} 1`,
+		`mc_store_checkpoint_duration_seconds_bucket{le="0.025"} 0`,
+		`mc_store_checkpoint_duration_seconds_bucket{le="0.05"} 1`,
 		"mc_fenced_out_writes_total 1",
 		"mc_nonce_replays_refused_total 1",
 		"mc_panics_recovered_total 1",
@@ -109,6 +112,7 @@ func TestNilMetrics(t *testing.T) {
 	m.Registration("ok")
 	m.SetRegistered(true)
 	m.StoreOp("op", time.Second, errors.New("x"))
+	m.StoreCheckpoint(time.Second, errors.New("x"))
 	m.FencedOut()
 	m.NonceReplayRefused()
 	m.PanicRecovered()
