@@ -22,10 +22,10 @@
 //
 // Generations and what an ended meeting leaves. Acquire takes generations from the one global counter, so a new
 // generation is newer than every generation any meeting had before. A meeting without a key of its own (deleted, or
-// never acquired) is at the global generation: every generation handed out so far is fenced out of it, except the
-// newest, which can only be its deleting owner's (as before the delete) if no Acquire came since. An old owner of a
-// deleted meeting is therefore fenced out without a tombstone, also after the meeting is acquired again (a newer
-// generation still) and after a restart (the counter is durable, and owners do not outlive the process). So
+// never acquired) is at the global generation: every generation handed out so far is fenced out of it but the newest
+// (so its deleting owner can still write to it, as before the delete, until the next Acquire of any meeting). An old
+// owner of a deleted meeting is therefore fenced out without a tombstone, also after the meeting is acquired again (a
+// newer generation still) and after a restart (the counter is durable). So
 // DeleteMeeting removes the meeting's generation with its record, roster and bindings, and a year of meetings leaves
 // one key; its nonces stay until they expire, as replay protection outlives a meeting. Open drops the generation of
 // every meeting without a record (an older edgemc kept them forever, and sets no global counter: Open sets it to the

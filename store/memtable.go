@@ -14,7 +14,6 @@ import (
 // (mem), and those a checkpoint is folding into the file (frozen, read-only while the checkpoint runs).
 type memtable struct {
 	buckets map[string]map[string][]byte
-	n       int // entries
 }
 
 func newMemtable() *memtable { return &memtable{buckets: map[string]map[string][]byte{}} }
@@ -26,14 +25,11 @@ func (m *memtable) get(bucket, key []byte) ([]byte, bool) {
 }
 
 // set records key → value, or a delete if value is nil.
-func (m *memtable) set(bucket string, key string, value []byte) {
+func (m *memtable) set(bucket, key string, value []byte) {
 	b := m.buckets[bucket]
 	if b == nil {
 		b = map[string][]byte{}
 		m.buckets[bucket] = b
-	}
-	if _, ok := b[key]; !ok {
-		m.n++
 	}
 	b[key] = value
 }
@@ -47,10 +43,7 @@ func (m *memtable) mergeInto(dst *memtable) {
 	}
 }
 
-func (m *memtable) reset() {
-	clear(m.buckets)
-	m.n = 0
-}
+func (m *memtable) reset() { clear(m.buckets) }
 
 // apply writes m's changes into a bbolt transaction, each bucket's keys in order (fewer pages touched in turn).
 func (m *memtable) apply(tx *bolt.Tx) error {

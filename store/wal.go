@@ -105,11 +105,11 @@ func openSegment(path string) (*os.File, error) {
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("store: sync dir %s: %w", dir, err)
+		return fmt.Errorf("store: sync data dir: %w", err)
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("store: sync dir %s: %w", dir, err)
+		return fmt.Errorf("store: sync data dir: %w", err)
 	}
 	return nil
 }

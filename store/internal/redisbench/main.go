@@ -171,9 +171,9 @@ func run(ctx context.Context, redisBin, writersList string, d time.Duration, dir
 		tw.Flush()
 		fmt.Fprintf(out, "\nedgemc writes that overlapped a checkpoint vs the others (ms)\n")
 		tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "writers\tcheckpoints\tcheckpoint p50\tmax\twrites during\tp99\tp99.9\twrites outside\tp99\tp99.9\t")
+		fmt.Fprintln(tw, "writers\tcheckpoints\tcheckpoint p50\tmax\twrites during\tdone within\tp99\tp99.9\twrites outside\tp99\tp99.9\t")
 		for _, r := range rows {
-			during, outside, nIn, nOut := r.edge.Split(r.checkpoints)
+			s := r.edge.Split(r.checkpoints)
 			var lens []time.Duration
 			for _, c := range r.checkpoints {
 				lens = append(lens, c.End.Sub(c.Start))
@@ -183,8 +183,8 @@ func run(ctx context.Context, redisBin, writersList string, d time.Duration, dir
 			if len(lens) > 0 {
 				p50, top = lens[len(lens)/2], lens[len(lens)-1]
 			}
-			fmt.Fprintf(tw, "%d\t%d\t%.2f\t%.2f\t%d\t%.2f\t%.2f\t%d\t%.2f\t%.2f\t\n", r.writers, len(r.checkpoints),
-				ms(p50), ms(top), nIn, ms(during.P99), ms(during.P999), nOut, ms(outside.P99), ms(outside.P999))
+			fmt.Fprintf(tw, "%d\t%d\t%.2f\t%.2f\t%d\t%d\t%.2f\t%.2f\t%d\t%.2f\t%.2f\t\n", r.writers, len(r.checkpoints),
+				ms(p50), ms(top), s.NDuring, s.Within, ms(s.During.P99), ms(s.During.P999), s.NOutside, ms(s.Outside.P99), ms(s.Outside.P999))
 		}
 		tw.Flush()
 	}

@@ -49,20 +49,39 @@ func (r Result) PerSecond() float64 {
 	return float64(r.Ops) / r.Elapsed.Seconds()
 }
 
-// Split divides the run's operations into those that overlapped one of the windows and the others, and returns how
-// many there are of each and their percentiles.
-func (r Result) Split(windows []Window) (during, outside Latency, nDuring, nOutside int) {
-	var in, out []time.Duration
-	for _, s := range r.Samples {
-		end := s.Start.Add(s.Latency)
-		overlaps := slices.ContainsFunc(windows, func(w Window) bool { return s.Start.Before(w.End) && end.After(w.Start) })
+// Split is a run's operations divided by a set of windows of time, such as checkpoints.
+type Split struct {
+	During, Outside   Latency // of the operations that overlapped a window, and of the others
+	NDuring, NOutside int
+	Within            int // operations that started and ended inside one window: done while it lasted
+}
+
+// Split divides the run's operations into those that overlapped one of the windows and the others.
+func (r Result) Split(windows []Window) Split {
+	var (
+		s       Split
+		in, out []time.Duration
+	)
+	for _, op := range r.Samples {
+		end := op.Start.Add(op.Latency)
+		overlaps, within := false, false
+		for _, w := range windows {
+			if op.Start.Before(w.End) && end.After(w.Start) {
+				overlaps = true
+				within = within || (!op.Start.Before(w.Start) && !end.After(w.End))
+			}
+		}
+		if within {
+			s.Within++
+		}
 		if overlaps {
-			in = append(in, s.Latency)
+			in = append(in, op.Latency)
 		} else {
-			out = append(out, s.Latency)
+			out = append(out, op.Latency)
 		}
 	}
-	return percentiles(in), percentiles(out), len(in), len(out)
+	s.During, s.Outside, s.NDuring, s.NOutside = percentiles(in), percentiles(out), len(in), len(out)
+	return s
 }
 
 // percentiles sorts lat and reads its percentiles (zero if empty).

@@ -33,11 +33,11 @@ func TestSplit(t *testing.T) {
 	for i := range 1000 {
 		r.Samples = append(r.Samples, Sample{Start: t0.Add(time.Duration(i) * 10 * ms), Latency: time.Duration(i+1) * time.Microsecond})
 	}
-	during, outside, nIn, nOut := r.Split([]Window{{Start: t0.Add(100*ms - 1), End: t0.Add(195 * ms)}})
-	if nIn != 10 || nOut != 990 {
-		t.Fatalf("split %d during, %d outside; want 10 and 990", nIn, nOut)
+	s := r.Split([]Window{{Start: t0.Add(100*ms - 1), End: t0.Add(190*ms + 5*time.Microsecond)}})
+	if s.NDuring != 10 || s.NOutside != 990 || s.Within != 9 { // the last one ends after the window
+		t.Fatalf("split %d during (%d within), %d outside; want 10 (9), 990", s.NDuring, s.Within, s.NOutside)
 	}
-	if during.P50 != 16*time.Microsecond || during.P999 != 20*time.Microsecond || outside.P999 != 1000*time.Microsecond {
-		t.Errorf("during %+v, outside %+v", during, outside)
+	if s.During.P50 != 16*time.Microsecond || s.During.P999 != 20*time.Microsecond || s.Outside.P999 != 1000*time.Microsecond {
+		t.Errorf("during %+v, outside %+v", s.During, s.Outside)
 	}
 }
