@@ -45,6 +45,7 @@ type committer struct {
 
 	// Owned by run's goroutine.
 	group      *memtable  // the group being run
+	reader     *bolt.Tx   // a read transaction of the file kept open between checkpoints; nil while one runs
 	mem        *memtable  // changes acknowledged since the last checkpoint began
 	frozen     *memtable  // changes the running checkpoint folds into the file; nil if none runs
 	folded     chan error // the running checkpoint's result
@@ -261,6 +262,7 @@ func (c *committer) close() {
 
 // finish waits for the running checkpoint and folds in the rest, so the next Open has nothing to replay.
 func (c *committer) finish() error {
+	defer c.closeReader()
 	if c.folded != nil {
 		c.checkpointDone(<-c.folded)
 	}
@@ -310,7 +312,7 @@ func (c *committer) commit(calls []*call) {
 				break
 			}
 		}
-		_ = file.Rollback()
+		c.end(file)
 		if failed >= 0 {
 			calls[failed].done <- calls[failed].err
 			calls = append(calls[:failed:failed], calls[failed+1:]...)
@@ -342,24 +344,48 @@ func (c *committer) commit(calls []*call) {
 	}
 }
 
-// begin opens a read transaction of the database file for a group, or returns the store's final failure.
+// begin returns a read transaction of the database file for a group, or the store's final failure. The file only
+// changes when a checkpoint commits, so between checkpoints one transaction serves every group; while a checkpoint
+// runs, each group has its own, because a commit that grows the file waits for every reader to finish.
 func (c *committer) begin() (*bolt.Tx, error) {
 	if err := c.failure(); err != nil {
 		return nil, err
 	}
 	c.group.reset()
+	if c.reader != nil {
+		return c.reader, nil
+	}
 	file, err := c.db.Begin(false)
 	if err != nil {
 		err = fmt.Errorf("store: begin: %w", err)
 		c.setHealth(err, counts{})
 		return nil, err
 	}
+	if c.frozen == nil {
+		c.reader = file
+	}
 	return file, nil
+}
+
+// end is the end of a group's use of file.
+func (c *committer) end(file *bolt.Tx) {
+	if file != c.reader {
+		_ = file.Rollback()
+	}
+}
+
+// closeReader ends the read transaction kept between checkpoints.
+func (c *committer) closeReader() {
+	if c.reader != nil {
+		_ = c.reader.Rollback()
+		c.reader = nil
+	}
 }
 
 // startCheckpoint freezes the memtable, switches the log to its other segment (whose records the file holds) and
 // folds the frozen changes into the file in a goroutine, whose result arrives on c.folded.
 func (c *committer) startCheckpoint() {
+	c.closeReader()
 	c.frozen, c.mem = c.mem, newMemtable()
 	c.frozenSeq = c.log.seq
 	c.log.rotate()
