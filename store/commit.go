@@ -386,7 +386,7 @@ func (c *committer) closeReader() {
 // folds the frozen changes into the file in a goroutine, whose result arrives on c.folded.
 func (c *committer) startCheckpoint() {
 	c.closeReader()
-	c.frozen, c.mem = c.mem, newMemtable()
+	c.frozen, c.mem = c.mem, c.mem.sizedLike()
 	c.frozenSeq = c.log.seq
 	c.log.rotate()
 	c.dirtySince = time.Time{}

@@ -18,6 +18,16 @@ type memtable struct {
 
 func newMemtable() *memtable { return &memtable{buckets: map[string]map[string][]byte{}} }
 
+// sizedLike returns an empty memtable whose buckets have room for as many keys as m's, to spare the next one the
+// growth of its maps.
+func (m *memtable) sizedLike() *memtable {
+	n := newMemtable()
+	for name, b := range m.buckets {
+		n.buckets[name] = make(map[string][]byte, len(b))
+	}
+	return n
+}
+
 // get returns key's value and whether the memtable knows the key at all (a nil value is a delete).
 func (m *memtable) get(bucket, key []byte) ([]byte, bool) {
 	v, ok := m.buckets[string(bucket)][string(key)]
@@ -43,7 +53,12 @@ func (m *memtable) mergeInto(dst *memtable) {
 	}
 }
 
-func (m *memtable) reset() { clear(m.buckets) }
+// reset empties m, keeping its maps for the next group.
+func (m *memtable) reset() {
+	for _, b := range m.buckets {
+		clear(b)
+	}
+}
 
 // apply writes m's changes into a bbolt transaction, each bucket's keys in order (fewer pages touched in turn).
 func (m *memtable) apply(tx *bolt.Tx) error {
@@ -72,6 +87,12 @@ func (m *memtable) apply(tx *bolt.Tx) error {
 type layers struct {
 	mem  [3]*memtable // group, mem, frozen
 	file *bolt.Tx
+
+	// The last key read from the file: a write that checked a key usually writes it next, and counting that write
+	// (txn.change) need not search the file's B+tree again.
+	lastBucket []byte
+	lastKey    string
+	lastValue  []byte
 }
 
 // get returns key's value in bucket, nil if there is none.
@@ -84,7 +105,12 @@ func (l *layers) get(bucket, key []byte) []byte {
 			return v
 		}
 	}
-	return l.file.Bucket(bucket).Get(key)
+	if bytes.Equal(bucket, l.lastBucket) && string(key) == l.lastKey {
+		return l.lastValue
+	}
+	v := l.file.Bucket(bucket).Get(key)
+	l.lastBucket, l.lastKey, l.lastValue = bucket, string(key), v
+	return v
 }
 
 // scan calls fn for every key of bucket that starts with prefix, in key order, until fn returns an error. fn must not

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 )
@@ -169,11 +168,14 @@ func seal(rec []byte, seq uint64) {
 func (w *wal) readAll() ([2][]byte, error) {
 	var out [2][]byte
 	for i, f := range w.segs {
-		b, err := io.ReadAll(io.NewSectionReader(f, 0, math.MaxInt64))
+		fi, err := f.Stat()
 		if err != nil {
 			return out, fmt.Errorf("store: read log: %w", err)
 		}
-		out[i] = b
+		out[i] = make([]byte, fi.Size())
+		if _, err := f.ReadAt(out[i], 0); err != nil && !errors.Is(err, io.EOF) {
+			return out, fmt.Errorf("store: read log: %w", err)
+		}
 	}
 	return out, nil
 }
