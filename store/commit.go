@@ -327,10 +327,9 @@ func (c *committer) commit(calls []*call) {
 			}
 		}
 		c.group.reset()
-		switch {
-		case errors.Is(err, ErrSyncFailed):
+		if errors.Is(err, ErrSyncFailed) {
 			c.fail(err)
-		default:
+		} else {
 			c.setHealth(err, delta)
 		}
 		for _, cl := range calls {
