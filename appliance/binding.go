@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/edgemc/edgemc/internal/atomicfile"
 )
 
 // Session-binding parameters from the wire contract.
@@ -74,7 +76,8 @@ func (b *binder) valid(meetingID, correlationID, participantID, nonce, token str
 
 // loadBindingSecret reads the master secret from file (hex, or raw bytes of
 // at least 32), or, when file is empty, from dataDir/binding.key, creating it
-// with 32 random bytes on first start so that bindings survive a restart.
+// (atomically) with 32 random bytes on first start so that bindings survive a
+// restart.
 func loadBindingSecret(file, dataDir string) ([]byte, error) {
 	if file == "" {
 		file = filepath.Join(dataDir, bindingSecretName)
@@ -84,7 +87,7 @@ func loadBindingSecret(file, dataDir string) ([]byte, error) {
 			if err := os.MkdirAll(dataDir, 0o700); err != nil {
 				return nil, fmt.Errorf("binding secret: %w", err)
 			}
-			if err := os.WriteFile(file, []byte(hex.EncodeToString(s)+"\n"), 0o600); err != nil {
+			if err := atomicfile.WriteFile(file, []byte(hex.EncodeToString(s)+"\n"), 0o600); err != nil {
 				return nil, fmt.Errorf("binding secret: %w", err)
 			}
 			return s, nil

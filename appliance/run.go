@@ -118,6 +118,8 @@ func (a *appliance) init() (err error) {
 		SweepInterval: cfg.SweepInterval,
 		Logger:        a.log,
 		Observe:       a.metrics.StoreOp,
+
+		ObserveCheckpoint: a.metrics.StoreCheckpoint,
 	})
 	if err != nil {
 		return fmt.Errorf("open state in %s: %w", cfg.DataDir, err)

@@ -27,6 +27,7 @@ type Metrics struct {
 	tokenChecks        *prometheus.CounterVec
 	callerTypeRejected *prometheus.CounterVec
 	storeOpDuration    *prometheus.HistogramVec
+	storeCheckpoint    prometheus.Histogram
 	storeErrors        *prometheus.CounterVec
 	fencedOut          *prometheus.CounterVec
 	nonceReplays       prometheus.Counter
@@ -115,6 +116,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Latency of state store operations, durable commit included, by operation. It takes the place of Dark Tower's mc_redis_latency_seconds.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
 		}, []string{"operation"}),
+		storeCheckpoint: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mc_store_checkpoint_duration_seconds",
+			Help:    "Time to fold the state store's write-ahead log into its database file; writers do not wait for it.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mc_store_errors_total",
 			Help: "Failed state store operations, by operation.",
@@ -133,7 +139,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.joins, m.joinDuration, m.joinFailures, m.wtConnections, m.wtRefused,
 		m.messagesDropped, m.actorPanics, m.heartbeats, m.heartbeatLatency, m.registrations,
-		m.tokenChecks, m.callerTypeRejected, m.storeOpDuration, m.storeErrors, m.fencedOut,
+		m.tokenChecks, m.callerTypeRejected, m.storeOpDuration, m.storeCheckpoint, m.storeErrors, m.fencedOut,
 		m.nonceReplays, m.reconnections, m.rateLimited,
 	)
 	// Counters that alerts take rates of start at zero, so that their
@@ -292,6 +298,18 @@ func (m *Metrics) StoreOp(op string, d time.Duration, err error) {
 	m.storeOpDuration.WithLabelValues(op).Observe(d.Seconds())
 	if err != nil {
 		m.storeErrors.WithLabelValues(op).Inc()
+	}
+}
+
+// StoreCheckpoint observes how long a store checkpoint took, and counts a
+// failed one as a store error of op "checkpoint".
+func (m *Metrics) StoreCheckpoint(d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	m.storeCheckpoint.Observe(d.Seconds())
+	if err != nil {
+		m.storeErrors.WithLabelValues("checkpoint").Inc()
 	}
 }
 

@@ -62,6 +62,8 @@ func TestMetrics(t *testing.T) {
 	m.CallerTypeRejected("MeetingControllerService", "global-controller", "media-handler")
 	m.StoreOp("put_session", time.Millisecond, nil)
 	m.StoreOp("put_session", time.Millisecond, errors.New("disk full"))
+	m.StoreCheckpoint(30*time.Millisecond, nil)
+	m.StoreCheckpoint(time.Millisecond, errors.New("sync failed"))
 	m.FencedOut()
 	m.NonceReplayRefused()
 	m.Reconnection("recovered")
@@ -100,6 +102,9 @@ func TestMetrics(t *testing.T) {
 		`mc_caller_type_rejected_total{actual_type="media-handler",expected_type="global-controller",grpc_service="MeetingControllerService"} 1`,
 		`mc_store_operation_duration_seconds_count{operation="put_session"} 2`,
 		`mc_store_errors_total{operation="put_session"} 1`,
+		`mc_store_checkpoint_duration_seconds_bucket{le="0.025"} 1`,
+		`mc_store_checkpoint_duration_seconds_bucket{le="0.05"} 2`,
+		`mc_store_errors_total{operation="checkpoint"} 1`,
 		`mc_fenced_out_total{reason="stale_generation"} 1`,
 		"mc_nonce_replays_refused_total 1",
 		`mc_reconnections_total{outcome="replayed"} 1`,
@@ -162,6 +167,7 @@ func TestNilMetrics(t *testing.T) {
 	m.TokenChecked("meeting", "")
 	m.CallerTypeRejected("s", "e", "a")
 	m.StoreOp("op", time.Second, errors.New("x"))
+	m.StoreCheckpoint(time.Second, errors.New("x"))
 	m.FencedOut()
 	m.NonceReplayRefused()
 	m.Reconnection("recovered")
