@@ -13,7 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/edgemc/edgemc/internal/atomicfile"
+	"github.com/edgemc/edgemc/store/atomicfile"
 )
 
 // Session-binding parameters from the wire contract.

@@ -421,7 +421,9 @@ func (a *appliance) close() {
 
 // watchdog returns the systemd watchdog, or nil when systemd asks for none.
 // It pings at half the interval systemd allows, after a round trip through
-// every meeting actor.
+// the store's committer and every meeting actor: a hung fsync, a store whose
+// sync failed (it refuses everything until a restart replays its log) or a
+// stuck actor stops the pings, and systemd restarts the process.
 func (a *appliance) watchdog() *watchdog {
 	every, err := daemon.SdWatchdogEnabled(false)
 	if err != nil || every == 0 {
@@ -429,7 +431,7 @@ func (a *appliance) watchdog() *watchdog {
 	}
 	return &watchdog{
 		every:  every / 2,
-		probes: []probe{{"meetings", a.ctrl.Ping}},
+		probes: []probe{{"store", a.db.Ping}, {"meetings", a.ctrl.Ping}},
 		notify: func() error { _, err := daemon.SdNotify(false, daemon.SdNotifyWatchdog); return err },
 		log:    a.log.With("component", "watchdog"),
 	}

@@ -22,7 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/edgemc/edgemc/internal/atomicfile"
+	"github.com/edgemc/edgemc/store/atomicfile"
 )
 
 // Self-signed certificate policy: browsers pin a certificate by hash only if
