@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -214,10 +215,11 @@ func (c *committer) run() error {
 		if armed {
 			due = timer.C
 		}
+		fired := false
 		select {
 		case <-c.wake:
 		case <-due:
-			armed = false
+			armed, fired = false, true
 		case err := <-c.folded:
 			c.checkpointDone(err)
 		}
@@ -233,6 +235,16 @@ func (c *committer) run() error {
 		clear(group)
 		if closed {
 			return c.finish()
+		}
+		if c.frozen != nil && c.folded == nil && c.failure() == nil {
+			// A checkpoint the disk had no room for: fold it again after an interval.
+			if fired {
+				c.foldAgain()
+			} else if !armed {
+				timer.Reset(c.interval)
+				armed = true
+			}
+			continue
 		}
 		if c.dirtySince.IsZero() || c.frozen != nil || c.failure() != nil {
 			continue // a running checkpoint's end wakes the loop
@@ -265,6 +277,14 @@ func (c *committer) finish() error {
 	defer c.closeReader()
 	if c.folded != nil {
 		c.checkpointDone(<-c.folded)
+	}
+	if c.frozen != nil && c.failure() == nil { // a checkpoint the disk had no room for: one more try
+		c.foldAgain()
+		if err := <-c.folded; err != nil {
+			c.checkpointDone(err)
+			return err // the log still holds every change, for the next Open
+		}
+		c.checkpointDone(nil)
 	}
 	if c.failure() != nil || c.dirtySince.IsZero() {
 		return nil
@@ -417,22 +437,44 @@ func (c *committer) fold(m *memtable, seq uint64) (err error) {
 	}
 	// bbolt syncs the file twice in a commit and does not say which step failed; after a failed one its meta page
 	// may be in the page cache, which later transactions would read. Only reopening the store starts again from the
-	// disk and the log.
+	// disk and the log. A write that found no room failed before its sync: that one is tried again.
 	if err := c.commitFile(tx); err != nil {
+		if noSpace(err) { // a write found no room; nothing was synced
+			return fmt.Errorf("store: checkpoint commit: %w", err)
+		}
 		return fmt.Errorf("%w: checkpoint commit: %w", ErrSyncFailed, err)
 	}
 	return nil
 }
 
 // checkpointDone takes the running checkpoint's result: the file now holds the frozen changes, or the store fails.
+// A file that could not grow (a full disk) synced nothing: the store is unhealthy, the frozen changes stay (the log
+// segment they came from is not reused until they are folded) and the run loop folds them again later.
 func (c *committer) checkpointDone(err error) {
 	c.observe(time.Since(c.foldStart), err)
 	c.folded = nil
-	if err != nil {
+	switch {
+	case noSpace(err):
+		c.setHealth(err, counts{})
+		return
+	case err != nil:
 		c.fail(err)
 		return
 	}
 	c.checkpoint, c.frozen = c.frozenSeq, nil
+	c.setHealth(nil, counts{})
+}
+
+// noSpace reports whether err is a file system out of space or quota, which a later attempt may overcome.
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// foldAgain folds the frozen changes of a checkpoint the disk had no room for.
+func (c *committer) foldAgain() {
+	c.folded = make(chan error, 1)
+	c.foldStart = time.Now()
+	go func(m *memtable, seq uint64, done chan<- error) { done <- c.fold(m, seq) }(c.frozen, c.frozenSeq, c.folded)
 }
 
 // setHealth records the outcome of a group (err nil: acknowledged, with its counts delta) and logs each change of

@@ -36,7 +36,9 @@
 // commit is final too: bbolt does not say which of its two syncs failed, and its new meta page may be in the page
 // cache. From then on every call fails with ErrSyncFailed (Check and Ping too), until the store is reopened: Close,
 // then Open, which replays the log into the file. edgemc does that by restarting. A failed write of the log (not its
-// sync) is retried in place by the next group; Check reports it until a write succeeds.
+// sync) is retried in place by the next group, and a checkpoint whose commit found no room on the disk (ENOSPC,
+// EDQUOT: a write failed before any sync) keeps its changes and is folded again after CheckpointInterval; Check
+// reports either until it succeeds.
 //
 // Where each step lives:
 //

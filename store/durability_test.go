@@ -424,3 +424,67 @@ func TestCheckpointFailureIsFinal(t *testing.T) {
 		t.Errorf("after reopening:\n got %+v\nwant %+v", got, want)
 	}
 }
+
+// A checkpoint commit that finds the disk full synced nothing: the store is
+// unhealthy but not failed, writes go on, the checkpoint is folded again and
+// the store is healthy once it fits.
+func TestCheckpointOnAFullDiskIsRetried(t *testing.T) {
+	dir := t.TempDir()
+	g := newGate()
+	observed := make(chan error, 10)
+	db := openTest(t, dir, Options{
+		CheckpointInterval: time.Millisecond,
+		commitFile: func(tx *bolt.Tx) error {
+			if err := g.wait(""); err != nil {
+				_ = tx.Rollback()
+				return err
+			}
+			return tx.Commit()
+		},
+		ObserveCheckpoint: func(_ time.Duration, err error) {
+			select {
+			case observed <- err:
+			default:
+			}
+		},
+	})
+	t.Cleanup(g.open)
+	gen := fill(t, db)
+	awaitCheckpoint(t, g)
+	g.release <- syscall.ENOSPC
+	if err := <-observed; errors.Is(err, ErrSyncFailed) || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("observed checkpoint error %v, want ENOSPC and not ErrSyncFailed", err)
+	}
+	if err := db.Check(); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("Check after a checkpoint found the disk full: %v, want ENOSPC", err)
+	}
+	if err := db.PutParticipant(sampleMeeting.ID, gen, Participant{ID: "after"}); err != nil {
+		t.Fatalf("write after a checkpoint found the disk full: %v", err)
+	}
+	g.open() // room again: the frozen changes are folded
+	for {
+		if err := <-observed; err == nil {
+			break
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for db.Check() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("still unhealthy after the checkpoint fitted: %v", db.Check())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openTest(t, dir, logOnly)
+	got, err := db.LoadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := wantState(gen)
+	want[0].Participants = append([]Participant{{ID: "after"}}, want[0].Participants...)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("after reopening:\n got %+v\nwant %+v", got, want)
+	}
+}
