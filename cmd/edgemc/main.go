@@ -270,10 +270,11 @@ func (c cli) signalContext(parent context.Context, log *slog.Logger, doing strin
 }
 
 // notifyTwice is signalContext for any signals and repeat window (tests use
-// SIGUSR1). Every signal reaches both channels, so none is lost to a race
-// between the context and the counter.
+// SIGUSR1). One goroutine receives every signal: it logs the first and then
+// cancels the context, so whoever sees the context end also finds the line
+// logged.
 func notifyTwice(parent context.Context, log *slog.Logger, exit func(int), doing string, repeat time.Duration, sigs ...os.Signal) (context.Context, context.CancelFunc) {
-	ctx, stopCtx := signal.NotifyContext(parent, sigs...)
+	ctx, cancel := context.WithCancel(parent)
 	seen := make(chan os.Signal, 2)
 	signal.Notify(seen, sigs...)
 	done := make(chan struct{})
@@ -286,6 +287,7 @@ func notifyTwice(parent context.Context, log *slog.Logger, exit func(int), doing
 				case first.IsZero():
 					first = time.Now()
 					log.Info("signal received: "+doing+"; a second signal exits at once", "signal", s.String())
+					cancel()
 				case time.Since(first) < repeat:
 					log.Debug("repeated signal ignored", "signal", s.String(), "after", time.Since(first).String())
 				default:
@@ -300,8 +302,8 @@ func notifyTwice(parent context.Context, log *slog.Logger, exit func(int), doing
 	}()
 	return ctx, func() {
 		signal.Stop(seen)
-		stopCtx()
 		close(done)
+		cancel()
 	}
 }
 
