@@ -11,7 +11,9 @@ import (
 // means text when isTerminal, else JSON (the caller passes isTerminal false
 // under systemd). level is "debug", "info", "warn" or "error". Attributes
 // whose key names a token, secret, password or authorization are redacted,
-// as a second line of defence.
+// as a second line of defence. Records marked with RefusedKey are sampled:
+// per message and reason, the first 10 of every 10 s are written and the
+// rest summed up in one line.
 func NewLogger(format, level string, w io.Writer, isTerminal bool) (*slog.Logger, error) {
 	levels := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
 	lvl, ok := levels[level]
@@ -19,13 +21,16 @@ func NewLogger(format, level string, w io.Writer, isTerminal bool) (*slog.Logger
 		return nil, &SettingError{Setting: "log-level", Value: level, Reason: "must be one of debug, info, warn, error"}
 	}
 	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: redact}
+	var h slog.Handler
 	switch {
 	case format == "text" || format == "auto" && isTerminal:
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		h = slog.NewTextHandler(w, opts)
 	case format == "json" || format == "auto":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return nil, &SettingError{Setting: "log-format", Value: format, Reason: "must be one of auto, text, json"}
 	}
-	return nil, &SettingError{Setting: "log-format", Value: format, Reason: "must be one of auto, text, json"}
+	return slog.New(newSamplingHandler(h, logSampleFirst, logSampleEvery)), nil
 }
 
 // redact hides the value of any attribute whose key says it carries a
