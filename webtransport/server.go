@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,21 +36,41 @@ type Observer interface {
 
 // Reasons passed to Observer.SessionRefused.
 const (
-	RefusedDraining    = "draining"
-	RefusedMaxSessions = "max_sessions"
-	RefusedUpgrade     = "upgrade"   // not a valid WebTransport CONNECT
-	RefusedNoStream    = "no_stream" // no bidirectional stream within FirstFrameTimeout
+	RefusedDraining          = "draining"
+	RefusedMaxSessions       = "max_sessions"
+	RefusedMaxPending        = "max_pending"             // MaxPending sessions have not joined yet
+	RefusedPendingPerAddress = "max_pending_per_address" // MaxPendingPerAddress of them from the client's address
+	RefusedUpgrade           = "upgrade"                 // not a valid WebTransport CONNECT
+	RefusedNoStream          = "no_stream"               // no bidirectional stream within FirstFrameTimeout
 )
 
 // ServerConfig configures a Server. Zero values take the documented defaults.
+//
+// A session is pending from its CONNECT until its handler calls
+// Session.Joined (the client has proved who it is); pending sessions have
+// their own budget, so that sessions that never join cannot lock out real
+// clients. A new session is refused (HTTP 503, at once) when MaxSessions
+// sessions have joined, when MaxPending sessions are pending, or when
+// MaxPendingPerAddress of them come from the client's address (IPv4) or /64
+// (IPv6).
 type ServerConfig struct {
-	Addr              string        // UDP listen address, e.g. ":4433" or "127.0.0.1:0"
-	TLSConfig         *tls.Config   // must provide certificates (GetCertificate is fine)
-	QueueDepth        int           // outbound frames per session, default 256
-	FirstFrameTimeout time.Duration // default 10s: stream opened and first frame read within it
-	MaxSessions       int           // 0 = unlimited; beyond it new sessions are refused
-	Logger            *slog.Logger  // nil discards the server's log
-	Observer          Observer
+	Addr                 string        // UDP listen address, e.g. ":4433" or "127.0.0.1:0"
+	TLSConfig            *tls.Config   // must provide certificates (GetCertificate is fine)
+	FirstFrameTimeout    time.Duration // default 10s: stream opened and first frame read within it
+	MaxSessions          int           // joined sessions; 0 = unlimited
+	MaxPending           int           // sessions not joined yet, default 256
+	MaxPendingPerAddress int           // of those, from one address or IPv6 /64; default 16
+	Logger               *slog.Logger  // nil discards the server's log
+	Observer             Observer
+
+	// SlowClientTimeout is the longest a frame may wait to be written to
+	// its client: a client that falls further behind is dropped as slow
+	// (CodeSlowClient). Default 10s.
+	SlowClientTimeout time.Duration
+	// MaxQueueBytes bounds the frames queued for one session (each counted
+	// with 64 bytes of overhead); a client whose queue would grow past it
+	// is dropped as slow. Default 1 MiB.
+	MaxQueueBytes int
 
 	// CloseTimeout bounds a graceful Close: flushing queued frames and
 	// waiting for the client to read them. Default 2s.
@@ -67,8 +88,17 @@ type ServerConfig struct {
 }
 
 func (c *ServerConfig) setDefaults() {
-	if c.QueueDepth <= 0 {
-		c.QueueDepth = 256
+	if c.MaxPending <= 0 {
+		c.MaxPending = 256
+	}
+	if c.MaxPendingPerAddress <= 0 {
+		c.MaxPendingPerAddress = 16
+	}
+	if c.SlowClientTimeout <= 0 {
+		c.SlowClientTimeout = 10 * time.Second
+	}
+	if c.MaxQueueBytes <= 0 {
+		c.MaxQueueBytes = 1 << 20
 	}
 	if c.FirstFrameTimeout <= 0 {
 		c.FirstFrameTimeout = 10 * time.Second
@@ -137,7 +167,9 @@ type Server struct {
 	mu          sync.Mutex
 	base        context.Context // parent of every session's context
 	sessions    map[uint64]*Session
-	pending     int // admitted, not yet in sessions
+	joined      int                  // admitted sessions that have joined
+	pending     int                  // admitted sessions that have not
+	pendingFrom map[netip.Prefix]int // pending, by client address or /64
 	draining    bool
 	drainCode   uint32
 	drainReason string
@@ -155,12 +187,13 @@ func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
 	}
 	cfg.setDefaults()
 	return &Server{
-		cfg:      cfg,
-		h:        h,
-		log:      cfg.Logger,
-		obs:      cfg.Observer,
-		ready:    make(chan struct{}),
-		sessions: make(map[uint64]*Session),
+		cfg:         cfg,
+		h:           h,
+		log:         cfg.Logger,
+		obs:         cfg.Observer,
+		ready:       make(chan struct{}),
+		sessions:    make(map[uint64]*Session),
+		pendingFrom: make(map[netip.Prefix]int),
 	}, nil
 }
 
@@ -305,31 +338,80 @@ func (s *Server) Drain(code uint32, reason string) {
 
 type quicConnKey struct{}
 
-// admit reserves room for a new session, or says why not.
-func (s *Server) admit() (refused string) {
+// admission is one admitted session's place in the server's counts.
+type admission struct {
+	from   netip.Prefix // the client's address, or its /64
+	joined bool
+}
+
+// clientPrefix is what MaxPendingPerAddress counts by: the client's IPv4
+// address, or the /64 of its IPv6 address (one host usually holds a whole
+// /64). An unparsable address counts as the zero prefix.
+func clientPrefix(remote string) netip.Prefix {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.Prefix{}
+	}
+	a := ap.Addr().Unmap()
+	bits := 32
+	if a.Is6() {
+		bits = 64
+	}
+	p, _ := a.Prefix(bits)
+	return p
+}
+
+// admit reserves room for a new pending session from the client at remote,
+// or says why not.
+func (s *Server) admit(remote string) (*admission, string) {
+	from := clientPrefix(remote)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
 	case s.draining || s.stopped:
-		return RefusedDraining
-	case s.cfg.MaxSessions > 0 && len(s.sessions)+s.pending >= s.cfg.MaxSessions:
-		return RefusedMaxSessions
+		return nil, RefusedDraining
+	case s.cfg.MaxSessions > 0 && s.joined >= s.cfg.MaxSessions:
+		return nil, RefusedMaxSessions
+	case s.pending >= s.cfg.MaxPending:
+		return nil, RefusedMaxPending
+	case s.pendingFrom[from] >= s.cfg.MaxPendingPerAddress:
+		return nil, RefusedPendingPerAddress
 	}
 	s.pending++
+	s.pendingFrom[from]++
 	s.handlers.Add(1)
-	return ""
+	return &admission{from: from}, ""
+}
+
+// unpend takes a pending session off the pending counts. s.mu held.
+func (s *Server) unpend(a *admission) {
+	s.pending--
+	if s.pendingFrom[a.from]--; s.pendingFrom[a.from] == 0 {
+		delete(s.pendingFrom, a.from)
+	}
+}
+
+// join moves an admitted session from the pending counts to the joined.
+func (s *Server) join(a *admission) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !a.joined {
+		a.joined = true
+		s.unpend(a)
+		s.joined++
+	}
 }
 
 // register turns a reservation into an open session. During a drain the
 // session is closed straight away with the drain's code and reason.
-func (s *Server) register(ss *Session) {
+func (s *Server) register(ss *Session, a *admission) {
 	ss.onDone = func() {
 		s.mu.Lock()
 		delete(s.sessions, ss.id)
 		s.mu.Unlock()
 	}
+	ss.onJoined = func() { s.join(a) }
 	s.mu.Lock()
-	s.pending--
 	s.sessions[ss.id] = ss
 	draining, code, reason := s.draining, s.drainCode, s.drainReason
 	s.mu.Unlock()
@@ -338,35 +420,36 @@ func (s *Server) register(ss *Session) {
 	}
 }
 
-// release ends a handler; a session that never registered frees its
-// reservation.
-func (s *Server) release(registered *bool) {
-	if !*registered {
-		s.mu.Lock()
-		s.pending--
-		s.mu.Unlock()
+// release ends a handler and frees its session's place.
+func (s *Server) release(a *admission) {
+	s.mu.Lock()
+	if a.joined {
+		s.joined--
+	} else {
+		s.unpend(a)
 	}
+	s.mu.Unlock()
 	s.handlers.Done()
 }
 
 func (s *Server) refuse(w http.ResponseWriter, reason string, status int) {
 	s.obs.SessionRefused(reason)
-	s.log.Debug("session refused", "reason", reason)
+	s.log.Debug("session refused", "refused", reason)
 	w.WriteHeader(status)
 }
 
 // serveHTTP runs one session from CONNECT to close.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if reason := s.admit(); reason != "" {
+	adm, reason := s.admit(r.RemoteAddr)
+	if reason != "" {
 		s.refuse(w, reason, http.StatusServiceUnavailable)
 		return
 	}
-	registered := false
-	defer s.release(&registered)
+	defer s.release(adm)
 	deadline := time.Now().Add(s.cfg.FirstFrameTimeout)
 	sess, err := s.wts.Upgrade(w, r)
 	if err != nil {
-		s.log.Debug("upgrade failed", "err", err)
+		s.log.Debug("upgrade failed", "refused", RefusedUpgrade, "err", err)
 		s.refuse(w, RefusedUpgrade, http.StatusBadRequest)
 		return
 	}
@@ -378,13 +461,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	cancel()
 	if err != nil {
 		s.obs.SessionRefused(RefusedNoStream)
-		s.log.Debug("no stream opened in time", "remote", sess.RemoteAddr().String())
+		s.log.Debug("no stream opened in time", "refused", RefusedNoStream, "remote", sess.RemoteAddr().String())
 		_ = sess.CloseWithError(wt.SessionErrorCode(CodeFirstFrameTimeout), "no stream opened in time")
 		return
 	}
 	ss := newSession(s.nextID.Add(1), sess, conn, str, &s.cfg, s.base)
-	s.register(ss)
-	registered = true
+	s.register(ss, adm)
 	s.obs.SessionAccepted()
 	ss.start(deadline)
 	s.h.ServeSession(ss.ctx, ss)

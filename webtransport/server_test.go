@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -144,20 +145,23 @@ func TestFirstFrameTimeout(t *testing.T) {
 	})
 }
 
+// joinSession sends a join on c and returns the server's side of it.
+func joinSession(t *testing.T, h *echoHandler, c *webtransport.ClientConn) *webtransport.Session {
+	t.Helper()
+	if err := c.Send(joinRequest("m")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := recv(t, c); err != nil {
+		t.Fatal(err)
+	}
+	return <-h.sessions
+}
+
 func TestSlowClientDroppedOthersKeepReceiving(t *testing.T) {
 	h := newEchoHandler()
-	ts := startServer(t, webtransport.ServerConfig{QueueDepth: 4}, h)
+	ts := startServer(t, webtransport.ServerConfig{SlowClientTimeout: 300 * time.Millisecond}, h)
 	slow, fast := ts.dial(t), ts.dial(t)
-	join := func(c *webtransport.ClientConn) *webtransport.Session {
-		if err := c.Send(joinRequest("m")); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := recv(t, c); err != nil {
-			t.Fatal(err)
-		}
-		return <-h.sessions
-	}
-	slowS, fastS := join(slow), join(fast)
+	slowS, fastS := joinSession(t, h, slow), joinSession(t, h, fast)
 
 	big, err := webtransport.EncodeServerMessage(joinResponse(strings.Repeat("p", 16<<10)))
 	if err != nil {
@@ -166,11 +170,9 @@ func TestSlowClientDroppedOthersKeepReceiving(t *testing.T) {
 	// The fast client reads everything and acknowledges each frame, so the
 	// test never outruns it; the slow client reads nothing.
 	fastGot := make(chan struct{}, 16)
-	fastEnd := make(chan error, 1)
 	go func() {
 		for {
 			if _, err := fast.RecvFrame(context.Background()); err != nil {
-				fastEnd <- err
 				return
 			}
 			fastGot <- struct{}{}
@@ -187,17 +189,19 @@ func TestSlowClientDroppedOthersKeepReceiving(t *testing.T) {
 			t.Fatal("fast client stopped receiving")
 		}
 	}
-	sent := 0
-	for ; sent < 10000; sent++ {
+	// Past its flow-control window the slow client's frames wait; the
+	// oldest waits longer than SlowClientTimeout and it is dropped, with
+	// or without further frames.
+	for range 32 {
 		sendFast()
-		if err := slowS.SendFrame(big); errors.Is(err, webtransport.ErrSlowClient) {
-			break
-		} else if err != nil {
-			t.Fatalf("slow client: %v", err)
+		if err := slowS.SendFrame(big); err != nil {
+			t.Fatalf("slow client dropped while its frames were young: %v", err)
 		}
 	}
-	if sent == 10000 {
-		t.Fatal("the slow client's queue never overflowed")
+	select {
+	case <-slowS.Context().Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow client was never dropped")
 	}
 	if err := slowS.SendFrame(big); !errors.Is(err, webtransport.ErrSessionClosed) {
 		t.Fatalf("SendFrame after the drop: %v, want ErrSessionClosed", err)
@@ -205,7 +209,6 @@ func TestSlowClientDroppedOthersKeepReceiving(t *testing.T) {
 	if got := ts.obs.dropped.Load(); got != 1 {
 		t.Fatalf("dropped = %d, want 1", got)
 	}
-	<-slowS.Context().Done()
 	expectClosed(t, slow, webtransport.CodeSlowClient, "slow client")
 
 	// The fast client keeps receiving after the drop.
@@ -214,6 +217,64 @@ func TestSlowClientDroppedOthersKeepReceiving(t *testing.T) {
 	}
 	if n := ts.srv.SessionCount(); n != 1 {
 		t.Fatalf("SessionCount = %d, want 1", n)
+	}
+}
+
+// A burst far larger than any frame count a queue used to hold reaches a
+// client that reads it; only the byte bound stops a client that does not.
+func TestBurstDropsNobodyWhoReads(t *testing.T) {
+	h := newEchoHandler()
+	ts := startServer(t, webtransport.ServerConfig{MaxQueueBytes: 256 << 10}, h)
+	reader, stalled := ts.dial(t), ts.dial(t)
+	readerS, stalledS := joinSession(t, h, reader), joinSession(t, h, stalled)
+
+	frame, err := webtransport.EncodeServerMessage(joinResponse("update"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const burst = 2000 // (len+64 bytes) × 2000 ≈ 160 KiB: within the bound
+	for i := range burst {
+		if err := readerS.SendFrame(frame); err != nil {
+			t.Fatalf("frame %d of the burst: %v", i, err)
+		}
+	}
+	for i := range burst {
+		if _, err := recv(t, reader); err != nil {
+			t.Fatalf("frame %d of the burst: %v", i, err)
+		}
+	}
+	// The stalled client's queue passes 256 KiB: dropped at once.
+	sent := 0
+	for ; sent < 1e6; sent++ {
+		if err := stalledS.SendFrame(frame); errors.Is(err, webtransport.ErrSlowClient) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if max := (256<<10)/(len(frame)+64) + 2048; sent > max { // + what the flow-control window took
+		t.Fatalf("%d frames queued before the drop, want at most %d", sent, max)
+	}
+	expectClosedAfter(t, stalled, webtransport.CodeSlowClient)
+	if err := readerS.SendFrame(frame); err != nil {
+		t.Fatalf("the reading client after the other's drop: %v", err)
+	}
+}
+
+// expectClosedAfter reads whatever was queued until the session closes with
+// code.
+func expectClosedAfter(t *testing.T, c *webtransport.ClientConn, code uint32) {
+	t.Helper()
+	for {
+		_, err := c.RecvFrame(context.Background())
+		if err == nil {
+			continue
+		}
+		var ce *webtransport.SessionClosedError
+		if !errors.As(err, &ce) || ce.Code != code {
+			t.Fatalf("Recv: %v, want a close with code %d", err, code)
+		}
+		return
 	}
 }
 
@@ -259,13 +320,7 @@ func TestDrainClosesWithCodeAndReason(t *testing.T) {
 func TestMaxSessions(t *testing.T) {
 	h := newEchoHandler()
 	ts := startServer(t, webtransport.ServerConfig{MaxSessions: 1}, h)
-	c := ts.dial(t)
-	if err := c.Send(joinRequest("m")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := recv(t, c); err != nil {
-		t.Fatal(err)
-	}
+	joinSession(t, h, ts.dial(t))
 	if _, err := webtransport.Dial(context.Background(), ts.url, ts.opts); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("second Dial: %v, want a 503 refusal", err)
 	}
@@ -275,6 +330,61 @@ func TestMaxSessions(t *testing.T) {
 	if n := ts.srv.SessionCount(); n != 1 {
 		t.Fatalf("SessionCount = %d, want 1", n)
 	}
+}
+
+// Sessions that have not joined have a budget of their own, in all and per
+// client address: past it new sessions are refused at once, while joined
+// sessions and clients from other addresses are not affected.
+func TestPendingSessionBudget(t *testing.T) {
+	h := newEchoHandler()
+	ts := startServer(t, webtransport.ServerConfig{MaxSessions: 10, MaxPending: 3, MaxPendingPerAddress: 2, FirstFrameTimeout: time.Minute}, h)
+	from := func(ip string) webtransport.DialOptions {
+		o := ts.opts
+		o.LocalAddr = &net.UDPAddr{IP: net.ParseIP(ip)}
+		return o
+	}
+	dial := func(ip string) (*webtransport.ClientConn, error) {
+		c, err := webtransport.Dial(context.Background(), ts.url, from(ip))
+		if err == nil {
+			t.Cleanup(func() { _ = c.Abort() })
+		}
+		return c, err
+	}
+	// Joined sessions do not count against the pending budget.
+	for range 4 {
+		c, err := dial("127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		joinSession(t, h, c)
+	}
+	// Two sessions from 127.0.0.1 that never join: the third is refused.
+	for range 2 {
+		if _, err := dial("127.0.0.1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := dial("127.0.0.1"); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("third pending session from one address: %v, want a 503 refusal", err)
+	}
+	// Another address may open one more: the global budget is 3.
+	other, err := dial("127.0.0.2")
+	if err != nil {
+		t.Fatalf("a pending session from another address: %v", err)
+	}
+	if _, err := dial("127.0.0.3"); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("a fourth pending session: %v, want a 503 refusal", err)
+	}
+	if a, g := ts.obs.refusedCount(webtransport.RefusedPendingPerAddress), ts.obs.refusedCount(webtransport.RefusedMaxPending); a != 1 || g != 1 {
+		t.Fatalf("refused per address %d, in all %d; want 1 and 1", a, g)
+	}
+	// A pending session that joins frees its place in the budget.
+	joinSession(t, h, other)
+	c, err := dial("127.0.0.3")
+	if err != nil {
+		t.Fatalf("after a pending session joined: %v", err)
+	}
+	joinSession(t, h, c)
 }
 
 func TestAbortedClientEndsSessionAfterIdleTimeout(t *testing.T) {
