@@ -17,6 +17,8 @@ import (
 	"github.com/quic-go/quic-go/http3"
 	wt "github.com/quic-go/webtransport-go"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/edgemc/edgemc/netlimit"
 )
 
 // Handler serves one session. ctx ends when the session or the server ends.
@@ -167,9 +169,8 @@ type Server struct {
 	mu          sync.Mutex
 	base        context.Context // parent of every session's context
 	sessions    map[uint64]*Session
-	joined      int                  // admitted sessions that have joined
-	pending     int                  // admitted sessions that have not
-	pendingFrom map[netip.Prefix]int // pending, by client address or /64
+	joined      int              // admitted sessions that have joined
+	pending     netlimit.Counter // admitted sessions that have not
 	draining    bool
 	drainCode   uint32
 	drainReason string
@@ -187,13 +188,13 @@ func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
 	}
 	cfg.setDefaults()
 	return &Server{
-		cfg:         cfg,
-		h:           h,
-		log:         cfg.Logger,
-		obs:         cfg.Observer,
-		ready:       make(chan struct{}),
-		sessions:    make(map[uint64]*Session),
-		pendingFrom: make(map[netip.Prefix]int),
+		cfg:      cfg,
+		h:        h,
+		log:      cfg.Logger,
+		obs:      cfg.Observer,
+		ready:    make(chan struct{}),
+		sessions: make(map[uint64]*Session),
+		pending:  netlimit.Counter{Max: cfg.MaxPending, PerAddress: cfg.MaxPendingPerAddress},
 	}, nil
 }
 
@@ -340,31 +341,14 @@ type quicConnKey struct{}
 
 // admission is one admitted session's place in the server's counts.
 type admission struct {
-	from   netip.Prefix // the client's address, or its /64
+	from   netip.Prefix // the client's address (see netlimit.Key)
 	joined bool
-}
-
-// clientPrefix is what MaxPendingPerAddress counts by: the client's IPv4
-// address, or the /64 of its IPv6 address (one host usually holds a whole
-// /64). An unparsable address counts as the zero prefix.
-func clientPrefix(remote string) netip.Prefix {
-	ap, err := netip.ParseAddrPort(remote)
-	if err != nil {
-		return netip.Prefix{}
-	}
-	a := ap.Addr().Unmap()
-	bits := 32
-	if a.Is6() {
-		bits = 64
-	}
-	p, _ := a.Prefix(bits)
-	return p
 }
 
 // admit reserves room for a new pending session from the client at remote,
 // or says why not.
 func (s *Server) admit(remote string) (*admission, string) {
-	from := clientPrefix(remote)
+	from := netlimit.Key(remote)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -372,23 +356,15 @@ func (s *Server) admit(remote string) (*admission, string) {
 		return nil, RefusedDraining
 	case s.cfg.MaxSessions > 0 && s.joined >= s.cfg.MaxSessions:
 		return nil, RefusedMaxSessions
-	case s.pending >= s.cfg.MaxPending:
+	}
+	switch s.pending.Take(from) {
+	case netlimit.Total:
 		return nil, RefusedMaxPending
-	case s.pendingFrom[from] >= s.cfg.MaxPendingPerAddress:
+	case netlimit.PerAddress:
 		return nil, RefusedPendingPerAddress
 	}
-	s.pending++
-	s.pendingFrom[from]++
 	s.handlers.Add(1)
 	return &admission{from: from}, ""
-}
-
-// unpend takes a pending session off the pending counts. s.mu held.
-func (s *Server) unpend(a *admission) {
-	s.pending--
-	if s.pendingFrom[a.from]--; s.pendingFrom[a.from] == 0 {
-		delete(s.pendingFrom, a.from)
-	}
 }
 
 // join moves an admitted session from the pending counts to the joined.
@@ -397,7 +373,7 @@ func (s *Server) join(a *admission) {
 	defer s.mu.Unlock()
 	if !a.joined {
 		a.joined = true
-		s.unpend(a)
+		s.pending.Release(a.from)
 		s.joined++
 	}
 }
@@ -426,7 +402,7 @@ func (s *Server) release(a *admission) {
 	if a.joined {
 		s.joined--
 	} else {
-		s.unpend(a)
+		s.pending.Release(a.from)
 	}
 	s.mu.Unlock()
 	s.handlers.Done()
