@@ -57,6 +57,17 @@ type Assigner interface {
 type ServerConfig struct {
 	Verifier *auth.Verifier
 	Logger   *slog.Logger // nil discards the server's log
+	Limits   Limits
+	// Refusals counts refused calls (metrics); nil is allowed.
+	Refusals RefusalCounter
+}
+
+// RefusalCounter is told about every refused call with its reason: "missing"
+// (no bearer token), a token refusal reason of auth.TokenError,
+// "unknown_method", "wrong_service_type" or "missing_scope". It must not
+// block.
+type RefusalCounter interface {
+	GRPCRefused(reason string)
 }
 
 // NewServer returns a gRPC server with MeetingControllerService registered
@@ -65,14 +76,16 @@ type ServerConfig struct {
 // MediaCoordinationService (which the caller may register on the returned
 // server) a "media-handler" token, both with scope "service.write.mc".
 // Any other method is refused with PERMISSION_DENIED; a missing or invalid
-// token with UNAUTHENTICATED.
+// token with UNAUTHENTICATED. The token is checked as soon as a call's
+// headers arrive, before any work is spent on the call, and the server
+// applies cfg.Limits.
 func NewServer(cfg ServerConfig, a Assigner) *grpc.Server {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &guard{verifier: cfg.Verifier, log: log}
-	srv := grpc.NewServer(
+	g := &guard{verifier: cfg.Verifier, log: log, limits: cfg.Limits.withDefaults(), refusals: cfg.Refusals}
+	opts := append(g.limits.serverOptions(g),
 		grpc.ChainUnaryInterceptor(g.unary),
 		grpc.ChainStreamInterceptor(g.stream),
 		grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
@@ -80,6 +93,7 @@ func NewServer(cfg ServerConfig, a Assigner) *grpc.Server {
 		}),
 		grpc.MaxRecvMsgSize(maxRequestBytes),
 	)
+	srv := grpc.NewServer(opts...)
 	internalpb.RegisterMeetingControllerServiceServer(srv, &assignService{assigner: a, log: log})
 	return srv
 }
@@ -108,10 +122,13 @@ func requiredServiceType(fullMethod string) (string, bool) {
 type guard struct {
 	verifier *auth.Verifier
 	log      *slog.Logger
+	limits   Limits
+	refusals RefusalCounter
 }
 
 func (g *guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	ctx, err := g.authorize(ctx, info.FullMethod)
+	requestArrived(ctx)
+	ctx, err := g.authorized(ctx, info.FullMethod)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +136,7 @@ func (g *guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 }
 
 func (g *guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	ctx, err := g.authorize(ss.Context(), info.FullMethod)
+	ctx, err := g.authorized(ss.Context(), info.FullMethod)
 	if err != nil {
 		return err
 	}
@@ -133,9 +150,29 @@ type authedStream struct {
 
 func (s *authedStream) Context() context.Context { return s.ctx }
 
+// RecvMsg stops the request timer once a request has arrived.
+func (s *authedStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	requestArrived(s.ctx)
+	return err
+}
+
+// authorized returns ctx carrying the caller's claims: those the tap
+// checked, or, should a call come by without them, checked now.
+func (g *guard) authorized(ctx context.Context, fullMethod string) (context.Context, error) {
+	if _, ok := ServiceClaimsFromContext(ctx); ok {
+		return ctx, nil
+	}
+	claims, err := g.authorize(ctx, fullMethod)
+	if err != nil {
+		return nil, err
+	}
+	return context.WithValue(ctx, claimsKey{}, claims), nil
+}
+
 // authorize authenticates the caller's service token, then checks that its
 // service_type and scope allow fullMethod. It fails closed.
-func (g *guard) authorize(ctx context.Context, fullMethod string) (context.Context, error) {
+func (g *guard) authorize(ctx context.Context, fullMethod string) (*auth.ServiceClaims, error) {
 	token, err := bearerToken(ctx)
 	if err != nil {
 		g.refuse(ctx, fullMethod, "missing", err)
@@ -162,11 +199,16 @@ func (g *guard) authorize(ctx context.Context, fullMethod string) (context.Conte
 		g.refuse(ctx, fullMethod, "missing_scope", nil, "sub", claims.Subject)
 		return nil, status.Errorf(codes.PermissionDenied, "scope %s required", ScopeWriteMC)
 	}
-	return context.WithValue(ctx, claimsKey{}, claims), nil
+	return claims, nil
 }
 
+// refuse counts and logs a refused call. The log line is marked "refused"
+// so that the appliance's logger samples a flood of them.
 func (g *guard) refuse(ctx context.Context, method, reason string, err error, attrs ...any) {
-	attrs = append(attrs, "method", method, "reason", reason)
+	if g.refusals != nil {
+		g.refusals.GRPCRefused(reason)
+	}
+	attrs = append(attrs, "refused", reason, "method", truncate(method, 128))
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		attrs = append(attrs, "peer", p.Addr.String())
 	}
@@ -174,6 +216,14 @@ func (g *guard) refuse(ctx context.Context, method, reason string, err error, at
 		attrs = append(attrs, "error", err)
 	}
 	g.log.Warn("refused gRPC call", attrs...)
+}
+
+// truncate shortens a peer-chosen string for a log line.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
 
 var errNoBearer = errors.New("no bearer token")

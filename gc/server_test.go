@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -76,11 +75,17 @@ type serverEnv struct {
 
 func startServer(t testing.TB, v *auth.Verifier, iss *devissuer.Issuer) *serverEnv {
 	t.Helper()
+	return startServerWith(t, ServerConfig{Verifier: v}, iss)
+}
+
+// startServerWith is startServer with a given configuration.
+func startServerWith(t testing.TB, cfg ServerConfig, iss *devissuer.Issuer) *serverEnv {
+	t.Helper()
 	a := &heldAssigner{
 		load: Load{MaxMeetings: 2, MaxParticipants: 100, Health: internalpb.HealthStatus_HEALTHY},
 		held: map[string][]MHAssignment{},
 	}
-	srv := NewServer(ServerConfig{Verifier: v, Logger: slog.New(slog.DiscardHandler)}, a)
+	srv := NewServer(cfg, a)
 	internalpb.RegisterMediaCoordinationServiceServer(srv, mhCoordination{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
