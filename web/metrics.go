@@ -28,6 +28,8 @@ type Metrics struct {
 	mailboxDepth       *prometheus.HistogramVec
 	reconnections      *prometheus.CounterVec
 	rateLimited        *prometheus.CounterVec
+	grpcRefused        *prometheus.CounterVec
+	connsRefused       *prometheus.CounterVec
 }
 
 // NewMetrics creates every collector and registers it on reg. It panics if a
@@ -39,6 +41,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mc_session_rate_limited_total",
 			Help: "Signaling sessions over their message budget: dropped counts the first dropped message of a window, closed the sessions closed for it.",
 		}, []string{"outcome"}),
+		grpcRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mc_grpc_refused_total",
+			Help: "gRPC calls refused before any work: missing or invalid service token (by token refusal reason), unknown method, wrong service type, missing scope.",
+		}, []string{"reason"}),
+		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mc_connections_refused_total",
+			Help: "TCP connections closed as soon as accepted, by listener (grpc, http) and bound (max_connections, max_connections_per_address).",
+		}, []string{"listener", "reason"}),
 		meetingsActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mc_meetings_active", Help: "Meetings currently held by this meeting controller.",
 		}),
@@ -88,7 +98,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mc_panics_recovered_total", Help: "Panics recovered in connection or meeting goroutines.",
 		}),
 		slowClientsDropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mc_slow_clients_dropped_total", Help: "Participants dropped because their outbound queue was full.",
+			Name: "mc_slow_clients_dropped_total", Help: "Participants dropped because they did not keep up: a message waited longer than slow-client-timeout, or 1 MiB was queued for them.",
 		}),
 		// A histogram rather than a gauge: depth is sampled at many
 		// mailboxes, and a gauge would keep only the last sample. The
@@ -108,6 +118,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.joinDuration, m.heartbeats, m.heartbeatDuration, m.registrations, m.registered,
 		m.storeOpDuration, m.storeErrors, m.fencedOut, m.nonceReplays, m.panicsRecovered,
 		m.slowClientsDropped, m.mailboxDepth, m.reconnections, m.rateLimited,
+		m.grpcRefused, m.connsRefused,
 	)
 	return m
 }
@@ -211,7 +222,7 @@ func (m *Metrics) PanicRecovered() {
 	m.panicsRecovered.Inc()
 }
 
-// SlowClientDropped counts a participant dropped for a full outbound queue.
+// SlowClientDropped counts a participant dropped for not keeping up.
 func (m *Metrics) SlowClientDropped() {
 	if m == nil {
 		return
@@ -244,4 +255,21 @@ func (m *Metrics) RateLimited(outcome string) {
 		return
 	}
 	m.rateLimited.WithLabelValues(outcome).Inc()
+}
+
+// GRPCRefused counts a gRPC call refused for reason.
+func (m *Metrics) GRPCRefused(reason string) {
+	if m == nil {
+		return
+	}
+	m.grpcRefused.WithLabelValues(reason).Inc()
+}
+
+// ConnectionRefused counts a connection to listener ("grpc" or "http")
+// closed at once for reason.
+func (m *Metrics) ConnectionRefused(listener, reason string) {
+	if m == nil {
+		return
+	}
+	m.connsRefused.WithLabelValues(listener, reason).Inc()
 }

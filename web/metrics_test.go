@@ -33,6 +33,8 @@ func TestMetrics(t *testing.T) {
 	m.MailboxDepth("participant", 3)
 	m.Reconnection("recovered")
 	m.Reconnection("nonce_replayed")
+	m.GRPCRefused("missing")
+	m.ConnectionRefused("grpc", "max_connections")
 
 	for _, c := range []struct {
 		c    prometheus.Collector
@@ -51,6 +53,8 @@ func TestMetrics(t *testing.T) {
 		{m.panicsRecovered, 1},
 		{m.slowClientsDropped, 1},
 		{m.reconnections.WithLabelValues("recovered"), 1},
+		{m.grpcRefused.WithLabelValues("missing"), 1},
+		{m.connsRefused.WithLabelValues("grpc", "max_connections"), 1},
 	} {
 		if got := testutil.ToFloat64(c.c); got != c.want {
 			t.Errorf("%v = %v, want %v", c.c, got, c.want)
@@ -115,6 +119,8 @@ func TestNilMetrics(t *testing.T) {
 	m.SlowClientDropped()
 	m.MailboxDepth("meeting", 1)
 	m.Reconnection("recovered")
+	m.GRPCRefused("missing")
+	m.ConnectionRefused("http", "max_connections")
 }
 
 // Two appliances in one process (tests do this) each get their own registry.
