@@ -14,6 +14,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/shirou/gopsutil/v3/process"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
@@ -66,10 +67,11 @@ type appliance struct {
 	wt        *webtransport.Server
 	statusTok string
 	sys       gc.SystemSampler
+	self      *process.Process // for status reads; nil if unavailable
 }
 
 func newAppliance(cfg Config, opts RunOptions) (*appliance, error) {
-	a := &appliance{cfg: cfg, opts: opts, log: opts.Logger, started: time.Now(), sys: gc.NewGopsutilSampler()}
+	a := &appliance{cfg: cfg, opts: opts, log: opts.Logger, started: time.Now(), sys: gc.NewGopsutilSampler(), self: selfProcess()}
 	if err := a.init(); err != nil {
 		a.close()
 		return nil, err
@@ -148,14 +150,20 @@ func (a *appliance) init() (err error) {
 	if a.httpLis, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
 		return fmt.Errorf("http-listen %s: %w", cfg.HTTPListen, err)
 	}
+	a.limitListeners()
 	a.wt, err = webtransport.NewServer(webtransport.ServerConfig{
 		Addr:              cfg.WebTransportListen,
 		TLSConfig:         a.certs.TLSConfig(),
 		FirstFrameTimeout: cfg.FirstFrameTimeout,
 		IdleTimeout:       cfg.SessionIdleTimeout,
-		MaxSessions:       int(cfg.MaxParticipants) + int(cfg.MaxParticipants)/10 + 64,
-		Logger:            a.log.With("component", "webtransport"),
-		Observer:          a.metrics,
+		// Joined sessions: participants, with room for reconnections that
+		// overlap the sessions they replace.
+		MaxSessions:          int(cfg.MaxParticipants) + int(cfg.MaxParticipants)/10 + 64,
+		MaxPending:           int(cfg.MaxPendingSessions),
+		MaxPendingPerAddress: int(cfg.MaxPendingSessionsPerAddress),
+		SlowClientTimeout:    cfg.SlowClientTimeout,
+		Logger:               a.log.With("component", "webtransport"),
+		Observer:             a.metrics,
 	}, a.ctrl)
 	if err != nil {
 		return err
@@ -199,7 +207,7 @@ func (a *appliance) run(ctx context.Context) error {
 	defer cancelRun()
 	g, gctx := errgroup.WithContext(runCtx)
 
-	grpcSrv := gc.NewServer(gc.ServerConfig{Verifier: a.verifier, Logger: a.log.With("component", "grpc")}, a.ctrl)
+	grpcSrv := a.grpcServer()
 	g.Go(func() error {
 		if err := grpcSrv.Serve(a.grpcLis); err != nil {
 			return fmt.Errorf("grpc server: %w", err)
@@ -211,11 +219,7 @@ func (a *appliance) run(ctx context.Context) error {
 	// Requests (the status page's event streams among them) end with the run.
 	httpCtx, cancelHTTP := context.WithCancel(runCtx)
 	defer cancelHTTP()
-	httpSrv := &http.Server{
-		Handler:           web.NewHandler(web.Options{StatusToken: a.statusTok, Registry: a.registry, Lab: a.labHandle(), Logger: a.log}, a),
-		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return httpCtx },
-	}
+	httpSrv := a.httpServer(httpCtx)
 	g.Go(func() error {
 		if err := httpSrv.Serve(a.httpLis); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)

@@ -99,12 +99,23 @@ func (a *appliance) system(ctx context.Context) web.System {
 	if cpu, mem, err := a.sys.Sample(ctx); err == nil {
 		s.CPUPercent, s.MemoryPercent = cpu, mem
 	}
-	if p, err := process.NewProcessWithContext(ctx, int32(os.Getpid())); err == nil {
-		if mi, err := p.MemoryInfoWithContext(ctx); err == nil {
+	if a.self != nil {
+		if mi, err := a.self.MemoryInfoWithContext(ctx); err == nil {
 			s.RSSBytes = mi.RSS
 		}
 	}
 	return s
+}
+
+// selfProcess is the handle status reads use for the process's own figures:
+// one for the appliance's life, not one per read (each holds an OS handle
+// until the garbage collector frees it). Nil if it cannot be had.
+func selfProcess() *process.Process {
+	p, err := process.NewProcess(int32(os.Getpid()))
+	if err != nil {
+		return nil
+	}
+	return p
 }
 
 // wtURL is the WebTransport URL clients use: the advertised one, or in lab
