@@ -74,24 +74,40 @@ func (l Limits) serverOptions(g *guard) []grpc.ServerOption {
 	}
 }
 
-// errNoRequest ends an authenticated call whose request did not arrive
-// within RequestTimeout.
+// errNoRequest ends a call whose request did not arrive within
+// RequestTimeout.
 var errNoRequest = errors.New("request not received in time")
 
-type requestTimerKey struct{}
+// tapRefusalMaxDeadline is the longest deadline (grpc-timeout) of a call
+// the tap refuses itself. grpc-go keeps the timer of such a call's deadline
+// until it fires, since it does not cancel a call its tap refused; a call
+// with a longer deadline is let through marked refused, and refused by the
+// interceptors (at once when its request arrives, else after
+// RequestTimeout), which grpc-go cleans up after.
+const tapRefusalMaxDeadline = time.Second
+
+type (
+	requestTimerKey struct{}
+	refusedKey      struct{}
+)
 
 // tap authenticates a call as soon as its headers arrive, on the
 // connection's reader, before grpc-go spends a goroutine or a buffer on it:
-// a refused call costs its HEADERS frame and the answer. An accepted call
+// a refused call costs its HEADERS frame and the answer. A call let through
 // must deliver its request within RequestTimeout.
 func (g *guard) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
 	vctx, cancel := context.WithTimeout(ctx, g.limits.RequestTimeout)
 	claims, err := g.authorize(vctx, info.FullMethodName)
 	cancel()
 	if err != nil {
-		return nil, err
+		if d, ok := ctx.Deadline(); !ok || time.Until(d) <= tapRefusalMaxDeadline {
+			return nil, err
+		}
+		ctx = context.WithValue(ctx, refusedKey{}, err)
+	} else {
+		ctx = context.WithValue(ctx, claimsKey{}, claims)
 	}
-	ctx, cancelCall := context.WithCancelCause(context.WithValue(ctx, claimsKey{}, claims))
+	ctx, cancelCall := context.WithCancelCause(ctx)
 	t := time.AfterFunc(g.limits.RequestTimeout, func() { cancelCall(errNoRequest) })
 	return context.WithValue(ctx, requestTimerKey{}, t), nil
 }
@@ -101,4 +117,10 @@ func requestArrived(ctx context.Context) {
 	if t, ok := ctx.Value(requestTimerKey{}).(*time.Timer); ok {
 		t.Stop()
 	}
+}
+
+// tapRefusal is the error of a call the tap let through refused.
+func tapRefusal(ctx context.Context) error {
+	err, _ := ctx.Value(refusedKey{}).(error)
+	return err
 }

@@ -68,7 +68,7 @@ func TestUnauthenticatedCallsCostNothing(t *testing.T) {
 	const calls = 5000
 	peak := 0
 	for range calls / 500 {
-		if err := f.Open(500, assignMethod, ""); err != nil {
+		if err := f.Open(500, assignMethod, nil); err != nil {
 			t.Fatal(err)
 		}
 		peak = max(peak, runtime.NumGoroutine())
@@ -95,7 +95,7 @@ func TestCallsWithoutRequestEnd(t *testing.T) {
 	}
 	defer f.Close()
 	waitUntil(t, "the server's settings", func() bool { return f.MaxStreams() == 4 })
-	if err := f.Open(10, assignMethod, "Bearer "+e.gcTok); err != nil {
+	if err := f.Open(10, assignMethod, map[string]string{"authorization": "Bearer " + e.gcTok}); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "calls past the limit reset", func() bool { return f.Reset() >= 6 })
@@ -115,7 +115,7 @@ func TestIdleConnectionClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := f.Open(3, assignMethod, "Bearer not-a-token"); err != nil {
+	if err := f.Open(3, assignMethod, map[string]string{"authorization": "Bearer not-a-token"}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -146,5 +146,44 @@ func TestPingFloodDisconnected(t *testing.T) {
 	}
 	if !f.GoAway() {
 		t.Fatal("no GOAWAY before the close")
+	}
+}
+
+// A call refused with a long deadline (grpc-timeout) holds nothing once its
+// request has not come within RequestTimeout: grpc-go would keep the timer
+// of its deadline had the tap refused it.
+func TestRefusedCallsWithLongDeadlinesHoldNothing(t *testing.T) {
+	e, refusals := limitedServer(t, Limits{MaxStreams: 8, RequestTimeout: 200 * time.Millisecond})
+	f, err := gctest.DialFlood(testCtx(t), e.addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	base := runtime.NumGoroutine()
+	const calls = 20000
+	peak := 0
+	for range calls / 500 {
+		if err := f.Open(500, assignMethod, map[string]string{"grpc-timeout": "99999999H"}); err != nil {
+			t.Fatal(err)
+		}
+		peak = max(peak, runtime.NumGoroutine())
+	}
+	waitUntil(t, "every call ended", func() bool { return f.Ended() == calls })
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d calls without a token, with a deadline of 11,000 years: %d ended with a status, %d reset; heap +%d KiB, peak %d goroutines (%d before)",
+		calls, f.Answered(), f.Reset(), grew>>10, peak, base)
+	if grew > 4<<20 {
+		t.Errorf("the heap grew by %d KiB, bound 4 MiB", grew>>10)
+	}
+	if peak > base+8+10 {
+		t.Errorf("peak %d goroutines, bound %d (MaxStreams and a few)", peak, base+18)
+	}
+	if n := refusals.get("missing"); n != int(f.Answered()) {
+		t.Errorf("%d refusals counted, %d calls let in", n, f.Answered())
 	}
 }

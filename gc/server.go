@@ -158,8 +158,12 @@ func (s *authedStream) RecvMsg(m any) error {
 }
 
 // authorized returns ctx carrying the caller's claims: those the tap
-// checked, or, should a call come by without them, checked now.
+// checked, or, should a call come by without them, checked now. A call the
+// tap refused (and let through) gets the tap's error.
 func (g *guard) authorized(ctx context.Context, fullMethod string) (context.Context, error) {
+	if err := tapRefusal(ctx); err != nil {
+		return nil, err
+	}
 	if _, ok := ServiceClaimsFromContext(ctx); ok {
 		return ctx, nil
 	}

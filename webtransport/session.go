@@ -159,11 +159,12 @@ func (s *Session) Send(m *signalingpb.ServerMessage) error {
 }
 
 // SendFrame queues a pre-encoded frame without blocking. A client that
-// cannot keep up is dropped (close code CodeSlowClient) and ErrSlowClient
-// returned: one whose oldest unwritten frame has waited longer than the
-// server's SlowClientTimeout, or whose queue would grow past MaxQueueBytes.
-// A burst alone, however many frames, never drops a client that reads them
-// in time.
+// cannot keep up is dropped (close code CodeSlowClient): one that has a
+// frame waiting longer than the server's SlowClientTimeout to be written,
+// or whose queue would grow past MaxQueueBytes; SendFrame then returns
+// ErrSlowClient if it found the queue full, ErrSessionClosed once the
+// session is closing. A burst alone, however many frames, never drops a
+// client that reads them in time.
 func (s *Session) SendFrame(f Frame) error {
 	if s.closed.Load() {
 		return ErrSessionClosed
@@ -171,9 +172,8 @@ func (s *Session) SendFrame(f Frame) error {
 	cost := len(f) + frameOverhead
 	s.qmu.Lock()
 	if s.qbytes > 0 && s.qbytes+cost > s.maxQueue {
-		queued := s.qbytes
 		s.qmu.Unlock()
-		s.dropSlow("queue full", queued)
+		s.dropSlow("queue full")
 		return ErrSlowClient
 	}
 	if len(s.queue) == cap(s.queue) && s.qhead > 0 {
@@ -241,7 +241,10 @@ func (s *Session) next() (Frame, bool) {
 }
 
 // dropSlow drops the session as a slow client.
-func (s *Session) dropSlow(why string, queued int) {
+func (s *Session) dropSlow(why string) {
+	s.qmu.Lock()
+	queued := s.qbytes
+	s.qmu.Unlock()
 	if s.shut(CodeSlowClient, "slow client", false) {
 		s.obs.SlowClientDropped()
 		s.log.Warn("slow client dropped", "refused", "slow_client", "why", why, "queued_bytes", queued)
@@ -376,7 +379,7 @@ func (s *Session) writeLoop() {
 			switch {
 			case err == nil, s.closed.Load():
 			case isTimeout(err):
-				s.dropSlow("frame not written in time", len(f))
+				s.dropSlow("frame not written in time")
 			default:
 				s.log.Debug("write failed", "err", err)
 				s.shut(0, "", false)

@@ -28,9 +28,11 @@ type Flood struct {
 	next uint32 // next stream id
 
 	// Counts of what the server sent.
-	answered   atomic.Int64 // calls ended with a trailers-only answer
-	reset      atomic.Int64 // calls reset (RST_STREAM), e.g. past the stream limit
-	maxStreams atomic.Int64 // the server's SETTINGS_MAX_CONCURRENT_STREAMS, -1 if none
+	answered   atomic.Int64    // trailers-only answers (calls ended with a status)
+	reset      atomic.Int64    // RST_STREAMs, e.g. for calls past the stream limit
+	ended      atomic.Int64    // calls ended by either
+	endedIDs   map[uint32]bool // read's own
+	maxStreams atomic.Int64    // the server's SETTINGS_MAX_CONCURRENT_STREAMS, -1 if none
 	goAway     atomic.Bool
 	done       chan struct{} // closed when the connection has ended
 }
@@ -44,7 +46,7 @@ func DialFlood(ctx context.Context, addr string, from net.IP) (*Flood, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Flood{conn: conn, addr: addr, next: 1, done: make(chan struct{})}
+	f := &Flood{conn: conn, addr: addr, next: 1, done: make(chan struct{}), endedIDs: map[uint32]bool{}}
 	f.maxStreams.Store(-1)
 	f.fr = http2.NewFramer(conn, conn)
 	f.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
@@ -63,8 +65,9 @@ func DialFlood(ctx context.Context, addr string, from net.IP) (*Flood, error) {
 
 // Open sends the HEADERS of n calls of method (e.g.
 // "/dark_tower.internal.v1.MeetingControllerService/AssignMeetingWithMh"),
-// with an authorization header unless it is "". Their bodies never come.
-func (f *Flood) Open(n int, method, authorization string) error {
+// with the given extra headers (such as "authorization" or "grpc-timeout").
+// Their bodies never come.
+func (f *Flood) Open(n int, method string, headers map[string]string) error {
 	f.wmu.Lock()
 	defer f.wmu.Unlock()
 	for range n {
@@ -75,8 +78,8 @@ func (f *Flood) Open(n int, method, authorization string) error {
 		} {
 			_ = f.enc.WriteField(hpack.HeaderField{Name: h[0], Value: h[1]})
 		}
-		if authorization != "" {
-			_ = f.enc.WriteField(hpack.HeaderField{Name: "authorization", Value: authorization})
+		for k, v := range headers {
+			_ = f.enc.WriteField(hpack.HeaderField{Name: k, Value: v})
 		}
 		err := f.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.next, BlockFragment: f.hbuf.Bytes(), EndHeaders: true})
 		if err != nil {
@@ -99,12 +102,16 @@ func (f *Flood) Ping(n int) error {
 	return nil
 }
 
-// Answered is the number of calls the server ended with an answer (such as
+// Answered is the number of calls the server ended with a status (such as
 // UNAUTHENTICATED) so far.
 func (f *Flood) Answered() int64 { return f.answered.Load() }
 
-// Reset is the number of calls the server reset so far.
+// Reset is the number of RST_STREAM frames the server sent so far.
 func (f *Flood) Reset() int64 { return f.reset.Load() }
+
+// Ended is the number of calls the server ended so far, with a status or a
+// reset.
+func (f *Flood) Ended() int64 { return f.ended.Load() }
 
 // MaxStreams is the concurrent-stream limit the server advertised, -1 if
 // none (yet).
@@ -143,12 +150,23 @@ func (f *Flood) read() {
 		case *http2.MetaHeadersFrame:
 			if fr.StreamEnded() {
 				f.answered.Add(1)
+				f.end(fr.StreamID)
 			}
 		case *http2.RSTStreamFrame:
 			f.reset.Add(1)
+			f.end(fr.StreamID)
 		case *http2.GoAwayFrame:
 			f.goAway.Store(true)
 		}
+	}
+}
+
+// end counts a call's end once, however many frames end it (a status may
+// be followed by a reset).
+func (f *Flood) end(id uint32) {
+	if !f.endedIDs[id] {
+		f.endedIDs[id] = true
+		f.ended.Add(1)
 	}
 }
 
