@@ -18,8 +18,8 @@ type Limits struct {
 	// (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). Default 32.
 	MaxStreams uint32
 	// RequestTimeout bounds the set-up of a new connection (TLS and the
-	// HTTP/2 preface) and, for an authenticated call, the time from its
-	// headers to its whole request. Default 10s.
+	// HTTP/2 preface) and, for a call let in, the time from its headers to
+	// its whole request. Default 10s.
 	RequestTimeout time.Duration
 	// IdleTimeout closes a connection that has had no call in progress for
 	// this long. A caller without a valid token never has one, since its

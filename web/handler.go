@@ -28,8 +28,8 @@ type Options struct {
 	Lab Lab
 	// Logger receives errors; nil discards them.
 	Logger *slog.Logger
-	// EventInterval is how often the live stream re-reads the status and
-	// pushes it when it changed. Defaults to 2 s.
+	// EventInterval is how often the status is read for the live streams
+	// (while one is open) and what changed is sent. Defaults to 2 s.
 	EventInterval time.Duration
 	// KeepAliveInterval is the longest the live stream stays silent.
 	// Defaults to 15 s.
