@@ -113,7 +113,7 @@ func settings() []setting {
 			field: func(c *Config) any { return &c.FastHeartbeat }},
 		{name: "comprehensive-heartbeat", def: "30s", advanced: true, help: "comprehensive heartbeat interval when the GC's answer gives none",
 			field: func(c *Config) any { return &c.ComprehensiveHeartbeat }},
-		{name: "first-frame-timeout", def: "5s", advanced: true, help: "how long a new session may take to send its join",
+		{name: "first-frame-timeout", def: "5s", advanced: true, help: "how long a new session may take to send its join, and a new connection to open a session",
 			field: func(c *Config) any { return &c.FirstFrameTimeout }},
 		{name: "slow-client-timeout", def: "10s", advanced: true, help: "how long a signaling message may wait to be sent to its client before that client is dropped as too slow",
 			field: func(c *Config) any { return &c.SlowClientTimeout }},

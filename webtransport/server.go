@@ -237,7 +237,11 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 		TLSConfig:  http3.ConfigureTLSConfig(tlsConf),
 		QUICConfig: signalingQUICConfig(s.cfg.IdleTimeout),
 		Handler:    http.HandlerFunc(s.serveHTTP),
-		Logger:     s.log,
+		// A connection with no request open (no session: never one, or
+		// refused) is closed after FirstFrameTimeout, however alive its
+		// QUIC layer is kept.
+		IdleTimeout: s.cfg.FirstFrameTimeout,
+		Logger:      s.log,
 		ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
 			return context.WithValue(ctx, quicConnKey{}, c)
 		},

@@ -2,14 +2,19 @@ package webtransport_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 
 	"github.com/edgemc/edgemc/webtransport"
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
@@ -143,6 +148,46 @@ func TestFirstFrameTimeout(t *testing.T) {
 			t.Fatalf("Next: %v, want ErrFirstFrameTimeout", err)
 		}
 	})
+}
+
+// A QUIC connection that opens no session is closed after
+// FirstFrameTimeout, however alive its client keeps it; one with a session
+// stays, silent or not.
+func TestConnectionWithoutSessionClosed(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	h := newEchoHandler()
+	ts := startServer(t, webtransport.ServerConfig{FirstFrameTimeout: timeout}, h)
+	joined := ts.dial(t)
+	s := joinSession(t, h, joined)
+
+	u, err := url.Parse(ts.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := quic.DialAddr(ctx, u.Host, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{http3.NextProtoH3}},
+		&quic.Config{KeepAlivePeriod: timeout / 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	start := time.Now()
+	select {
+	case <-conn.Context().Done():
+	case <-ctx.Done():
+		t.Fatal("a connection without a session was never closed")
+	}
+	if d := time.Since(start); d < timeout/2 {
+		t.Fatalf("closed after %v, before FirstFrameTimeout (%v)", d, timeout)
+	}
+	// The joined session, silent all this while, is still served.
+	if err := s.Send(joinResponse("still here")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := recv(t, joined); err != nil || m.GetJoinResponse().GetParticipantId() != "still here" {
+		t.Fatalf("the silent session: %v, %v", m, err)
+	}
 }
 
 // joinSession sends a join on c and returns the server's side of it.
