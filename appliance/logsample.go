@@ -47,6 +47,9 @@ type sampleWindow struct {
 type sampler struct {
 	first int
 	every time.Duration
+	// now and afterFunc are time.Now and time.AfterFunc but in tests.
+	now       func() time.Time
+	afterFunc func(time.Duration, func())
 
 	mu      sync.Mutex
 	windows map[sampleKey]*sampleWindow
@@ -60,7 +63,10 @@ type samplingHandler struct {
 }
 
 func newSamplingHandler(inner slog.Handler, first int, every time.Duration) *samplingHandler {
-	return &samplingHandler{inner: inner, s: &sampler{first: first, every: every, windows: map[sampleKey]*sampleWindow{}}}
+	return &samplingHandler{inner: inner, s: &sampler{
+		first: first, every: every, windows: map[sampleKey]*sampleWindow{},
+		now: time.Now, afterFunc: func(d time.Duration, f func()) { time.AfterFunc(d, f) },
+	}}
 }
 
 func (h *samplingHandler) Enabled(ctx context.Context, l slog.Level) bool {
@@ -99,7 +105,7 @@ func refusal(r slog.Record) (reason string, ok bool) {
 // an interval arms a timer that writes the summary when it ends.
 func (s *sampler) admit(out slog.Handler, r slog.Record, reason string) bool {
 	k := sampleKey{msg: r.Message, reason: reason, level: r.Level}
-	now := time.Now()
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w := s.windows[k]
@@ -122,7 +128,7 @@ func (s *sampler) admit(out slog.Handler, r slog.Record, reason string) bool {
 	}
 	if w.suppressed == 0 {
 		w.out = out
-		time.AfterFunc(w.start.Add(s.every).Sub(now), func() { s.summarize(k, w) })
+		s.afterFunc(w.start.Add(s.every).Sub(now), func() { s.summarize(k, w) })
 	}
 	w.suppressed++
 	return false
@@ -135,7 +141,7 @@ func (s *sampler) summarize(k sampleKey, w *sampleWindow) {
 	n, out := w.suppressed, w.out
 	delete(s.windows, k)
 	s.mu.Unlock()
-	r := slog.NewRecord(time.Now(), k.level, k.msg+": suppressed similar lines", 0)
+	r := slog.NewRecord(s.now(), k.level, k.msg+": suppressed similar lines", 0)
 	r.AddAttrs(slog.String(RefusedKey, k.reason), slog.Int("suppressed", n), slog.String("interval", s.every.String()))
 	_ = out.Handle(context.Background(), r)
 }

@@ -6,36 +6,15 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// lockedBuffer is a log sink that the summary timer may write to while the
-// test reads it.
-type lockedBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	written chan struct{} // receives after every write
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n, err := b.buf.Write(p)
-	select {
-	case b.written <- struct{}{}:
-	default:
-	}
-	return n, err
-}
-
-func (b *lockedBuffer) lines(t *testing.T) []map[string]any {
+// jsonLines decodes the JSON log lines in buf.
+func jsonLines(t *testing.T, buf *bytes.Buffer) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	for line := range strings.Lines(b.buf.String()) {
+	for line := range strings.Lines(buf.String()) {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("log line %q: %v", line, err)
@@ -45,10 +24,42 @@ func (b *lockedBuffer) lines(t *testing.T) []map[string]any {
 	return out
 }
 
+// fakeTimers is a clock for the sampler that moves only when told, and
+// runs the timers due when it does.
+type fakeTimers struct {
+	now    time.Time
+	timers []fakeTimer
+}
+
+type fakeTimer struct {
+	at time.Time
+	f  func()
+}
+
+func (c *fakeTimers) afterFunc(d time.Duration, f func()) {
+	c.timers = append(c.timers, fakeTimer{c.now.Add(d), f})
+}
+
+func (c *fakeTimers) advance(d time.Duration) {
+	c.now = c.now.Add(d)
+	var later []fakeTimer
+	for _, tm := range c.timers {
+		if tm.at.After(c.now) {
+			later = append(later, tm)
+		} else {
+			tm.f()
+		}
+	}
+	c.timers = later
+}
+
 func TestRefusalsAreSampled(t *testing.T) {
-	buf := &lockedBuffer{written: make(chan struct{}, 1)}
-	const first, every = 3, 200 * time.Millisecond
-	log := slog.New(newSamplingHandler(slog.NewJSONHandler(buf, nil), first, every)).With("component", "grpc")
+	var buf bytes.Buffer
+	const first, every = 3, 10 * time.Second
+	h := newSamplingHandler(slog.NewJSONHandler(&buf, nil), first, every)
+	clock := &fakeTimers{now: time.Unix(1_800_000_000, 0)}
+	h.s.now, h.s.afterFunc = func() time.Time { return clock.now }, clock.afterFunc
+	log := slog.New(h).With("component", "grpc")
 	for range 1000 {
 		log.Warn("refused gRPC call", RefusedKey, "missing", "peer", "192.0.2.1:1234")
 		log.Warn("refused gRPC call", RefusedKey, "expired")
@@ -56,7 +67,7 @@ func TestRefusalsAreSampled(t *testing.T) {
 	}
 	count := func(msg, reason string) int {
 		n := 0
-		for _, l := range buf.lines(t) {
+		for _, l := range jsonLines(t, &buf) {
 			if l["msg"] == msg && (reason == "" || l[RefusedKey] == reason) {
 				n++
 			}
@@ -74,33 +85,35 @@ func TestRefusalsAreSampled(t *testing.T) {
 	}
 
 	// When the interval ends, one summary per reason gives the count.
-	summaries := func() map[string]map[string]any {
-		out := map[string]map[string]any{}
-		for _, l := range buf.lines(t) {
-			if l["msg"] == "refused gRPC call: suppressed similar lines" {
-				out[l[RefusedKey].(string)] = l
-			}
-		}
-		return out
+	clock.advance(every - time.Millisecond)
+	if n := count("refused gRPC call: suppressed similar lines", ""); n != 0 {
+		t.Fatalf("%d summaries before the interval ended", n)
 	}
-	timeout := time.After(10 * time.Second)
-	for len(summaries()) < 2 {
-		select {
-		case <-buf.written:
-		case <-timeout:
-			t.Fatalf("no summaries after the interval; log:\n%s", buf.buf.String())
+	clock.advance(time.Millisecond)
+	summaries := 0
+	for _, l := range jsonLines(t, &buf) {
+		if l["msg"] != "refused gRPC call: suppressed similar lines" {
+			continue
 		}
-	}
-	for reason, l := range summaries() {
+		summaries++
 		if l["suppressed"] != float64(1000-first) || l["component"] != "grpc" || l["level"] != "WARN" {
-			t.Errorf("summary for %s: %v, want %d suppressed, the logger's attributes and level", reason, l, 1000-first)
+			t.Errorf("summary %v, want %d suppressed, the logger's attributes and level", l, 1000-first)
 		}
+	}
+	if summaries != 2 {
+		t.Fatalf("%d summaries, want one per reason", summaries)
 	}
 
 	// The next interval writes the first ones again.
 	log.Warn("refused gRPC call", RefusedKey, "missing")
 	if n := count("refused gRPC call", "missing"); n != first+1 {
 		t.Errorf("after the interval: %d lines for reason missing, want %d", n, first+1)
+	}
+	// An interval with no more than the first ones ends without a summary.
+	clock.advance(2 * every)
+	log.Warn("refused gRPC call", RefusedKey, "missing")
+	if n := count("refused gRPC call: suppressed similar lines", ""); n != 2 {
+		t.Errorf("%d summaries, want still 2", n)
 	}
 }
 

@@ -236,11 +236,12 @@ func TestSlowClientDroppedOthersKeepReceiving(t *testing.T) {
 	}
 	// Past its flow-control window the slow client's frames wait; the
 	// oldest waits longer than SlowClientTimeout and it is dropped, with
-	// or without further frames.
+	// or without further frames. 32 frames of 16 KiB are far from
+	// MaxQueueBytes: the drop is for the time.
 	for range 32 {
 		sendFast()
-		if err := slowS.SendFrame(big); err != nil {
-			t.Fatalf("slow client dropped while its frames were young: %v", err)
+		if err := slowS.SendFrame(big); err != nil && !errors.Is(err, webtransport.ErrSessionClosed) {
+			t.Fatalf("slow client: %v, want it dropped for its frames' wait", err)
 		}
 	}
 	select {
@@ -484,8 +485,8 @@ func TestShutdownClosesSessions(t *testing.T) {
 // With Retry demanded from the first unfinished handshake on, concurrent
 // clients still connect: they prove their address and carry on.
 func TestClientsConnectThroughRetry(t *testing.T) {
-	ts := startServer(t, webtransport.ServerConfig{RetryAbove: 1}, newEchoHandler())
 	const n = 24
+	ts := startServer(t, webtransport.ServerConfig{RetryAbove: 1, MaxPendingPerAddress: n}, newEchoHandler())
 	errs := make(chan error, n)
 	for i := range n {
 		go func() {
