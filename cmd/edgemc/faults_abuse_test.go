@@ -272,15 +272,21 @@ func TestFaultGRPCConnectionFlood(t *testing.T) {
 // until it holds.
 func waitCond(t *testing.T, what string, cond func() bool) {
 	t.Helper()
+	waitCondFor(t, what, 2*waitTimeout, cond)
+}
+
+// waitCondFor is waitCond with a given timeout.
+func waitCondFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	timeout := time.NewTimer(2 * waitTimeout)
+	timeout := time.NewTimer(d)
 	defer timeout.Stop()
 	for !cond() {
 		select {
 		case <-tick.C:
 		case <-timeout.C:
-			t.Fatalf("no %s within %v", what, 2*waitTimeout)
+			t.Fatalf("no %s within %v", what, d)
 		}
 	}
 }
@@ -329,8 +335,11 @@ func TestFaultFanOutBurst(t *testing.T) {
 	// the participant that stops reading, so that it falls behind.
 	senders, each := pick(s, 4, 10), pick(s, 700, 5000)
 	const hosts = 9
+	// The full burst keeps both cores busy for a minute: readers get the
+	// default slow-client-timeout there.
+	slowAfter := pick(s, "3s", "10s")
 	mc := startFaultMC(t, "", devissuer.NewIssuer(), "--log-level=info",
-		"--session-message-rate=1000000", "--session-message-burst=1000000", "--slow-client-timeout=3s")
+		"--session-message-rate=1000000", "--session-message-burst=1000000", "--slow-client-timeout="+slowAfter)
 	mc.mustAssign(t, "m-flood")
 	var hostConns, senderConns []*webtransport.ClientConn
 	senderIDs := map[string]bool{}
@@ -369,7 +378,7 @@ func TestFaultFanOutBurst(t *testing.T) {
 	}
 	wg.Wait()
 	want := int64(senders * each)
-	waitCond(t, "every update at every reading participant", func() bool {
+	waitCondFor(t, "every update at every reading participant", pick(s, 2*waitTimeout, 10*time.Minute), func() bool {
 		for _, r := range readers {
 			select {
 			case err := <-r.ended:
