@@ -62,7 +62,7 @@ bench-store: ## fenced durable writes and nonces: edgemc's store vs redis-server
 	$(GO) run ./store/internal/redisbench -duration 3s -writers 1,8,64
 
 GC_OUTAGE ?= 2m
-faults: ## fault suite on the real binary at full size: GC outage of GC_OUTAGE (2m), 10,000 half-open handshakes, SIGKILL under 1,000 joins
+faults: ## fault suite on the real binary at full size: GC outage of GC_OUTAGE (2m), 10,000 half-open handshakes, SIGKILL under 1,000 joins, the attacks of README "Limits" (100,000 header-only gRPC calls, 2,000 gRPC and HTTP connections, a 50,000-update fan-out, 20 s of sessions that never join, 3,000 refused joins)
 	EDGEMC_FAULTS=long EDGEMC_FAULTS_GC_OUTAGE=$(GC_OUTAGE) $(GO) test -count=1 -timeout 30m -v -run '^TestFault' ./cmd/edgemc/
 
 FUZZTIME ?= 20s

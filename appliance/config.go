@@ -29,6 +29,10 @@ type Config struct {
 
 	MaxSessionsPerIdentity, SessionMessageRate, SessionMessageBurst uint32
 
+	MaxPendingSessions, MaxPendingSessionsPerAddress                      uint32
+	GRPCMaxConnections, GRPCMaxConnectionsPerAddress, GRPCMaxStreams      uint32
+	HTTPMaxConnections, HTTPMaxConnectionsPerAddress, HTTPMaxEventStreams uint32
+
 	TLSCert, TLSKey string
 
 	// Transport security of the control plane: the gRPC server's TLS, the
@@ -47,6 +51,7 @@ type Config struct {
 
 	GCBackoffBase, GCBackoffMax, FastHeartbeat, ComprehensiveHeartbeat time.Duration
 	FirstFrameTimeout, SessionIdleTimeout, SweepInterval               time.Duration
+	SlowClientTimeout, GRPCRequestTimeout, GRPCIdleTimeout             time.Duration
 
 	// ConfigFile is the TOML file that was read ("" if none).
 	ConfigFile string

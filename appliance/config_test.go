@@ -76,11 +76,15 @@ func TestDefaults(t *testing.T) {
 		GRPCListen: ":50052", GRPCAdvertise: "http://testhost:50052", HTTPListen: "127.0.0.1:8081",
 		MaxMeetings: 1000, MaxParticipants: 10000,
 		MaxSessionsPerIdentity: 4, SessionMessageRate: 20, SessionMessageBurst: 50,
+		MaxPendingSessions: 256, MaxPendingSessionsPerAddress: 16,
+		GRPCMaxConnections: 256, GRPCMaxConnectionsPerAddress: 16, GRPCMaxStreams: 32,
+		HTTPMaxConnections: 64, HTTPMaxConnectionsPerAddress: 16, HTTPMaxEventStreams: 8,
 		DrainTimeout: 30 * time.Second, DisconnectGrace: 30 * time.Second, EmptyMeetingTimeout: 5 * time.Minute,
 		LogFormat: "auto", LogLevel: "info",
 		GCBackoffBase: time.Second, GCBackoffMax: 30 * time.Second,
 		FastHeartbeat: 10 * time.Second, ComprehensiveHeartbeat: 30 * time.Second,
-		FirstFrameTimeout: 10 * time.Second, SessionIdleTimeout: 15 * time.Second, SweepInterval: 10 * time.Second,
+		FirstFrameTimeout: 5 * time.Second, SessionIdleTimeout: 15 * time.Second, SweepInterval: 10 * time.Second,
+		SlowClientTimeout: 10 * time.Second, GRPCRequestTimeout: 10 * time.Second, GRPCIdleTimeout: 2 * time.Minute,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)

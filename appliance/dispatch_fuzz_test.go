@@ -221,6 +221,8 @@ func (s *fakeSession) SendFrame(f webtransport.Frame) error {
 
 func (s *fakeSession) Close(uint32, string) { s.closeOnce.Do(func() { close(s.closed) }) }
 
+func (s *fakeSession) Joined() {}
+
 func (s *fakeSession) Next(ctx context.Context) (*pb.ClientMessage, error) {
 	select {
 	case <-s.closed:

@@ -39,7 +39,7 @@ func (m *meeting) join(req joinRequest) (string, *codedError) {
 			return p.rec.ID, m.reattach(p, req.conn)
 		}
 		m.deps.metrics.Reconnection(reason)
-		m.log.Info("reconnection refused; joining as a new participant", "reason", reason)
+		m.log.Info("reconnection refused; joining as a new participant", RefusedKey, reason)
 	}
 	if cerr := m.makeRoomFor(req.claims.Subject); cerr != nil {
 		return "", cerr

@@ -28,7 +28,9 @@ const (
 // "auto", "text" or "json"; out says what w is (see [LogOutput]). level is
 // "debug", "info", "warn" or "error". Attributes whose key names a token,
 // secret, password or authorization are redacted, as a second line of
-// defence.
+// defence. Records marked with RefusedKey are sampled: per message and
+// reason, the first 10 of every 10 s are written and the rest summed up in
+// one line.
 func NewLogger(format, level string, w io.Writer, out LogOutput) (*slog.Logger, error) {
 	levels := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
 	lvl, ok := levels[level]
@@ -39,7 +41,7 @@ func NewLogger(format, level string, w io.Writer, out LogOutput) (*slog.Logger, 
 	var newHandler func(io.Writer) slog.Handler
 	switch {
 	case format == "auto" && out == OutputJournal:
-		return slog.New(newJournalHandler(lvl, journal.Send, w)), nil
+		return sampled(newJournalHandler(lvl, journal.Send, w)), nil
 	case format == "text" || format == "auto" && out == OutputTerminal:
 		newHandler = func(w io.Writer) slog.Handler { return slog.NewTextHandler(w, opts) }
 	case format == "json" || format == "auto":
@@ -48,9 +50,14 @@ func NewLogger(format, level string, w io.Writer, out LogOutput) (*slog.Logger, 
 		return nil, &SettingError{Setting: "log-format", Value: format, Reason: "must be one of auto, text, json"}
 	}
 	if out == OutputJournal {
-		return slog.New(newLevelPrefixHandler(w, newHandler)), nil
+		return sampled(newLevelPrefixHandler(w, newHandler)), nil
 	}
-	return slog.New(newHandler(w)), nil
+	return sampled(newHandler(w)), nil
+}
+
+// sampled is h with refusal lines sampled.
+func sampled(h slog.Handler) *slog.Logger {
+	return slog.New(newSamplingHandler(h, logSampleFirst, logSampleEvery))
 }
 
 // redact hides the value of any attribute whose key says it carries a

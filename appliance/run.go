@@ -196,14 +196,20 @@ func (a *appliance) init() (err error) {
 	if a.lab != nil {
 		a.lab.adoptDemo(a.ctrl)
 	}
+	a.limitListeners()
 	a.wt, err = webtransport.NewServer(webtransport.ServerConfig{
 		Addr:              cfg.WebTransportListen,
 		TLSConfig:         a.certs.TLSConfig(),
 		FirstFrameTimeout: cfg.FirstFrameTimeout,
 		IdleTimeout:       cfg.SessionIdleTimeout,
-		MaxSessions:       int(cfg.MaxParticipants) + int(cfg.MaxParticipants)/10 + 64,
-		Logger:            a.log.With("component", "webtransport"),
-		Observer:          a.metrics,
+		// Joined sessions: participants, with room for reconnections that
+		// overlap the sessions they replace.
+		MaxSessions:          int(cfg.MaxParticipants) + int(cfg.MaxParticipants)/10 + 64,
+		MaxPending:           int(cfg.MaxPendingSessions),
+		MaxPendingPerAddress: int(cfg.MaxPendingSessionsPerAddress),
+		SlowClientTimeout:    cfg.SlowClientTimeout,
+		Logger:               a.log.With("component", "webtransport"),
+		Observer:             a.metrics,
 	}, a.ctrl)
 	if err != nil {
 		return err
@@ -286,7 +292,7 @@ func (a *appliance) run(ctx context.Context) error {
 	defer cancelRun()
 	g, gctx := errgroup.WithContext(runCtx)
 
-	grpcSrv := gc.NewServer(gc.ServerConfig{Verifier: a.verifier, Logger: a.log.With("component", "grpc"), Observer: a.metrics, TLS: a.cp.serverTLS(), Media: a.ctrl}, a.ctrl)
+	grpcSrv := a.grpcServer()
 	g.Go(func() error {
 		if err := grpcSrv.Serve(a.grpcLis); err != nil {
 			return fmt.Errorf("grpc server: %w", err)
@@ -298,11 +304,7 @@ func (a *appliance) run(ctx context.Context) error {
 	// Requests (the status page's event streams among them) end with the run.
 	httpCtx, cancelHTTP := context.WithCancel(runCtx)
 	defer cancelHTTP()
-	httpSrv := &http.Server{
-		Handler:           web.NewHandler(web.Options{StatusToken: a.statusTok, Registry: a.registry, Lab: a.labHandle(), Logger: a.log}, a),
-		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return httpCtx },
-	}
+	httpSrv := a.httpServer(httpCtx)
 	g.Go(func() error {
 		if err := httpSrv.Serve(a.httpLis); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)

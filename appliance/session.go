@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/edgemc/edgemc/gc/auth"
 	"github.com/edgemc/edgemc/webtransport"
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
 )
@@ -31,6 +32,7 @@ func (c *Controller) serve(ctx context.Context, s session) {
 		return
 	}
 	c.metrics.JoinDone(time.Since(start), "ok")
+	s.Joined()
 	budget := c.newBudget()
 	for {
 		msg, err := s.Next(ctx)
@@ -44,7 +46,7 @@ func (c *Controller) serve(ctx context.Context, s session) {
 				continue
 			case exhausted:
 				c.metrics.RateLimited("closed")
-				c.log.Warn("session closed: it kept sending over its message budget", "meeting", m.id, "participant", pid)
+				c.log.Warn("session closed: it kept sending over its message budget", RefusedKey, "message_budget", "meeting", m.id, "participant", pid)
 				sendError(s, pb.ErrorCode_CAPACITY_EXCEEDED, "too many messages")
 				s.Close(closeRateLimited, "too many messages")
 				c.ended(m, pid, s, err)
@@ -89,7 +91,11 @@ func (c *Controller) admit(ctx context.Context, s session) (*meeting, string, *c
 	}
 	claims, err := c.verifier.VerifyJoin(ctx, jr.JoinToken)
 	if err != nil {
-		c.log.InfoContext(ctx, "join refused: invalid token", "err", err)
+		reason := "invalid_token"
+		if te := (*auth.TokenError)(nil); errors.As(err, &te) {
+			reason = te.Reason
+		}
+		c.log.InfoContext(ctx, "join refused: invalid token", RefusedKey, reason, "err", err)
 		return nil, "", &codedError{pb.ErrorCode_UNAUTHORIZED, "invalid join token"}
 	}
 	if claims.MeetingID != jr.MeetingId {

@@ -82,7 +82,18 @@ type ServerConfig struct {
 	TLS *tls.Config
 	// Media, when set, takes the media handlers' MediaCoordinationService
 	// notifications (see media.go).
-	Media MediaCoordinator
+	Media  MediaCoordinator
+	Limits Limits
+	// Refusals counts refused calls (metrics); nil is allowed.
+	Refusals RefusalCounter
+}
+
+// RefusalCounter is told about every refused call with its reason: "missing"
+// (no bearer token), a token refusal reason of auth.TokenError,
+// "unknown_method", "wrong_service_type" or "missing_scope". It must not
+// block.
+type RefusalCounter interface {
+	GRPCRefused(reason string)
 }
 
 // NewServer returns a gRPC server with MeetingControllerService registered
@@ -91,7 +102,9 @@ type ServerConfig struct {
 // MediaCoordinationService (served when cfg.Media is set) a
 // "media-handler" token, both with scope "service.write.mc".
 // Any other method is refused with PERMISSION_DENIED; a missing or invalid
-// token with UNAUTHENTICATED.
+// token with UNAUTHENTICATED. The token is checked as soon as a call's
+// headers arrive, before any work is spent on the call, and the server
+// applies cfg.Limits.
 func NewServer(cfg ServerConfig, a Assigner) *grpc.Server {
 	log := cfg.Logger
 	if log == nil {
@@ -101,15 +114,15 @@ func NewServer(cfg ServerConfig, a Assigner) *grpc.Server {
 	if obs == nil {
 		obs = nopServerObserver{}
 	}
-	g := &guard{verifier: cfg.Verifier, log: log, obs: obs}
-	opts := []grpc.ServerOption{
+	g := &guard{verifier: cfg.Verifier, log: log, obs: obs, limits: cfg.Limits.withDefaults(), refusals: cfg.Refusals}
+	opts := append(g.limits.serverOptions(g),
 		grpc.ChainUnaryInterceptor(tracectx.UnaryServerInterceptor(), g.unary),
 		grpc.ChainStreamInterceptor(g.stream),
 		grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
 			return status.Error(codes.PermissionDenied, "unknown service")
 		}),
 		grpc.MaxRecvMsgSize(maxRequestBytes),
-	}
+	)
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
@@ -159,10 +172,13 @@ type guard struct {
 	verifier *auth.Verifier
 	log      *slog.Logger
 	obs      ServerObserver
+	limits   Limits
+	refusals RefusalCounter
 }
 
 func (g *guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	ctx, err := g.authorize(ctx, info.FullMethod)
+	requestArrived(ctx)
+	ctx, err := g.authorized(ctx, info.FullMethod)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +186,7 @@ func (g *guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 }
 
 func (g *guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	ctx, err := g.authorize(ss.Context(), info.FullMethod)
+	ctx, err := g.authorized(ss.Context(), info.FullMethod)
 	if err != nil {
 		return err
 	}
@@ -184,9 +200,33 @@ type authedStream struct {
 
 func (s *authedStream) Context() context.Context { return s.ctx }
 
-// authorize authenticates the caller's service token and its scope, then
-// checks that its service_type allows fullMethod. It fails closed.
-func (g *guard) authorize(ctx context.Context, fullMethod string) (context.Context, error) {
+// RecvMsg stops the request timer once a request has arrived.
+func (s *authedStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	requestArrived(s.ctx)
+	return err
+}
+
+// authorized returns ctx carrying the caller's claims: those the tap
+// checked, or, should a call come by without them, checked now. A call the
+// tap refused (and let through) gets the tap's error.
+func (g *guard) authorized(ctx context.Context, fullMethod string) (context.Context, error) {
+	if err := tapRefusal(ctx); err != nil {
+		return nil, err
+	}
+	if _, ok := ServiceClaimsFromContext(ctx); ok {
+		return ctx, nil
+	}
+	claims, err := g.authorize(ctx, fullMethod)
+	if err != nil {
+		return nil, err
+	}
+	return context.WithValue(ctx, claimsKey{}, claims), nil
+}
+
+// authorize authenticates the caller's service token, then checks that its
+// service_type and scope allow fullMethod. It fails closed.
+func (g *guard) authorize(ctx context.Context, fullMethod string) (*auth.ServiceClaims, error) {
 	// An absent or malformed header gives "", which the verifier refuses
 	// (and counts) as a missing token.
 	claims, err := g.verifier.VerifyService(ctx, bearerToken(ctx), ScopeWriteMC)
@@ -214,11 +254,16 @@ func (g *guard) authorize(ctx context.Context, fullMethod string) (context.Conte
 		g.refuse(ctx, fullMethod, "wrong_service_type", nil, "service_type", claims.ServiceType, "sub", claims.Subject)
 		return nil, status.Errorf(codes.PermissionDenied, "service type not allowed")
 	}
-	return context.WithValue(ctx, claimsKey{}, claims), nil
+	return claims, nil
 }
 
+// refuse counts and logs a refused call. The log line is marked "refused"
+// so that the appliance's logger samples a flood of them.
 func (g *guard) refuse(ctx context.Context, method, reason string, err error, attrs ...any) {
-	attrs = append(attrs, "method", method, "reason", reason)
+	if g.refusals != nil {
+		g.refusals.GRPCRefused(reason)
+	}
+	attrs = append(attrs, "refused", reason, "method", truncate(method, 128))
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		attrs = append(attrs, "peer", p.Addr.String())
 	}
@@ -226,6 +271,14 @@ func (g *guard) refuse(ctx context.Context, method, reason string, err error, at
 		attrs = append(attrs, "error", err)
 	}
 	g.log.WarnContext(ctx, "refused gRPC call", attrs...)
+}
+
+// truncate shortens a peer-chosen string for a log line.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
 
 var errNoBearer = errors.New("no bearer token")

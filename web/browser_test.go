@@ -157,6 +157,13 @@ func TestBrowserStatusPage(t *testing.T) {
 	if !eval[bool](t, ctx, `document.getElementById('live').classList.contains('on')`) {
 		t.Error("live indicator is off")
 	}
+	// Patches build on each other: the meeting ends, then a new one starts.
+	src.update(func(s *Status) { s.Meetings = nil })
+	waitFor(t, ctx, `!document.querySelector('[data-meeting-id="meeting-1"]') && document.getElementById('meetings').innerText.includes('No meetings.')`)
+	src.update(func(s *Status) {
+		s.Meetings = []Meeting{{ID: "meeting-2", Generation: 1, Participants: []Participant{{ID: "p-9", Name: "Dan", Role: "host", Connected: true}}}}
+	})
+	waitFor(t, ctx, `document.querySelector('[data-participant-id="p-9"]') && document.getElementById('health').textContent === 'DEGRADED'`)
 
 	// Phone width: nothing overflows sideways, tables stack.
 	run(t, ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
@@ -189,4 +196,18 @@ func TestBrowserStatusToken(t *testing.T) {
 	// The live stream is authorised by the cookie too.
 	src.update(func(s *Status) { s.Identity.Version = "9.9.9" })
 	waitFor(t, ctx, `document.querySelector('[data-field="identity.version"]').textContent === '9.9.9'`)
+}
+
+// With every live-update stream taken, the page polls instead.
+func TestBrowserStatusPollsWhenStreamsAreTaken(t *testing.T) {
+	ctx := webtest.NewBrowser(t)
+	src := &fakeSource{s: sampleStatus()}
+	srv := newServer(t, Options{EventInterval: 20 * time.Millisecond, MaxEventStreams: 1}, src)
+	resp, events := openEvents(t, srv.URL) // the one stream
+	defer resp.Body.Close()
+	if ev, _ := nextEvent(t, events); ev != "status" {
+		t.Fatalf("first event %s", ev)
+	}
+	run(t, ctx, chromedp.Navigate(srv.URL+"/"))
+	waitFor(t, ctx, `document.getElementById('live').textContent === 'live (polling)' && document.getElementById('mc-id').textContent === 'mc-lab-1'`)
 }

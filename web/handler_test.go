@@ -443,41 +443,6 @@ func (s sseReader) next() (event, data string, err error) {
 	}
 }
 
-func TestEventsStream(t *testing.T) {
-	src := &fakeSource{s: sampleStatus()}
-	srv := newServer(t, Options{EventInterval: 5 * time.Millisecond, KeepAliveInterval: 20 * time.Millisecond}, src)
-	resp, err := http.Get(srv.URL + "/api/v1/events")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
-		t.Fatalf("Content-Type %q", ct)
-	}
-	events := sseReader{bufio.NewReader(resp.Body)}
-	ev, data, err := events.next()
-	if err != nil || ev != "status" || path(t, decodeJSON(t, data), "health") != "HEALTHY" {
-		t.Fatalf("first event %q %s %v", ev, data, err)
-	}
-	// Unchanged status: only keep-alive comments.
-	if ev, _, err := events.next(); err != nil || ev != "comment" {
-		t.Fatalf("want keep-alive comment, got %q %v", ev, err)
-	}
-	src.update(func(s *Status) { s.Health = HealthDegraded })
-	for {
-		ev, data, err := events.next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ev == "status" {
-			if h := path(t, decodeJSON(t, data), "health"); h != "DEGRADED" {
-				t.Fatalf("changed event health %v", h)
-			}
-			break
-		}
-	}
-}
-
 func TestLabJoinInfo(t *testing.T) {
 	lab := &fakeLab{}
 	h := NewHandler(Options{Lab: lab}, &fakeSource{s: sampleStatus()})

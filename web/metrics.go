@@ -34,6 +34,8 @@ type Metrics struct {
 	reconnections      *prometheus.CounterVec
 	rateLimited        *prometheus.CounterVec
 	cp                 controlPlaneMetrics // metrics_controlplane.go
+	grpcRefused        *prometheus.CounterVec
+	connsRefused       *prometheus.CounterVec
 }
 
 // Label values of Dark Tower's metrics that edgemc uses.
@@ -65,6 +67,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mc_session_joins_total",
 			Help: "Join attempts on signaling sessions, by status (success, failure). A reconnection that recovers its place is a success.",
 		}, []string{"status"}),
+		grpcRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mc_grpc_refused_total",
+			Help: "gRPC calls refused before any work: missing or invalid service token (by token refusal reason), unknown method, wrong service type, missing scope.",
+		}, []string{"reason"}),
+		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mc_connections_refused_total",
+			Help: "TCP connections closed as soon as accepted, by listener (grpc, http) and bound (max_connections, max_connections_per_address).",
+		}, []string{"listener", "reason"}),
 		joinDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "mc_session_join_duration_seconds",
 			Help:    "Time from a signaling session being accepted to the answer of its join (JoinResponse or error), by status.",
@@ -84,7 +94,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 		messagesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mc_messages_dropped_total",
-			Help: "Messages dropped under backpressure, by actor_type. A connection whose outbound queue is full is dropped as a slow client together with the message that did not fit, so each count is also a participant disconnected.",
+			Help: "Messages dropped under backpressure, by actor_type. A connection that does not keep up (a message waited longer than slow-client-timeout, or 1 MiB was queued for it) is dropped as a slow client together with its queued messages; each count is one participant disconnected.",
 		}, []string{"actor_type"}),
 		actorPanics: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mc_actor_panics_total",
@@ -141,6 +151,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.messagesDropped, m.actorPanics, m.heartbeats, m.heartbeatLatency, m.registrations,
 		m.tokenChecks, m.callerTypeRejected, m.storeOpDuration, m.storeCheckpoint, m.storeErrors, m.fencedOut,
 		m.nonceReplays, m.reconnections, m.rateLimited,
+		m.grpcRefused, m.connsRefused,
 	)
 	// Counters that alerts take rates of start at zero, so that their
 	// first event is an increase rather than a new series.
@@ -346,4 +357,21 @@ func (m *Metrics) RateLimited(outcome string) {
 		return
 	}
 	m.rateLimited.WithLabelValues(outcome).Inc()
+}
+
+// GRPCRefused counts a gRPC call refused for reason.
+func (m *Metrics) GRPCRefused(reason string) {
+	if m == nil {
+		return
+	}
+	m.grpcRefused.WithLabelValues(reason).Inc()
+}
+
+// ConnectionRefused counts a connection to listener ("grpc" or "http")
+// closed at once for reason.
+func (m *Metrics) ConnectionRefused(listener, reason string) {
+	if m == nil {
+		return
+	}
+	m.connsRefused.WithLabelValues(listener, reason).Inc()
 }

@@ -63,6 +63,8 @@ func TestMetrics(t *testing.T) {
 	m.StoreOp("put_session", time.Millisecond, nil)
 	m.StoreOp("put_session", time.Millisecond, errors.New("disk full"))
 	m.StoreCheckpoint(30*time.Millisecond, nil)
+	m.GRPCRefused("missing_token")
+	m.ConnectionRefused("grpc", "max_connections")
 	m.StoreCheckpoint(time.Millisecond, errors.New("sync failed"))
 	m.FencedOut()
 	m.NonceReplayRefused()
@@ -105,6 +107,8 @@ func TestMetrics(t *testing.T) {
 		`mc_store_checkpoint_duration_seconds_bucket{le="0.025"} 1`,
 		`mc_store_checkpoint_duration_seconds_bucket{le="0.05"} 2`,
 		`mc_store_errors_total{operation="checkpoint"} 1`,
+		`mc_grpc_refused_total{reason="missing_token"} 1`,
+		`mc_connections_refused_total{listener="grpc",reason="max_connections"} 1`,
 		`mc_fenced_out_total{reason="stale_generation"} 1`,
 		"mc_nonce_replays_refused_total 1",
 		`mc_reconnections_total{outcome="replayed"} 1`,
@@ -171,6 +175,8 @@ func TestNilMetrics(t *testing.T) {
 	m.FencedOut()
 	m.NonceReplayRefused()
 	m.Reconnection("recovered")
+	m.GRPCRefused("missing")
+	m.ConnectionRefused("http", "max_connections")
 }
 
 // Two appliances in one process (tests do this) each get their own registry.

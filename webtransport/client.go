@@ -54,6 +54,8 @@ type DialOptions struct {
 	InsecureSkipVerify bool
 	RootCAs            *x509.CertPool
 	Timeout            time.Duration // bounds Dial; 0 = only ctx
+	// LocalAddr is the UDP address to send from; nil picks any.
+	LocalAddr *net.UDPAddr
 }
 
 // ClientConn is a client's signaling session: one WebTransport session on
@@ -83,7 +85,7 @@ func Dial(ctx context.Context, url string, opts DialOptions) (*ClientConn, error
 	if err != nil {
 		return nil, err
 	}
-	udp, err := net.ListenUDP("udp", nil)
+	udp, err := net.ListenUDP("udp", opts.LocalAddr)
 	if err != nil {
 		return nil, fmt.Errorf("webtransport: dial: %w", err)
 	}

@@ -114,7 +114,8 @@ func (ts *testServer) dial(t testing.TB) *webtransport.ClientConn {
 }
 
 // echoHandler answers every ClientMessage with a JoinResponse naming the
-// message's meeting id, answers undecodable frames with INVALID_REQUEST and
+// message's meeting id (a join request with the token "token" joins the
+// session), answers undecodable frames with INVALID_REQUEST and
 // carries on, and closes after an oversized frame. It publishes each session
 // and the error that ended it.
 type echoHandler struct {
@@ -142,6 +143,9 @@ func (h *echoHandler) ServeSession(ctx context.Context, s *webtransport.Session)
 		if err != nil {
 			h.ended <- err
 			return
+		}
+		if m.GetJoinRequest().GetJoinToken() == "token" {
+			s.Joined()
 		}
 		_ = s.Send(joinResponse(m.GetJoinRequest().GetMeetingId()))
 	}

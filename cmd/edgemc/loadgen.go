@@ -41,7 +41,7 @@ func loadgenFlagSet(cfg *loadgen.Config, f *loadgenFlags) *flag.FlagSet {
 	fs.StringVar(&f.prefix, "meeting-prefix", "loadgen-", "meeting ids are this prefix and a number")
 	fs.IntVar(&cfg.Sessions, "sessions", 100, fmt.Sprintf("sessions to open (at most %d)", loadgen.MaxSessions))
 	fs.Float64Var(&cfg.Rate, "rate", 0, "target joins per second; 0 joins as fast as --concurrency allows")
-	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "joins in flight at most")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "joins in flight at most (past 16, raise the target's max-pending-sessions-per-address: they come from one address)")
 	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", 10*time.Second, "bound of one join")
 	fs.IntVar(&cfg.Mutes, "mutes", 0, "host-mute rounds per meeting after the joins (fan-out latency)")
 	fs.DurationVar(&cfg.Settle, "settle", 0, "pause after the joins before the first host-mute round")

@@ -290,10 +290,38 @@ async function poll() {
   setTimeout(poll, 5000);
 }
 
+// The live stream sends the whole status first ("status"), then only what
+// changed ("patch"): a JSON merge patch (RFC 7396) of the status with its
+// meetings keyed by id.
+function keyed(s) {
+  return { ...s, meetings: Object.fromEntries((s.meetings ?? []).map((m) => [m.id, m])) };
+}
+
+function unkeyed(k) {
+  const meetings = Object.values(k.meetings ?? {}).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return { ...k, meetings };
+}
+
+function mergePatch(target, patch) {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
+  const out = (target !== null && typeof target === 'object' && !Array.isArray(target)) ? { ...target } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k]; else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
+
 function start() {
   if (!window.EventSource) { poll(); return; }
   const es = new EventSource('/api/v1/events');
-  es.addEventListener('status', (e) => { render(JSON.parse(e.data)); setLive(true, 'live'); });
+  let doc = null;
+  es.addEventListener('status', (e) => { doc = keyed(JSON.parse(e.data)); render(unkeyed(doc)); setLive(true, 'live'); });
+  es.addEventListener('patch', (e) => {
+    if (!doc) return;
+    doc = mergePatch(doc, JSON.parse(e.data));
+    render(unkeyed(doc));
+    setLive(true, 'live');
+  });
   es.onerror = () => {
     if (es.readyState === EventSource.CLOSED) { poll(); return; }
     setLive(false, 'reconnecting…');

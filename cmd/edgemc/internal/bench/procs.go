@@ -155,6 +155,9 @@ func (e *env) startEdgemc(ctx context.Context, extra ...string) *server {
 		"--webtransport-listen=127.0.0.1:0", "--grpc-listen=127.0.0.1:0", "--http-listen=127.0.0.1:0",
 		"--webtransport-advertise=https://127.0.0.1:4433/", "--grpc-advertise=http://127.0.0.1:50052",
 		"--log-format=json", "--drain-timeout=3s",
+		// The load generator is one address with hundreds of joins in
+		// flight; the floor server has no such bound either.
+		"--max-pending-sessions=1000000", "--max-pending-sessions-per-address=1000000",
 	}, extra...)
 	cmd := exec.CommandContext(ctx, e.edgemc, args...)
 	cmd.Dir = dir
