@@ -134,8 +134,10 @@ func TestLevelPrefix(t *testing.T) {
 	}
 	if log, _ := NewLogger("auto", "info", &buf, OutputJournal); log == nil {
 		t.Fatal("no logger")
-	} else if _, ok := log.Handler().(*journalHandler); !ok {
-		t.Errorf("auto under the journal uses %T, want the native protocol", log.Handler())
+	} else if sh, ok := log.Handler().(*samplingHandler); !ok {
+		t.Errorf("auto under the journal uses %T, want refusals sampled", log.Handler())
+	} else if _, ok := sh.inner.(*journalHandler); !ok {
+		t.Errorf("auto under the journal writes with %T, want the native protocol", sh.inner)
 	}
 }
 
