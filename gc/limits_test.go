@@ -77,7 +77,7 @@ func TestUnauthenticatedCallsCostNothing(t *testing.T) {
 	if peak > base+10 {
 		t.Errorf("%d goroutines during %d calls without a token, %d before", peak, calls, base)
 	}
-	if n := refusals.get("missing"); n != calls {
+	if n := refusals.get(auth.ReasonMissing); n != calls {
 		t.Errorf("%d refusals counted, want %d", n, calls)
 	}
 	if f.MaxStreams() != 32 {
@@ -183,7 +183,7 @@ func TestRefusedCallsWithLongDeadlinesHoldNothing(t *testing.T) {
 	if peak > base+8+10 {
 		t.Errorf("peak %d goroutines, bound %d (MaxStreams and a few)", peak, base+18)
 	}
-	if n := refusals.get("missing"); n != int(f.Answered()) {
+	if n := refusals.get(auth.ReasonMissing); n != int(f.Answered()) {
 		t.Errorf("%d refusals counted, %d calls let in", n, f.Answered())
 	}
 }

@@ -88,10 +88,10 @@ type ServerConfig struct {
 	Refusals RefusalCounter
 }
 
-// RefusalCounter is told about every refused call with its reason: "missing"
-// (no bearer token), a token refusal reason of auth.TokenError,
-// "unknown_method", "wrong_service_type" or "missing_scope". It must not
-// block.
+// RefusalCounter is told about every refused call with its reason: a token
+// refusal reason of auth.TokenError ("missing_token" for no bearer token,
+// "scope_mismatch", …), "unknown_method" or "wrong_service_type". It must
+// not block.
 type RefusalCounter interface {
 	GRPCRefused(reason string)
 }

@@ -193,8 +193,8 @@ func TestFaultGRPCHeaderFlood(t *testing.T) {
 	if bound := int64(32 << 10); hwm-baseRSS > bound {
 		t.Errorf("peak RSS grew by %d KiB, bound %d KiB", hwm-baseRSS, bound)
 	}
-	if n, want := mc.metric(t, `mc_grpc_refused_total{reason="missing"}`), float64(int64(streams)+lateAnswered); n != want {
-		t.Errorf("mc_grpc_refused_total{reason=\"missing\"} = %v, want every one of %v", n, want)
+	if n, want := mc.metric(t, `mc_grpc_refused_total{reason="missing_token"}`), float64(int64(streams)+lateAnswered); n != want {
+		t.Errorf("mc_grpc_refused_total{reason=\"missing_token\"} = %v, want every one of %v", n, want)
 	}
 	if bound := sampledBound(took + time.Second); lines > bound {
 		t.Errorf("%d refusal lines logged in %v, bound %d", lines, took, bound)
@@ -395,7 +395,7 @@ func TestFaultFanOutBurst(t *testing.T) {
 	// The participant that stopped reading falls behind once its stream
 	// window is full; slow-client-timeout later it is dropped.
 	waitCond(t, "the participant that stopped reading dropped", func() bool {
-		return mc.metricOr0("mc_slow_clients_dropped_total") >= 1
+		return mc.metricOr0(`mc_messages_dropped_total{actor_type="connection"}`) >= 1
 	})
 	var closed *webtransport.SessionClosedError
 	rctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
@@ -410,7 +410,7 @@ func TestFaultFanOutBurst(t *testing.T) {
 		}
 		break
 	}
-	dropped := mc.metric(t, "mc_slow_clients_dropped_total")
+	dropped := mc.metric(t, `mc_messages_dropped_total{actor_type="connection"}`)
 	hwm := procStatusKiB(t, mc.Pid(), "VmHWM")
 	t.Logf("%d senders × %d mute changes: %d updates to each of %d reading participants in %v; slow clients dropped: %v; peak RSS +%d KiB",
 		senders, each, want, len(readers), took, dropped, hwm-baseRSS)
@@ -531,8 +531,8 @@ func TestFaultUnjoinedSessions(t *testing.T) {
 	if refused.Load()+admitted.Load() != attempts.Load() {
 		t.Errorf("%d of %d attempts neither admitted nor refused with 503", attempts.Load()-refused.Load()-admitted.Load(), attempts.Load())
 	}
-	if n := mc.metric(t, `mc_sessions_refused_total{reason="max_pending_per_address"}`); n != float64(refused.Load()) {
-		t.Errorf("mc_sessions_refused_total{reason=\"max_pending_per_address\"} = %v, want %d", n, refused.Load())
+	if n := mc.metric(t, `mc_webtransport_connections_refused_total{reason="max_pending_per_address"}`); n != float64(refused.Load()) {
+		t.Errorf("mc_webtransport_connections_refused_total{reason=\"max_pending_per_address\"} = %v, want %d", n, refused.Load())
 	}
 	if slowest > 5*time.Second {
 		t.Errorf("the slowest real join took %v, bound 5s", slowest)
@@ -615,7 +615,7 @@ func TestFaultRefusedJoinFlood(t *testing.T) {
 	lines := mc.countLogs(msgIs("join refused: invalid token"))
 	grew := mc.logBytes() - logSize
 	t.Logf("%d joins with untrusted tokens in %v: %d refusal lines, log +%d bytes", joins, took, lines, grew)
-	if n := mc.metric(t, `mc_join_duration_seconds_count{outcome="UNAUTHORIZED"}`); n != float64(joins) {
+	if n := mc.metric(t, `mc_session_join_failures_total{error_type="jwt_validation"}`); n != float64(joins) {
 		t.Errorf("%v refused joins counted, want every one of %d", n, joins)
 	}
 	if bound := sampledBound(took + time.Second); lines > bound {
