@@ -369,11 +369,13 @@ func awaitCheckpoint(t *testing.T, g *gate) {
 
 // A failed checkpoint commit is final like a failed log sync; reopening replays both log segments: the one the
 // checkpoint was folding in and the one written meanwhile.
-func TestCheckpointFailureIsFinal(t *testing.T) {
-	dir := t.TempDir()
-	g := newGate()
-	observed := make(chan error, 10)
-	db := openTest(t, dir, Options{
+// openGatedCheckpoints opens a store in dir whose checkpoint commits wait at
+// g (released with an error to fail one), reporting each result on observed.
+func openGatedCheckpoints(t *testing.T, dir string) (db *DB, g *gate, observed chan error) {
+	t.Helper()
+	g = newGate()
+	observed = make(chan error, 10)
+	db = openTest(t, dir, Options{
 		CheckpointInterval: time.Millisecond,
 		commitFile: func(tx *bolt.Tx) error {
 			if err := g.wait(""); err != nil {
@@ -385,11 +387,17 @@ func TestCheckpointFailureIsFinal(t *testing.T) {
 		ObserveCheckpoint: func(_ time.Duration, err error) {
 			select {
 			case observed <- err:
-			default: // only the first one matters
+			default:
 			}
 		},
 	})
 	t.Cleanup(g.open)
+	return db, g, observed
+}
+
+func TestCheckpointFailureIsFinal(t *testing.T) {
+	dir := t.TempDir()
+	db, g, observed := openGatedCheckpoints(t, dir)
 	gen := fill(t, db)
 	awaitCheckpoint(t, g)
 	if err := db.PutParticipant(sampleMeeting.ID, gen, Participant{ID: "during"}); err != nil {
@@ -430,25 +438,7 @@ func TestCheckpointFailureIsFinal(t *testing.T) {
 // the store is healthy once it fits.
 func TestCheckpointOnAFullDiskIsRetried(t *testing.T) {
 	dir := t.TempDir()
-	g := newGate()
-	observed := make(chan error, 10)
-	db := openTest(t, dir, Options{
-		CheckpointInterval: time.Millisecond,
-		commitFile: func(tx *bolt.Tx) error {
-			if err := g.wait(""); err != nil {
-				_ = tx.Rollback()
-				return err
-			}
-			return tx.Commit()
-		},
-		ObserveCheckpoint: func(_ time.Duration, err error) {
-			select {
-			case observed <- err:
-			default:
-			}
-		},
-	})
-	t.Cleanup(g.open)
+	db, g, observed := openGatedCheckpoints(t, dir)
 	gen := fill(t, db)
 	awaitCheckpoint(t, g)
 	g.release <- syscall.ENOSPC
