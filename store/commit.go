@@ -451,7 +451,8 @@ func (c *committer) fold(m *memtable, seq uint64) (err error) {
 // A file that could not grow (a full disk) synced nothing: the store is unhealthy, the frozen changes stay (the log
 // segment they came from is not reused until they are folded) and the run loop folds them again later.
 func (c *committer) checkpointDone(err error) {
-	c.observe(time.Since(c.foldStart), err)
+	took := time.Since(c.foldStart)
+	defer c.observe(took, err) // once the store's state says what happened
 	c.folded = nil
 	switch {
 	case noSpace(err):
