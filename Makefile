@@ -68,7 +68,7 @@ bench-store: ## fenced durable writes and nonces: edgemc's store vs redis-server
 	$(GO) run ./store/internal/redisbench -duration 3s -writers 1,8,64
 
 GC_OUTAGE ?= 2m
-faults: ## fault suite on the real binary at full size: GC outage of GC_OUTAGE (2m), 10,000 half-open handshakes, SIGKILL under 1,000 joins
+faults: ## fault suite on the real binary at full size: GC outage of GC_OUTAGE (2m), 10,000 half-open handshakes, SIGKILL under 1,000 joins, the attacks of README "Limits" (100,000 header-only gRPC calls, 2,000 gRPC and HTTP connections, a 50,000-update fan-out, 20 s of sessions that never join, 3,000 refused joins)
 	EDGEMC_FAULTS=long EDGEMC_FAULTS_GC_OUTAGE=$(GC_OUTAGE) $(GO) test -count=1 -timeout 30m -v -run '^TestFault' ./cmd/edgemc/
 
 FUZZTIME ?= 20s
@@ -86,8 +86,8 @@ package: ## .deb and .rpm for amd64 and arm64 in dist/ (nfpm)
 	done
 	packaging/build.sh '$(VERSION)' dist
 
-test-package: package ## build the packages, inspect them and (as root) install, run and purge the .deb
-	EDGEMC_PACKAGES_DIR=$(CURDIR)/dist EDGEMC_INSTALL_TEST=1 $(GO) test -race -count=1 ./packaging/
+test-package: package ## build the packages, inspect them and (as root) install them here and under systemd in a Debian container (systemd-nspawn)
+	EDGEMC_PACKAGES_DIR=$(CURDIR)/dist EDGEMC_INSTALL_TEST=1 $(GO) test -race -count=1 -timeout 20m -v ./packaging/
 
-clean: ## remove build outputs
-	rm -rf bin dist
+clean: ## remove build outputs and the state of `make run` (./edgemc-data)
+	rm -rf bin dist edgemc-data

@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/edgemc/edgemc/store/atomicfile"
 )
 
 // Session-binding parameters from the wire contract.
@@ -83,7 +85,8 @@ func (k meetingBinder) valid(correlationID, participantID, nonce, token string) 
 
 // loadBindingSecret reads the master secret from file (hex, or raw bytes of
 // at least 32), or, when file is empty, from dataDir/binding.key, creating it
-// with 32 random bytes on first start so that bindings survive a restart.
+// (atomically) with 32 random bytes on first start so that bindings survive a
+// restart.
 func loadBindingSecret(file, dataDir string) ([]byte, error) {
 	if file == "" {
 		file = filepath.Join(dataDir, bindingSecretName)
@@ -93,7 +96,7 @@ func loadBindingSecret(file, dataDir string) ([]byte, error) {
 			if err := os.MkdirAll(dataDir, 0o700); err != nil {
 				return nil, fmt.Errorf("binding secret: %w", err)
 			}
-			if err := os.WriteFile(file, []byte(hex.EncodeToString(s)+"\n"), 0o600); err != nil {
+			if err := atomicfile.WriteFile(file, []byte(hex.EncodeToString(s)+"\n"), 0o600); err != nil {
 				return nil, fmt.Errorf("binding secret: %w", err)
 			}
 			return s, nil
@@ -103,13 +106,23 @@ func loadBindingSecret(file, dataDir string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("binding secret: %w", err)
 	}
+	secret, err := parseBindingSecret(raw)
+	if err != nil {
+		return nil, fmt.Errorf("binding secret in %s %w", file, err)
+	}
+	return secret, nil
+}
+
+// parseBindingSecret decodes a binding secret file: hex, or raw bytes. The
+// error follows the file's name and never shows the contents.
+func parseBindingSecret(raw []byte) ([]byte, error) {
 	text := strings.TrimSpace(string(raw))
 	secret, err := hex.DecodeString(text)
 	if err != nil {
 		secret = []byte(text)
 	}
 	if len(secret) < minMasterSecret {
-		return nil, fmt.Errorf("binding secret in %s is shorter than %d bytes", file, minMasterSecret)
+		return nil, fmt.Errorf("is shorter than %d bytes", minMasterSecret)
 	}
 	return secret, nil
 }

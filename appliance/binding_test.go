@@ -61,6 +61,10 @@ func TestBindingSecretPersists(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("secret file mode: %v %v", fi.Mode(), err)
 	}
+	// Written through a temporary file renamed into place: nothing else is left in the data dir.
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 1 {
+		t.Fatalf("data dir after creating the secret: %v %v", entries, err)
+	}
 	short := filepath.Join(dir, "short")
 	os.WriteFile(short, []byte("abcd"), 0o600)
 	if _, err := loadBindingSecret(short, dir); err == nil {

@@ -22,11 +22,26 @@ type Config struct {
 
 	GCURL, GCTokenFile, JWKSURL, JWTPublicKey string
 
+	// The MC's own credentials at the Auth Controller.
+	ACURL, ClientID, ClientSecretFile string
+
 	MaxMeetings, MaxParticipants uint32
 
 	MaxSessionsPerIdentity, SessionMessageRate, SessionMessageBurst uint32
 
+	MaxPendingSessions, MaxPendingSessionsPerAddress                      uint32
+	GRPCMaxConnections, GRPCMaxConnectionsPerAddress, GRPCMaxStreams      uint32
+	HTTPMaxConnections, HTTPMaxConnectionsPerAddress, HTTPMaxEventStreams uint32
+
 	TLSCert, TLSKey string
+
+	// Transport security of the control plane: the gRPC server's TLS, the
+	// trust of outbound calls, and the pins on callers' service tokens.
+	GRPCTLSCert, GRPCTLSKey, GRPCClientCA                         string
+	ControlPlaneCA, ControlPlaneClientCert, ControlPlaneClientKey string
+	AllowPlaintextControlPlane                                    bool
+	ServiceTokenIssuer, ServiceTokenAudience                      string
+	ServiceTokenSubjects                                          []string
 
 	DrainTimeout, DisconnectGrace, EmptyMeetingTimeout time.Duration
 
@@ -36,18 +51,23 @@ type Config struct {
 
 	GCBackoffBase, GCBackoffMax, FastHeartbeat, ComprehensiveHeartbeat time.Duration
 	FirstFrameTimeout, SessionIdleTimeout, SweepInterval               time.Duration
+	SlowClientTimeout, GRPCRequestTimeout, GRPCIdleTimeout             time.Duration
 
 	CPUProfile string
 
 	// ConfigFile is the TOML file that was read ("" if none).
 	ConfigFile string
+	// Given names the settings set by a flag, the environment or the file
+	// rather than left at their default, in table order.
+	Given []string
 	// Warnings are problems that did not stop loading (such as an unknown
 	// EDGEMC_* environment variable), for the caller to log once a logger
 	// exists. They never contain setting values.
 	Warnings []string
 }
 
-// ErrInvalidSetting is matched (errors.Is) by every *SettingError.
+// ErrInvalidSetting is matched (errors.Is) by every *SettingError, and so
+// by every error of [LoadConfig] and [Config.Validate] but flag syntax.
 var ErrInvalidSetting = errors.New("invalid setting")
 
 // SettingError is a setting whose value edgemc cannot use.
@@ -56,6 +76,8 @@ type SettingError struct {
 	Value   string // the offending value ("" when there is none to show)
 	Reason  string // what is wrong, phrased to follow the value: "is not a whole number"
 	Source  string // where the value came from: "flag --x", "env EDGEMC_X", a file path, "default"
+	// Missing marks a required setting that has no value.
+	Missing bool
 }
 
 // Error is one line. It never shows the value of a secret-bearing setting
@@ -63,7 +85,11 @@ type SettingError struct {
 // where its file name belongs.
 func (e *SettingError) Error() string {
 	var b strings.Builder
-	b.WriteString("invalid setting ")
+	if e.Missing {
+		b.WriteString("missing setting ")
+	} else {
+		b.WriteString("invalid setting ")
+	}
 	b.WriteString(e.Setting)
 	b.WriteString(": ")
 	if e.Value != "" && !isSecretSetting(e.Setting) {
@@ -134,6 +160,7 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string, env
 	}
 
 	c := Config{ConfigFile: path}
+	sources := make(map[string]string, len(table))
 	for i, s := range table {
 		raw := defaultValue(s, host)
 		if v, ok := fileValues[s.name]; ok {
@@ -148,8 +175,15 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string, env
 		if err := s.set(&c, raw.text); err != nil {
 			return Config{}, &SettingError{Setting: s.name, Value: raw.text, Reason: err.Error(), Source: raw.source}
 		}
+		sources[s.name] = raw.source
+		if raw.source != "default" {
+			c.Given = append(c.Given, s.name)
+		}
 	}
 	if err := c.crossCheck(); err != nil {
+		return Config{}, err
+	}
+	if err := c.checkControlPlane(sources); err != nil {
 		return Config{}, err
 	}
 	c.Warnings = unknownEnv(environ, table)

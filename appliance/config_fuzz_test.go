@@ -34,6 +34,12 @@ func FuzzLoadConfigTOML(f *testing.F) {
 		"region = \"\"\"\nmulti\nline\"\"\"\n",
 		"[[region]]\n",
 		"date = 1979-05-27T07:32:00Z\n",
+		"allow-plaintext-control-plane = true\ngc-url = 'http://gc.example.net'\n",
+		"gc-url = 'http://gc.example.net'\n",
+		"service-token-subjects = ['gc-1', 'gc-2']\n",
+		"service-token-subjects = [1, 'x,y']\n",
+		"grpc-tls-cert = '/nonexistent'\ngrpc-tls-key = '/nonexistent'\n",
+		"grpc-advertise = 'https://mc:1'\n",
 	} {
 		f.Add([]byte(seed))
 	}

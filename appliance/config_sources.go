@@ -39,6 +39,11 @@ type flagValue struct {
 func (f *flagValue) String() string     { return f.text }
 func (f *flagValue) Set(v string) error { f.text, f.set = v, true; return nil }
 
+// boolFlag is a flagValue that may be given without a value.
+type boolFlag struct{ *flagValue }
+
+func (boolFlag) IsBoolFlag() bool { return true }
+
 // flagValues are the flags LoadConfig registers: --config and one per
 // setting, in table order.
 type flagValues struct {
@@ -59,7 +64,11 @@ func parseFlags(fs *flag.FlagSet, args []string, table []setting, defaultFile st
 	fs.Var(f.config, "config", fmt.Sprintf("TOML configuration file (env %s; default %s when it exists)", envName("config"), defaultFile))
 	for i, s := range table {
 		f.settings[i] = &flagValue{text: s.def}
-		fs.Var(f.settings[i], s.name, fmt.Sprintf("%s (env %s)", s.help, envName(s.name)))
+		var v flag.Value = f.settings[i]
+		if _, ok := s.field(&Config{}).(*bool); ok {
+			v = boolFlag{f.settings[i]} // --name alone means true
+		}
+		fs.Var(v, s.name, fmt.Sprintf("%s (env %s)", s.help, envName(s.name)))
 	}
 	if err := fs.Parse(args); err != nil {
 		return flagValues{}, err
@@ -108,14 +117,9 @@ func parseTOML(data []byte, path string, table []setting) (map[string]rawValue, 
 		if !ok {
 			continue
 		}
-		var text string
-		switch v := v.(type) {
-		case string:
-			text = v
-		case int64:
-			text = strconv.FormatInt(v, 10)
-		default:
-			return nil, &SettingError{Setting: s.name, Reason: "must be a string or a whole number, not a TOML " + strings.ToLower(md.Type(s.name)), Source: path}
+		text, err := tomlText(v, s.field(&Config{}), strings.ToLower(md.Type(s.name)))
+		if err != nil {
+			return nil, &SettingError{Setting: s.name, Reason: err.Error(), Source: path}
 		}
 		values[s.name] = rawValue{text: text, source: path}
 	}
@@ -142,4 +146,51 @@ func unknownEnv(environ []string, table []setting) []string {
 		warnings = append(warnings, "unknown environment variable "+name+" is ignored")
 	}
 	return warnings
+}
+
+// tomlText is a TOML value as the text a setting with field parses (as
+// if given as a flag): a string or a whole number for any setting, true or
+// false for a switch, an array of strings for a list.
+func tomlText(v any, field any, tomlType string) (string, error) {
+	_, isBool := field.(*bool)
+	_, isList := field.(*[]string)
+	switch v := v.(type) {
+	case string:
+		return v, nil
+	case int64:
+		return strconv.FormatInt(v, 10), nil
+	case bool:
+		if isBool {
+			return strconv.FormatBool(v), nil
+		}
+	case []any:
+		if isList {
+			return tomlList(v)
+		}
+	}
+	want := "a string or a whole number"
+	switch {
+	case isBool:
+		want = "true or false"
+	case isList:
+		want = "a list of strings"
+	}
+	return "", fmt.Errorf("must be %s, not a TOML %s", want, tomlType)
+}
+
+// tomlList turns a TOML array of strings into the comma-separated text a
+// list setting parses.
+func tomlList(items []any) (string, error) {
+	texts := make([]string, len(items))
+	for i, item := range items {
+		text, ok := item.(string)
+		switch {
+		case !ok:
+			return "", errors.New("must be a list of strings")
+		case strings.Contains(text, ","):
+			return "", fmt.Errorf("has an entry %q with a comma", text)
+		}
+		texts[i] = text
+	}
+	return strings.Join(texts, ","), nil
 }

@@ -76,11 +76,15 @@ func TestDefaults(t *testing.T) {
 		GRPCListen: ":50052", GRPCAdvertise: "http://testhost:50052", HTTPListen: "127.0.0.1:8081",
 		MaxMeetings: 1000, MaxParticipants: 10000,
 		MaxSessionsPerIdentity: 4, SessionMessageRate: 20, SessionMessageBurst: 50,
+		MaxPendingSessions: 256, MaxPendingSessionsPerAddress: 16,
+		GRPCMaxConnections: 256, GRPCMaxConnectionsPerAddress: 16, GRPCMaxStreams: 32,
+		HTTPMaxConnections: 64, HTTPMaxConnectionsPerAddress: 16, HTTPMaxEventStreams: 8,
 		DrainTimeout: 30 * time.Second, DisconnectGrace: 30 * time.Second, EmptyMeetingTimeout: 5 * time.Minute,
 		LogFormat: "auto", LogLevel: "info",
 		GCBackoffBase: time.Second, GCBackoffMax: 30 * time.Second,
 		FastHeartbeat: 10 * time.Second, ComprehensiveHeartbeat: 30 * time.Second,
-		FirstFrameTimeout: 10 * time.Second, SessionIdleTimeout: 15 * time.Second, SweepInterval: 10 * time.Second,
+		FirstFrameTimeout: 5 * time.Second, SessionIdleTimeout: 15 * time.Second, SweepInterval: 10 * time.Second,
+		SlowClientTimeout: 10 * time.Second, GRPCRequestTimeout: 10 * time.Second, GRPCIdleTimeout: 2 * time.Minute,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
@@ -109,7 +113,7 @@ func TestSettingsTable(t *testing.T) {
 	ct := reflect.TypeFor[Config]()
 	for i := range ct.NumField() {
 		f := ct.Field(i)
-		if _, ok := covered[f.Offset]; !ok && f.Name != "ConfigFile" && f.Name != "Warnings" {
+		if _, ok := covered[f.Offset]; !ok && f.Name != "ConfigFile" && f.Name != "Given" && f.Name != "Warnings" {
 			t.Errorf("Config.%s has no setting", f.Name)
 		}
 	}
@@ -145,8 +149,10 @@ func TestPrecedence(t *testing.T) {
 			wantDefault: "local", wantFile: "eu", wantEnv: "us", wantFlag: "ap"},
 		{name: "http-listen", file: `"127.0.0.1:1"`, env: "127.0.0.1:2", flag: "[::1]:3",
 			wantDefault: "127.0.0.1:8081", wantFile: "127.0.0.1:1", wantEnv: "127.0.0.1:2", wantFlag: "[::1]:3"},
-		{name: "grpc-advertise", file: `"https://a:1"`, env: "http://b:2", flag: "https://c:3",
-			wantDefault: "http://testhost:50052", wantFile: "https://a:1", wantEnv: "http://b:2", wantFlag: "https://c:3"},
+		{name: "grpc-advertise", file: `"http://a:1"`, env: "http://b:2", flag: "http://c:3",
+			wantDefault: "http://testhost:50052", wantFile: "http://a:1", wantEnv: "http://b:2", wantFlag: "http://c:3"},
+		{name: "allow-plaintext-control-plane", file: `true`, env: "false", flag: "true",
+			wantDefault: false, wantFile: true, wantEnv: false, wantFlag: true},
 		{name: "max-meetings", file: `7`, env: "8", flag: "9",
 			wantDefault: uint32(1000), wantFile: uint32(7), wantEnv: uint32(8), wantFlag: uint32(9)},
 		{name: "max-participants", file: `"70"`, env: "80", flag: "90",
@@ -265,7 +271,7 @@ func TestInvalidValues(t *testing.T) {
 		{"max-meetings", "abc", `"abc" is not a whole number`},
 		{"max-meetings", "0", "must be greater than zero"},
 		{"max-participants", "4294967296", "is larger than 4294967295"},
-		{"max-participants", "-1", "is not a whole number"},
+		{"max-participants", "-1", "must be greater than zero"},
 		{"drain-timeout", "30", "is not a duration"},
 		{"sweep-interval", "-1s", "must be greater than zero"},
 		{"fast-heartbeat", "0s", "must be greater than zero"},
@@ -412,7 +418,7 @@ func TestLogValue(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	log, err := NewLogger("json", "info", &buf, false)
+	log, err := NewLogger("json", "info", &buf, OutputPipe)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,25 +444,25 @@ func TestLogValue(t *testing.T) {
 
 func TestNewLogger(t *testing.T) {
 	cases := []struct {
-		format   string
-		terminal bool
-		json     bool
+		format string
+		out    LogOutput
+		json   bool
 	}{
-		{"auto", true, false},
-		{"auto", false, true},
-		{"text", false, false},
-		{"json", true, true},
+		{"auto", OutputTerminal, false},
+		{"auto", OutputPipe, true},
+		{"text", OutputPipe, false},
+		{"json", OutputTerminal, true},
 	}
 	for _, tc := range cases {
 		var buf bytes.Buffer
-		log, err := NewLogger(tc.format, "info", &buf, tc.terminal)
+		log, err := NewLogger(tc.format, "info", &buf, tc.out)
 		if err != nil {
 			t.Fatal(err)
 		}
 		log.Info("hello", "join_token", "abc.def.ghi", "binding_token", "0badc0de", "Authorization", "Bearer x", "token_file", "/etc/t")
 		out := buf.String()
 		if isJSON := json.Valid(bytes.TrimSpace(buf.Bytes())); isJSON != tc.json {
-			t.Errorf("%s/terminal=%v: JSON=%v, want %v: %s", tc.format, tc.terminal, isJSON, tc.json, out)
+			t.Errorf("%s/output %v: JSON=%v, want %v: %s", tc.format, tc.out, isJSON, tc.json, out)
 		}
 		for _, leak := range []string{"abc.def.ghi", "0badc0de", "Bearer x"} {
 			if strings.Contains(out, leak) {
@@ -469,7 +475,7 @@ func TestNewLogger(t *testing.T) {
 	}
 
 	var buf bytes.Buffer
-	log, err := NewLogger("text", "warn", &buf, true)
+	log, err := NewLogger("text", "warn", &buf, OutputTerminal)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,10 +484,10 @@ func TestNewLogger(t *testing.T) {
 	if strings.Contains(buf.String(), "quiet") || !strings.Contains(buf.String(), "loud") {
 		t.Errorf("level warn: %s", buf.String())
 	}
-	if _, err := NewLogger("xml", "info", io.Discard, false); !errors.Is(err, ErrInvalidSetting) {
+	if _, err := NewLogger("xml", "info", io.Discard, OutputPipe); !errors.Is(err, ErrInvalidSetting) {
 		t.Errorf("bad format: %v", err)
 	}
-	if _, err := NewLogger("json", "loud", io.Discard, false); !errors.Is(err, ErrInvalidSetting) {
+	if _, err := NewLogger("json", "loud", io.Discard, OutputPipe); !errors.Is(err, ErrInvalidSetting) {
 		t.Errorf("bad level: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"crypto/ed25519"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/edgemc/edgemc/gc/auth"
 )
 
 // set parses v into the setting's field of c. The error is the reason only,
@@ -31,9 +34,13 @@ func (s setting) set(c *Config, v string) error {
 		*p = v
 	case *uint32:
 		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		_, errSigned := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 		switch {
 		case errors.Is(err, strconv.ErrRange) || err == nil && n > math.MaxUint32:
 			return fmt.Errorf("is larger than %d", uint32(math.MaxUint32))
+		case err != nil && (errSigned == nil || errors.Is(errSigned, strconv.ErrRange)):
+			// A negative whole number.
+			return errors.New("must be greater than zero")
 		case err != nil:
 			return errors.New("is not a whole number")
 		case n == 0:
@@ -49,6 +56,18 @@ func (s setting) set(c *Config, v string) error {
 			return errors.New("must be greater than zero")
 		}
 		*p = d
+	case *bool:
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return errors.New("is not true or false")
+		}
+		*p = b
+	case *[]string:
+		list, err := parseList(v, s.check)
+		if err != nil {
+			return err
+		}
+		*p = list
 	default:
 		panic(fmt.Sprintf("setting %s: unsupported field type %T", s.name, p))
 	}
@@ -64,9 +83,41 @@ func (c *Config) crossCheck() error {
 		}
 		return &SettingError{Setting: missing, Reason: "must be set when " + other + " is"}
 	}
+	if err := c.credentialsCheck(); err != nil {
+		return err
+	}
 	if c.GCBackoffBase > c.GCBackoffMax {
 		return &SettingError{Setting: "gc-backoff-base", Value: c.GCBackoffBase.String(),
 			Reason: "must not be longer than gc-backoff-max (" + c.GCBackoffMax.String() + ")"}
+	}
+	return nil
+}
+
+// credentialsCheck: the MC's own credentials are either a fixed token
+// (gc-token-file) or the Auth Controller's client credentials (ac-url,
+// client-id and client-secret-file together), never both, and a GC link
+// needs one of them.
+func (c *Config) credentialsCheck() error {
+	ac := map[string]string{"ac-url": c.ACURL, "client-id": c.ClientID, "client-secret-file": c.ClientSecretFile}
+	var set, unset []string
+	for _, name := range []string{"ac-url", "client-id", "client-secret-file"} {
+		if ac[name] != "" {
+			set = append(set, name)
+		} else {
+			unset = append(unset, name)
+		}
+	}
+	switch {
+	case len(set) > 0 && len(unset) > 0:
+		verb := " is"
+		if len(set) > 1 {
+			verb = " are"
+		}
+		return &SettingError{Setting: unset[0], Reason: "must be set when " + strings.Join(set, " and ") + verb + " (ac-url, client-id and client-secret-file go together)"}
+	case len(set) > 0 && c.GCTokenFile != "":
+		return &SettingError{Setting: "gc-token-file", Reason: "must not be set with ac-url: edgemc's credentials are either a fixed token or the Auth Controller's client credentials"}
+	case c.GCURL != "" && len(set) == 0 && c.GCTokenFile == "":
+		return &SettingError{Setting: "gc-url", Reason: "needs edgemc's credentials: ac-url, client-id and client-secret-file (or gc-token-file)"}
 	}
 	return nil
 }
@@ -187,6 +238,54 @@ func ed25519PEMFile(path string) error {
 	key, err := x509.ParsePKIXPublicKey(block.Bytes)
 	if _, ok := key.(ed25519.PublicKey); err != nil || !ok {
 		return errors.New("does not hold an Ed25519 public key (PEM \"PUBLIC KEY\")")
+	}
+	return nil
+}
+
+// Validate checks what the settings cannot show one at a time: that join
+// tokens can be verified (jwks-url or jwt-public-key, unless opts.Lab, whose
+// token issuer supplies the keys) and that the files they name hold what
+// edgemc will read from them (the token key, the certificate pair, the
+// session-binding secret, the status token). It reads those files and
+// changes nothing: call it before logging, opening the store or creating
+// data-dir, so that a configuration error leaves nothing behind. The error
+// is a *SettingError naming the setting.
+func (c Config) Validate(opts RunOptions) error {
+	if !opts.Lab && c.JWKSURL == "" && c.JWTPublicKey == "" {
+		return &SettingError{Setting: "jwks-url", Missing: true,
+			Reason: "set jwks-url (or jwt-public-key) so that join tokens can be verified"}
+	}
+	if c.JWTPublicKey != "" && !opts.Lab {
+		raw, err := os.ReadFile(c.JWTPublicKey)
+		if err == nil {
+			_, err = auth.ParsePublicKeyPEM(raw)
+		}
+		if err != nil {
+			return &SettingError{Setting: "jwt-public-key", Value: c.JWTPublicKey, Reason: "is not usable: " + err.Error()}
+		}
+	}
+	if c.TLSCert != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+			return &SettingError{Setting: "tls-cert", Value: c.TLSCert, Reason: "and tls-key are not a usable certificate pair: " + err.Error()}
+		}
+	}
+	if c.BindingSecretFile != "" {
+		raw, err := os.ReadFile(c.BindingSecretFile)
+		if err != nil {
+			return &SettingError{Setting: "binding-secret-file", Reason: fileReason(err)}
+		}
+		if _, err := parseBindingSecret(raw); err != nil {
+			return &SettingError{Setting: "binding-secret-file", Reason: err.Error()}
+		}
+	}
+	if c.StatusTokenFile != "" {
+		tok, err := readSecretFile(c.StatusTokenFile, "status-token-file")
+		if err != nil {
+			return &SettingError{Setting: "status-token-file", Reason: fileReason(err)}
+		}
+		if tok == "" {
+			return &SettingError{Setting: "status-token-file", Reason: "names an empty file, which would leave the status page open"}
+		}
 	}
 	return nil
 }

@@ -56,6 +56,7 @@ type Controller struct {
 	db       *store.DB
 	verifier joinVerifier
 	metrics  metricsSink
+	media    mediaMetrics
 	notifier atomic.Pointer[endNotifier]
 	deps     meetingDeps // shared by every meeting
 
@@ -76,6 +77,10 @@ func newController(cfg controllerConfig, log *slog.Logger, db *store.DB, v joinV
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Controller{cfg: cfg, ctx: ctx, cancel: cancel, log: log, db: db, verifier: newVerifyPool(ctx, v, verifyWorkers()), metrics: m, meetings: map[string]*meeting{}}
+	c.media, _ = m.(mediaMetrics) // *web.Metrics has them; test sinks need not
+	if c.media == nil {
+		c.media = nopMediaMetrics{}
+	}
 	c.participants.max = int64(cfg.MaxParticipants)
 	c.deps = meetingDeps{
 		store:    db,
@@ -92,6 +97,10 @@ func newController(cfg controllerConfig, log *slog.Logger, db *store.DB, v joinV
 	}
 	return c
 }
+
+// SetRegistrar sets how meetings are registered with their media handlers;
+// call it before any meeting starts.
+func (c *Controller) SetRegistrar(r mhRegistrar) { c.deps.mh = r }
 
 // SetNotifier sets where meeting ends are reported (the GC link).
 func (c *Controller) SetNotifier(n endNotifier) { c.notifier.Store(&n) }
@@ -225,7 +234,7 @@ func (c *Controller) AssignMeeting(ctx context.Context, id string, mhs []gc.MHAs
 		return refusedByStore(fmt.Errorf("store meeting %s: %w", id, err))
 	}
 	c.start(newMeeting(c.ctx, &c.deps, st))
-	c.log.Info("meeting assigned", "meeting", id, "generation", gen, "media_handlers", len(mhs))
+	c.log.InfoContext(ctx, "meeting assigned", "meeting", id, "generation", gen, "media_handlers", len(mhs))
 	return internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED, nil
 }
 
@@ -280,7 +289,10 @@ func (c *Controller) recoverMeeting(st store.MeetingState, now time.Time) error 
 		if err := m.restore(p, bindings[p.ID], now); err != nil {
 			return fmt.Errorf("restore meeting %s: %w", st.Meeting.ID, err)
 		}
+		m.media.add(p.ID, p.UserID)
 	}
+	// Its media handlers are told again when the first participant is back.
+	m.recovered = true
 	c.participants.add(len(st.Participants))
 	m.publish()
 	c.start(m)

@@ -221,6 +221,8 @@ func (s *fakeSession) SendFrame(f webtransport.Frame) error {
 
 func (s *fakeSession) Close(uint32, string) { s.closeOnce.Do(func() { close(s.closed) }) }
 
+func (s *fakeSession) Joined() {}
+
 func (s *fakeSession) Next(ctx context.Context) (*pb.ClientMessage, error) {
 	select {
 	case <-s.closed:
@@ -264,8 +266,7 @@ func (fakeVerifier) VerifyJoin(_ context.Context, token string) (*auth.JoinClaim
 // countingSink is a metricsSink that counts recovered panics.
 type countingSink struct{ panics atomic.Int64 }
 
-func (*countingSink) MailboxDepth(string, int)       {}
-func (s *countingSink) PanicRecovered()              { s.panics.Add(1) }
+func (s *countingSink) PanicRecovered(string)        { s.panics.Add(1) }
 func (*countingSink) FencedOut()                     {}
 func (*countingSink) NonceReplayRefused()            {}
 func (*countingSink) Reconnection(string)            {}

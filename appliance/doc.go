@@ -32,7 +32,20 @@
 //     record (store (*DB).PutMeeting), then its actor starts (newMeeting,
 //     (*Controller).start).
 //
+// # The media path
+//
+//  1. The first participant of an empty meeting (join.go → media.go
+//     (*meeting).arrived), or the first one back after a restart, makes the
+//     meeting register with its media handlers in the background
+//     ((*meeting).registerMHs, gc/mh (*Lease).Register).
+//  2. Media handlers' notifications (gc/media.go) reach
+//     (*Controller).MediaEvent; clients' MediaConnectionUpdates reach
+//     (*Controller).mediaUpdate. Both land in the meeting's mediaState,
+//     which status reads.
+//  3. On a drain, redirect.go sends RedirectToMc before sessions close.
+//
 // A meeting reaches nothing outside itself but meetingDeps (meeting.go): the
 // store writer, the binding signer, metrics, the seat counter, a clock, its
-// timings and the callback for when it is no longer held.
+// timings, the callback for when it is no longer held and the media-handler
+// registrar.
 package appliance

@@ -50,8 +50,17 @@ func testConfig(t *testing.T, issuer *devissuer.Issuer) Config {
 // (drained) when the test ends unless stopped earlier.
 func startEnv(t *testing.T, issuer *devissuer.Issuer, cfg Config) *env {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := newAppliance(cfg, RunOptions{Version: "test", Logger: log})
+	return startEnvWith(t, issuer, cfg, RunOptions{})
+}
+
+// startEnvWith is startEnv with run options; a nil Logger logs to the test.
+func startEnvWith(t *testing.T, issuer *devissuer.Issuer, cfg Config, opts RunOptions) *env {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	opts.Version = "test"
+	a, err := newAppliance(cfg, opts)
 	if err != nil {
 		t.Fatalf("start appliance: %v", err)
 	}
@@ -99,6 +108,12 @@ func (w testWriter) Write(p []byte) (int, error) {
 // assign asks the appliance over real gRPC, as the GC does, to hold meetingID.
 func (e *env) assign(meetingID string) *internalpb.AssignMeetingWithMhResponse {
 	e.t.Helper()
+	return e.assignMHs(meetingID, []*internalpb.MhAssignment{{MhId: "mh-1", WebtransportEndpoint: "https://mh-1.example:4434/", GrpcEndpoint: "http://127.0.0.1:1"}})
+}
+
+// assignMHs is assign with these media handlers.
+func (e *env) assignMHs(meetingID string, mhs []*internalpb.MhAssignment) *internalpb.AssignMeetingWithMhResponse {
+	e.t.Helper()
 	conn, err := grpc.NewClient(e.a.grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		e.t.Fatal(err)
@@ -109,7 +124,7 @@ func (e *env) assign(meetingID string) *internalpb.AssignMeetingWithMhResponse {
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+e.issuer.ServiceToken("gc-test", "global-controller"))
 	resp, err := internalpb.NewMeetingControllerServiceClient(conn).AssignMeetingWithMh(ctx, &internalpb.AssignMeetingWithMhRequest{
 		MeetingId:      meetingID,
-		MhAssignments:  []*internalpb.MhAssignment{{MhId: "mh-1", WebtransportEndpoint: "https://mh-1.example:4434/", GrpcEndpoint: "http://mh-1.example:50053"}},
+		MhAssignments:  mhs,
 		RequestingGcId: "gc-test",
 	})
 	if err != nil {

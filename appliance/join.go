@@ -39,7 +39,7 @@ func (m *meeting) join(req joinRequest) (string, *codedError) {
 			return p.rec.ID, m.reattach(p, req.conn)
 		}
 		m.deps.metrics.Reconnection(reason)
-		m.log.Info("reconnection refused; joining as a new participant", "reason", reason)
+		m.log.Info("reconnection refused; joining as a new participant", RefusedKey, reason)
 	}
 	if cerr := m.makeRoomFor(req.claims.Subject); cerr != nil {
 		return "", cerr
@@ -81,7 +81,8 @@ func (m *meeting) join(req joinRequest) (string, *codedError) {
 	m.broadcast(&pb.ServerMessage{Message: &pb.ServerMessage_ParticipantJoined{
 		ParticipantJoined: &pb.ParticipantJoined{Participant: p.wire()},
 	}}, p.rec.ID)
-	m.log.Debug("participant joined", "participant", p.rec.ID, "role", p.rec.Role)
+	m.log.Info("participant joined", "participant", p.rec.ID, "role", p.rec.Role)
+	m.arrived(p, false)
 	return p.rec.ID, nil
 }
 
@@ -182,7 +183,8 @@ func (m *meeting) reattach(p *participant, conn peer) *codedError {
 	m.deps.metrics.Reconnection("recovered")
 	m.publish()
 	m.sendJoinFrame(p, frame)
-	m.log.Debug("participant reconnected", "participant", p.rec.ID)
+	m.log.Info("participant reconnected", "participant", p.rec.ID)
+	m.arrived(p, true)
 	return nil
 }
 
@@ -211,7 +213,7 @@ func (m *meeting) joinResponse(p *participant, token string) (webtransport.Frame
 			mutes = append(mutes, q.muteUpdate())
 		}
 	}
-	msg := &pb.ServerMessage{Message: &pb.ServerMessage_JoinResponse{JoinResponse: resp}}
+	msg := m.stamp(&pb.ServerMessage{Message: &pb.ServerMessage_JoinResponse{JoinResponse: resp}})
 	var overflow []*pb.Participant
 	for proto.Size(msg) > webtransport.MaxFrameSize {
 		n := len(resp.ExistingParticipants)

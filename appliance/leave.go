@@ -41,6 +41,7 @@ func (m *meeting) remove(p *participant, reason pb.LeaveReason) *codedError {
 		p.grace.Stop()
 	}
 	delete(m.participants, pid)
+	m.media.remove(pid)
 	for i, id := range m.order {
 		if id == pid {
 			m.order = append(m.order[:i], m.order[i+1:]...)
@@ -52,7 +53,7 @@ func (m *meeting) remove(p *participant, reason pb.LeaveReason) *codedError {
 		ParticipantLeft: &pb.ParticipantLeft{ParticipantId: pid, Reason: reason},
 	}}, "")
 	m.publish()
-	m.log.Debug("participant left", "participant", pid, "reason", reason.String())
+	m.log.Info("participant left", "participant", pid, "reason", reason.String())
 	return nil
 }
 
@@ -73,7 +74,7 @@ func (m *meeting) disconnected(pid string, connID uint64) {
 	}
 	m.startGrace(p)
 	m.publish()
-	m.log.Debug("participant disconnected", "participant", pid)
+	m.log.Info("participant disconnected", "participant", pid)
 }
 
 // markDisconnected records in memory that p's session is gone; its binding

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgemc/edgemc/gc/tracectx"
 	"github.com/edgemc/edgemc/store"
 	"github.com/edgemc/edgemc/webtransport"
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
@@ -41,8 +42,7 @@ type bindingSigner interface {
 
 // meetingMetrics is what a meeting reports; *web.Metrics satisfies it.
 type meetingMetrics interface {
-	MailboxDepth(kind string, depth int)
-	PanicRecovered()
+	PanicRecovered(actorType string)
 	FencedOut()
 	NonceReplayRefused()
 	Reconnection(outcome string)
@@ -75,6 +75,9 @@ type meetingDeps struct {
 	// no longer held here: ended is true when it ended (the GC is to be
 	// told), false when it was aborted (a panic, or fenced out).
 	stopped func(m *meeting, ended bool)
+	// mh registers meetings with their media handlers; nil when edgemc has
+	// no service token to call them with.
+	mh mhRegistrar
 }
 
 // participant is a roster entry; only its meeting's goroutine touches it.
@@ -109,6 +112,19 @@ type meeting struct {
 	order        []string    // participant ids in join order
 	emptyTimer   *time.Timer // armed while nobody is in the meeting
 	stopped      bool
+
+	// Media coordination (media.go). media is synchronised on its own; the
+	// rest belongs to the meeting goroutine.
+	media     *mediaState
+	mhLease   mhLease            // the handlers' connections, from the first registration
+	mhRelease func()             // gives mhLease back
+	mhCancel  context.CancelFunc // stops the registration running
+	recovered bool               // reloaded after a restart; nobody is back yet
+	// redirectTo is set during a drain: every participant is told to
+	// reconnect there (redirect.go).
+	redirectTo string
+	// trace is the trace of the op running, if it has one (trace.go).
+	trace tracectx.Trace
 }
 
 // MeetingSnapshot is a copy of a meeting's state for status reads.
@@ -118,6 +134,8 @@ type MeetingSnapshot struct {
 	CreatedAt    time.Time
 	Assignments  []store.Assignment
 	Participants []store.Participant
+
+	media *mediaState // read live by status
 }
 
 // newMeeting returns the actor for st; its goroutine (run) is started by the
@@ -137,6 +155,7 @@ func newMeeting(parent context.Context, deps *meetingDeps, st store.Meeting) *me
 		assignments:  st.Assignments,
 		participants: map[string]*participant{},
 		binder:       deps.binder.forMeeting(st.ID),
+		media:        newMediaState(st.Assignments),
 	}
 	m.publish()
 	return m
@@ -162,9 +181,11 @@ func (m *meeting) post(ctx context.Context, fn func()) error {
 // only the wait for room in the mailbox: once queued, fn will run, and its
 // caller must learn that it did (a join whose caller gave up would leave a
 // participant nobody serves).
+//
+// A trace in ctx is the op's trace: its log records and answers carry it.
 func (m *meeting) do(ctx context.Context, fn func()) error {
 	ran := make(chan struct{})
-	if err := m.post(ctx, func() { fn(); close(ran) }); err != nil {
+	if err := m.post(ctx, func() { m.traced(ctx, fn); close(ran) }); err != nil {
 		return err
 	}
 	select {
@@ -189,7 +210,6 @@ func (m *meeting) run() {
 	for {
 		select {
 		case fn := <-m.mailbox:
-			m.deps.metrics.MailboxDepth("meeting", len(m.mailbox))
 			if !m.safely(fn) || m.stopped {
 				return
 			}
@@ -215,7 +235,7 @@ func (m *meeting) run() {
 func (m *meeting) safely(fn func()) (ok bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			m.deps.metrics.PanicRecovered()
+			m.deps.metrics.PanicRecovered("meeting")
 			m.log.Error("meeting panicked; closing its sessions", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			m.abort(pb.ErrorCode_INTERNAL_ERROR, "internal error")
 			ok = false
@@ -258,6 +278,7 @@ func (m *meeting) end() {
 	m.stopped = true
 	m.deps.stopped(m, true)
 	m.cancel()
+	m.media.clear()
 	m.log.Info("meeting ended")
 }
 
@@ -314,14 +335,23 @@ func (m *meeting) reassign(assignments []store.Assignment, gcID string) error {
 		m.storeErr("put meeting", err)
 		return err
 	}
+	changed := assignmentsChanged(m.assignments, assignments)
 	m.assignments = assignments
+	if changed {
+		// The new handlers have not been told; the old ones are no concern.
+		m.media.setHandlers(assignments)
+		m.dropMHs()
+		if len(m.participants) > 0 {
+			m.registerMHs("media handlers reassigned")
+		}
+	}
 	m.publish()
 	return nil
 }
 
 // publish refreshes the snapshot that status reads use.
 func (m *meeting) publish() {
-	s := &MeetingSnapshot{ID: m.id, Generation: m.gen, CreatedAt: m.createdAt, Assignments: m.assignments}
+	s := &MeetingSnapshot{ID: m.id, Generation: m.gen, CreatedAt: m.createdAt, Assignments: m.assignments, media: m.media}
 	s.Participants = make([]store.Participant, 0, len(m.order))
 	for _, id := range m.order {
 		s.Participants = append(s.Participants, m.participants[id].rec)
@@ -332,7 +362,7 @@ func (m *meeting) publish() {
 // broadcast encodes msg once and queues it for every connected participant
 // except skip. A full queue drops that participant, never blocks the meeting.
 func (m *meeting) broadcast(msg *pb.ServerMessage, skip string) {
-	frame, err := webtransport.EncodeServerMessage(msg)
+	frame, err := webtransport.EncodeServerMessage(m.stamp(msg))
 	if err != nil {
 		m.log.Error("encode broadcast", "err", err)
 		return

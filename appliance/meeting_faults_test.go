@@ -64,15 +64,21 @@ func leftEvent(t *testing.T, m *meeting, p *recPeer, pid string) pb.LeaveReason 
 	}
 }
 
+// aliceAndBob runs a meeting of f in which host alice and bob have joined.
+func aliceAndBob(t *testing.T, f *fakeDeps) (m *meeting, alice, bob *recPeer, bobID string) {
+	t.Helper()
+	m = runMeeting(t, f, store.Meeting{ID: "m", Generation: 1})
+	alice, bob = &recPeer{id: 1}, &recPeer{id: 2}
+	joined(t, m, "alice", "host", alice)
+	return m, alice, bob, joined(t, m, "bob", "participant", bob)
+}
+
 // A disconnect whose write fails still starts the grace: the participant
 // leaves with TIMEOUT once the store is back.
 func TestDisconnectWithFailingStoreStillStartsGrace(t *testing.T) {
 	f := newFakeDeps(t)
 	f.grace = 50 * time.Millisecond
-	m := runMeeting(t, f, store.Meeting{ID: "m", Generation: 1})
-	alice, bob := &recPeer{id: 1}, &recPeer{id: 2}
-	joined(t, m, "alice", "host", alice)
-	bobID := joined(t, m, "bob", "participant", bob)
+	m, alice, bob, bobID := aliceAndBob(t, f)
 
 	f.store.setFail(errDiskFull)
 	m.on(t, func() { m.disconnected(bobID, bob.ID()) })
@@ -92,10 +98,7 @@ func TestDisconnectWithFailingStoreStillStartsGrace(t *testing.T) {
 func TestLeaveWithFailingStoreTimesOutLater(t *testing.T) {
 	f := newFakeDeps(t)
 	f.grace = 50 * time.Millisecond
-	m := runMeeting(t, f, store.Meeting{ID: "m", Generation: 1})
-	alice, bob := &recPeer{id: 1}, &recPeer{id: 2}
-	joined(t, m, "alice", "host", alice)
-	bobID := joined(t, m, "bob", "participant", bob)
+	m, alice, bob, bobID := aliceAndBob(t, f)
 
 	f.store.setFail(errDiskFull)
 	m.on(t, func() { m.leave(bobID, bob.ID(), pb.LeaveReason_VOLUNTARY) })
@@ -127,10 +130,7 @@ func TestLeaveWithFailingStoreTimesOutLater(t *testing.T) {
 // the new session an error.
 func TestReconnectWithFailingStoreKeepsTheOldState(t *testing.T) {
 	f := newFakeDeps(t)
-	m := runMeeting(t, f, store.Meeting{ID: "m", Generation: 1})
-	alice, bob := &recPeer{id: 1}, &recPeer{id: 2}
-	joined(t, m, "alice", "host", alice)
-	bobID := joined(t, m, "bob", "participant", bob)
+	m, _, bob, bobID := aliceAndBob(t, f)
 	resp := bob.msgs[0].GetJoinResponse()
 	m.on(t, func() { m.disconnected(bobID, bob.ID()) })
 	var before participant

@@ -236,13 +236,17 @@ func TestCapacity(t *testing.T) {
 
 func TestSlowReaderDoesNotDelayOthers(t *testing.T) {
 	// The sender's message budget is lifted: this is about the receivers.
-	e := newEnv(t, func(c *Config) { c.SessionMessageRate, c.SessionMessageBurst = 1e6, 1e6 })
+	e := newEnv(t, func(c *Config) {
+		c.SessionMessageRate, c.SessionMessageBurst = 1e6, 1e6
+		c.SlowClientTimeout = 500 * time.Millisecond
+	})
 	e.assign("m1")
 	fast := e.join("m1", "fast", "host")
 	slow := e.join("m1", "slow", "participant") // never reads again
 	fast.until("slow joined", isJoined(slow.resp.ParticipantId))
-	// Far more updates than the slow client's queue and flow-control window
-	// hold: the fast one gets every one of them, the slow one is dropped.
+	// Far more updates than the slow client's flow-control window holds:
+	// the fast one gets every one of them, the slow one is dropped once an
+	// update has waited slow-client-timeout for it.
 	const n = 3000
 	sent := make(chan error, 1)
 	go func() {
@@ -303,4 +307,5 @@ func TestMeetingPanicIsContained(t *testing.T) {
 	if e.a.ctrl.lookup("m1") != nil {
 		t.Fatal("the panicked meeting is still held")
 	}
+	e.expectMetric("mc_actor_panics_total", map[string]string{"actor_type": "meeting"}, 1)
 }

@@ -97,7 +97,7 @@ func (m *meeting) unmuteRequest(pid string, req *pb.UnmuteRequest) *codedError {
 	}
 	p.unmuteAsked.audio = p.unmuteAsked.audio || audio
 	p.unmuteAsked.video = p.unmuteAsked.video || video
-	msg := &pb.ServerMessage{Message: &pb.ServerMessage_UnmuteRequest{UnmuteRequest: &pb.UnmuteRequest{RequestAudio: audio, RequestVideo: video}}}
+	msg := m.stamp(&pb.ServerMessage{Message: &pb.ServerMessage_UnmuteRequest{UnmuteRequest: &pb.UnmuteRequest{RequestAudio: audio, RequestVideo: video}}})
 	frame, err := webtransport.EncodeServerMessage(msg)
 	if err != nil {
 		return &codedError{pb.ErrorCode_INTERNAL_ERROR, "internal error"}
@@ -137,9 +137,9 @@ func (m *meeting) unmuteResponse(pid string, resp *pb.UnmuteResponse) *codedErro
 	}
 	p.unmuteAsked.audio, p.unmuteAsked.video = false, false // answered
 	if p.conn != nil {
-		p.conn.Send(&pb.ServerMessage{Message: &pb.ServerMessage_UnmuteResponse{UnmuteResponse: &pb.UnmuteResponse{
+		p.conn.Send(m.stamp(&pb.ServerMessage{Message: &pb.ServerMessage_UnmuteResponse{UnmuteResponse: &pb.UnmuteResponse{
 			ParticipantId: p.rec.ID, AudioApproved: resp.AudioApproved, VideoApproved: resp.VideoApproved,
-		}}})
+		}}}))
 	}
 	return nil
 }

@@ -28,6 +28,9 @@ type peer interface {
 type session interface {
 	peer
 	Next(ctx context.Context) (*pb.ClientMessage, error)
+	// Joined moves the session out of the transport's budget of sessions
+	// that have not joined yet.
+	Joined()
 }
 
 // codedError is an error a client sees: a contract error code and a message

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,7 +19,10 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/edgemc/edgemc/gc"
+	"github.com/edgemc/edgemc/gc/actoken"
 	"github.com/edgemc/edgemc/gc/auth"
+	"github.com/edgemc/edgemc/gc/mh"
+	"github.com/edgemc/edgemc/gc/tracectx"
 	"github.com/edgemc/edgemc/store"
 	"github.com/edgemc/edgemc/web"
 	"github.com/edgemc/edgemc/webtransport"
@@ -28,8 +32,12 @@ import (
 type RunOptions struct {
 	Version string
 	Logger  *slog.Logger
-	// Lab runs a development GC and token issuer in the same process.
+	// Lab runs a development GC, AC, media handler and token issuer in the
+	// same process.
 	Lab bool
+
+	// mhTune adjusts the media-handler client (tests shorten its timings).
+	mhTune func(*mh.Config)
 }
 
 // Run starts the appliance and serves until ctx is cancelled (SIGTERM or
@@ -38,6 +46,12 @@ type RunOptions struct {
 func Run(ctx context.Context, cfg Config, opts RunOptions) error {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(opts); err != nil {
+		return err
+	}
+	if opts.Lab {
+		cfg = labListeners(cfg)
 	}
 	a, err := newAppliance(cfg, opts)
 	if err != nil {
@@ -60,16 +74,28 @@ type appliance struct {
 	certs     *webtransport.CertManager
 	verifier  *auth.Verifier
 	link      *gc.Link
+	tokens    gc.TokenSource  // edgemc's own credentials; nil without any
+	ac        *actoken.Source // when they come from the Auth Controller
+	mh        *mhClient       // registers meetings with media handlers; nil without credentials
 	lab       *lab
 	grpcLis   net.Listener
 	httpLis   net.Listener
 	wt        *webtransport.Server
 	statusTok string
 	sys       gc.SystemSampler
+	cp        *controlPlane
+	cpMetrics *web.ControlPlaneMetrics
+	procCPU   processCPU
 }
 
 func newAppliance(cfg Config, opts RunOptions) (*appliance, error) {
-	a := &appliance{cfg: cfg, opts: opts, log: opts.Logger, started: time.Now(), sys: gc.NewGopsutilSampler()}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	// Records logged with a context that carries a trace get its trace_id.
+	log := slog.New(tracectx.NewLogHandler(opts.Logger.Handler()))
+	a := &appliance{cfg: cfg, opts: opts, log: log, started: time.Now(), sys: gc.NewGopsutilSampler()}
+	a.procCPU.sample(a.started) // the first figure covers the time since start
 	if err := a.init(); err != nil {
 		a.close()
 		return nil, err
@@ -83,6 +109,7 @@ func (a *appliance) init() (err error) {
 	a.registry = prometheus.NewRegistry()
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = web.NewMetrics(a.registry)
+	a.cpMetrics = web.NewControlPlaneMetrics(a.registry, a.controlPlaneLinks)
 
 	if a.statusTok, err = readSecretFile(cfg.StatusTokenFile, "status-token-file"); err != nil {
 		return err
@@ -91,6 +118,8 @@ func (a *appliance) init() (err error) {
 		SweepInterval: cfg.SweepInterval,
 		Logger:        a.log,
 		Observe:       a.metrics.StoreOp,
+
+		ObserveCheckpoint: a.metrics.StoreCheckpoint,
 	})
 	if err != nil {
 		return fmt.Errorf("open state in %s: %w", cfg.DataDir, err)
@@ -109,13 +138,20 @@ func (a *appliance) init() (err error) {
 		}
 		cfg.JWKSURL, cfg.JWTPublicKey = a.lab.jwksURL, ""
 		cfg.GCURL, cfg.GCTokenFile = a.lab.gcAddr, ""
+		// The development GC calls the gRPC server in plaintext on loopback.
+		cfg.GRPCTLSCert, cfg.GRPCTLSKey, cfg.GRPCClientCA = "", "", ""
+		cfg.ACURL, cfg.ClientID, cfg.ClientSecretFile = a.lab.acURL, labClientID, ""
 		if _, port, err := net.SplitHostPort(cfg.WebTransportListen); err == nil && port != "0" {
-			// Browsers on this machine reach the lab on loopback.
-			cfg.WebTransportAdvertise = "https://127.0.0.1:" + port + "/"
+			// What browsers on this machine dial (wtURL once the port is bound).
+			cfg.WebTransportAdvertise = "https://" + dialable(cfg.WebTransportListen) + "/"
 		}
 		a.cfg = cfg
 	}
-	if a.verifier, err = newVerifier(cfg, a.log); err != nil {
+	if a.cp, err = newControlPlane(cfg, a.log); err != nil {
+		return err
+	}
+	jwksClient := &http.Client{Timeout: 10 * time.Second, Transport: a.cp.trust.HTTPTransport(a.cp.jwks)}
+	if a.verifier, err = newVerifier(cfg, a.log, jwksClient, servicePins(cfg, a.cpMetrics), a.metrics); err != nil {
 		return err
 	}
 	if cfg.TLSCert != "" {
@@ -126,6 +162,18 @@ func (a *appliance) init() (err error) {
 	if err != nil {
 		return fmt.Errorf("webtransport certificate: %w", err)
 	}
+	if a.lab != nil {
+		a.lab.tlsConfig = a.certs.TLSConfig()
+	}
+	if a.grpcLis, err = net.Listen("tcp", cfg.GRPCListen); err != nil {
+		return fmt.Errorf("grpc-listen %s: %w", cfg.GRPCListen, err)
+	}
+	if a.httpLis, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
+		return fmt.Errorf("http-listen %s: %w", cfg.HTTPListen, err)
+	}
+	if err := a.initCredentials(); err != nil {
+		return err
+	}
 	a.ctrl = newController(controllerConfig{
 		MaxMeetings:     cfg.MaxMeetings,
 		MaxParticipants: cfg.MaxParticipants,
@@ -135,6 +183,9 @@ func (a *appliance) init() (err error) {
 		MessageRate:     cfg.SessionMessageRate,
 		MessageBurst:    cfg.SessionMessageBurst,
 	}, a.log.With("component", "controller"), a.db, a.verifier, b, a.metrics)
+	if a.mh != nil {
+		a.ctrl.SetRegistrar(a.mh)
+	}
 	n, err := a.ctrl.recover()
 	if err != nil {
 		return err
@@ -142,20 +193,23 @@ func (a *appliance) init() (err error) {
 	if n > 0 {
 		a.log.Info("recovered meetings from the store", "meetings", n)
 	}
-	if a.grpcLis, err = net.Listen("tcp", cfg.GRPCListen); err != nil {
-		return fmt.Errorf("grpc-listen %s: %w", cfg.GRPCListen, err)
+	if a.lab != nil {
+		a.lab.adoptDemo(a.ctrl)
 	}
-	if a.httpLis, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
-		return fmt.Errorf("http-listen %s: %w", cfg.HTTPListen, err)
-	}
+	a.limitListeners()
 	a.wt, err = webtransport.NewServer(webtransport.ServerConfig{
 		Addr:              cfg.WebTransportListen,
 		TLSConfig:         a.certs.TLSConfig(),
 		FirstFrameTimeout: cfg.FirstFrameTimeout,
 		IdleTimeout:       cfg.SessionIdleTimeout,
-		MaxSessions:       int(cfg.MaxParticipants) + int(cfg.MaxParticipants)/10 + 64,
-		Logger:            a.log.With("component", "webtransport"),
-		Observer:          a.metrics,
+		// Joined sessions: participants, with room for reconnections that
+		// overlap the sessions they replace.
+		MaxSessions:          int(cfg.MaxParticipants) + int(cfg.MaxParticipants)/10 + 64,
+		MaxPending:           int(cfg.MaxPendingSessions),
+		MaxPendingPerAddress: int(cfg.MaxPendingSessionsPerAddress),
+		SlowClientTimeout:    cfg.SlowClientTimeout,
+		Logger:               a.log.With("component", "webtransport"),
+		Observer:             a.metrics,
 	}, a.ctrl)
 	if err != nil {
 		return err
@@ -163,7 +217,8 @@ func (a *appliance) init() (err error) {
 	if cfg.GCURL != "" {
 		a.link, err = gc.NewLink(gc.LinkConfig{
 			Target:                cfg.GCURL,
-			TokenFile:             cfg.GCTokenFile,
+			Credentials:           a.cp.trust.Credentials(a.cp.gc),
+			Tokens:                a.tokens,
 			ID:                    cfg.ID,
 			Region:                cfg.Region,
 			GRPCEndpoint:          a.grpcAdvertise(),
@@ -182,16 +237,54 @@ func (a *appliance) init() (err error) {
 		}
 		a.ctrl.SetNotifier(a.link)
 	}
+	// States are read from the snapshot the status page shows.
+	a.registry.MustRegister(web.NewStateCollector(a, a))
+	a.cp.warnPlaintext(a.cfg, a.grpcAdvertise(), a.log)
 	return nil
 }
 
 // grpcAdvertise is the endpoint the GC is told to call; in lab mode the
-// development GC calls the port actually bound.
+// development GC calls the address actually bound.
 func (a *appliance) grpcAdvertise() string {
 	if a.lab != nil {
-		return "http://" + a.grpcLis.Addr().String()
+		return "http://" + dialable(a.grpcLis.Addr().String())
 	}
 	return a.cfg.GRPCAdvertise
+}
+
+// labListeners binds every listener that the user did not set to loopback:
+// lab mode is for trying edgemc on this machine, not for serving others.
+func labListeners(cfg Config) Config {
+	for _, l := range []struct {
+		name string
+		addr *string
+	}{
+		{"webtransport-listen", &cfg.WebTransportListen},
+		{"grpc-listen", &cfg.GRPCListen},
+		{"http-listen", &cfg.HTTPListen},
+	} {
+		if slices.Contains(cfg.Given, l.name) {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(*l.addr); err == nil {
+			*l.addr = net.JoinHostPort("127.0.0.1", port)
+		}
+	}
+	return cfg
+}
+
+// dialable is the host:port a client on this machine dials to reach a
+// listener bound to addr: a wildcard host (empty, 0.0.0.0, ::) becomes
+// 127.0.0.1.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func (a *appliance) run(ctx context.Context) error {
@@ -199,7 +292,7 @@ func (a *appliance) run(ctx context.Context) error {
 	defer cancelRun()
 	g, gctx := errgroup.WithContext(runCtx)
 
-	grpcSrv := gc.NewServer(gc.ServerConfig{Verifier: a.verifier, Logger: a.log.With("component", "grpc")}, a.ctrl)
+	grpcSrv := a.grpcServer()
 	g.Go(func() error {
 		if err := grpcSrv.Serve(a.grpcLis); err != nil {
 			return fmt.Errorf("grpc server: %w", err)
@@ -211,22 +304,21 @@ func (a *appliance) run(ctx context.Context) error {
 	// Requests (the status page's event streams among them) end with the run.
 	httpCtx, cancelHTTP := context.WithCancel(runCtx)
 	defer cancelHTTP()
-	httpSrv := &http.Server{
-		Handler:           web.NewHandler(web.Options{StatusToken: a.statusTok, Registry: a.registry, Lab: a.labHandle(), Logger: a.log}, a),
-		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return httpCtx },
-	}
+	httpSrv := a.httpServer(httpCtx)
 	g.Go(func() error {
 		if err := httpSrv.Serve(a.httpLis); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
 		}
 		return nil
 	})
+	if a.ac != nil {
+		g.Go(func() error { return a.ac.Run(gctx) })
+	}
 	if a.link != nil {
 		g.Go(func() error { return a.link.Run(gctx) })
 	}
 	if a.lab != nil {
-		g.Go(func() error { return a.lab.run(gctx, a.grpcLis.Addr().String(), a.wtURL(), a.holdsDemo) })
+		g.Go(func() error { return a.lab.run(gctx, dialable(a.grpcLis.Addr().String()), a.wtURL(), a.holdsDemo) })
 	}
 	select {
 	case <-a.wt.Ready():
@@ -239,7 +331,6 @@ func (a *appliance) run(ctx context.Context) error {
 		if w := a.watchdog(); w != nil {
 			g.Go(func() error { w.run(gctx); return nil })
 		}
-		g.Go(func() error { a.refreshGauges(gctx); return nil })
 	case <-gctx.Done(): // a component failed before the appliance was ready
 	}
 
@@ -278,6 +369,11 @@ func (a *appliance) drain(grpcSrv *grpc.Server) error {
 		}
 		hcancel()
 	}
+	// Browsers do not see close codes: a RedirectToMc before the close is
+	// what tells a client to reconnect.
+	if err := a.ctrl.Redirect(ctx, a.wtURL()); err != nil {
+		a.log.Warn("not every participant was redirected before the drain", "err", err)
+	}
 	a.wt.Drain(closeGoingAway, "server going away")
 	if err := a.ctrl.WaitSessions(ctx); err != nil {
 		a.log.Warn("drain timed out with sessions still open")
@@ -292,6 +388,11 @@ func (a *appliance) drain(grpcSrv *grpc.Server) error {
 	if err := a.ctrl.Stop(ctx); err != nil {
 		return fmt.Errorf("drain: meetings did not stop within %s", a.cfg.DrainTimeout)
 	}
+	if a.mh != nil {
+		if err := a.mh.wait(ctx); err != nil {
+			return fmt.Errorf("drain: media handler registrations did not stop within %s", a.cfg.DrainTimeout)
+		}
+	}
 	return nil
 }
 
@@ -301,6 +402,9 @@ func (a *appliance) close() {
 	}
 	if a.link != nil {
 		a.link.Close()
+	}
+	if a.mh != nil {
+		a.mh.c.Close()
 	}
 	if a.lab != nil {
 		a.lab.close()
@@ -317,25 +421,11 @@ func (a *appliance) close() {
 	}
 }
 
-// refreshGauges keeps the metrics that are states, not events, current.
-func (a *appliance) refreshGauges(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		l := a.ctrl.Load()
-		a.metrics.SetActive(int(l.CurrentMeetings), int(l.CurrentParticipants))
-		a.metrics.SetRegistered(a.link != nil && a.link.Status().Registered)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
 // watchdog returns the systemd watchdog, or nil when systemd asks for none.
 // It pings at half the interval systemd allows, after a round trip through
-// every meeting actor.
+// the store's committer and every meeting actor: a hung fsync, a store whose
+// sync failed (it refuses everything until a restart replays its log) or a
+// stuck actor stops the pings, and systemd restarts the process.
 func (a *appliance) watchdog() *watchdog {
 	every, err := daemon.SdWatchdogEnabled(false)
 	if err != nil || every == 0 {
@@ -343,17 +433,19 @@ func (a *appliance) watchdog() *watchdog {
 	}
 	return &watchdog{
 		every:  every / 2,
-		probes: []probe{{"meetings", a.ctrl.Ping}},
+		probes: []probe{{"store", a.db.Ping}, {"meetings", a.ctrl.Ping}},
 		notify: func() error { _, err := daemon.SdNotify(false, daemon.SdNotifyWatchdog); return err },
 		log:    a.log.With("component", "watchdog"),
 	}
 }
 
-func newVerifier(cfg Config, log *slog.Logger) (*auth.Verifier, error) {
+// newVerifier verifies tokens with the keys of jwks-url, fetched with
+// jwksClient, or of jwt-public-key; service tokens must meet pins.
+func newVerifier(cfg Config, log *slog.Logger, jwksClient *http.Client, pins auth.ServicePins, obs auth.Observer) (*auth.Verifier, error) {
 	var keys auth.KeySource
 	switch {
 	case cfg.JWKSURL != "":
-		keys = auth.NewJWKS(cfg.JWKSURL, &http.Client{Timeout: 10 * time.Second}, auth.JWKSOptions{Logger: log.With("component", "jwks")})
+		keys = auth.NewJWKS(cfg.JWKSURL, jwksClient, auth.JWKSOptions{Logger: log.With("component", "jwks")})
 	case cfg.JWTPublicKey != "":
 		raw, err := os.ReadFile(cfg.JWTPublicKey)
 		if err != nil {
@@ -367,7 +459,7 @@ func newVerifier(cfg Config, log *slog.Logger) (*auth.Verifier, error) {
 	default:
 		return nil, fmt.Errorf("%w: set jwks-url or jwt-public-key so that tokens can be verified", ErrInvalidSetting)
 	}
-	return auth.NewVerifier(keys, auth.VerifierOptions{}), nil
+	return auth.NewVerifier(keys, auth.VerifierOptions{Pins: pins, Observer: obs}), nil
 }
 
 func readSecretFile(path, setting string) (string, error) {

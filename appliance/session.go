@@ -23,14 +23,16 @@ func (c *Controller) serve(ctx context.Context, s session) {
 	c.sessions.Add(1)
 	defer c.sessions.Done()
 	start := time.Now()
+	ctx, req := withRequestTrace(ctx)
 	m, pid, cerr := c.admit(ctx, s)
 	if cerr != nil {
 		c.metrics.JoinDone(time.Since(start), cerr.code.String())
-		sendError(s, cerr.code, cerr.msg)
+		req.sendError(s, cerr.code, cerr.msg)
 		s.Close(closeError, cerr.msg)
 		return
 	}
 	c.metrics.JoinDone(time.Since(start), "ok")
+	s.Joined()
 	budget := c.newBudget()
 	for {
 		msg, err := s.Next(ctx)
@@ -44,7 +46,7 @@ func (c *Controller) serve(ctx context.Context, s session) {
 				continue
 			case exhausted:
 				c.metrics.RateLimited("closed")
-				c.log.Warn("session closed: it kept sending over its message budget", "meeting", m.id, "participant", pid)
+				c.log.Warn("session closed: it kept sending over its message budget", RefusedKey, "message_budget", "meeting", m.id, "participant", pid)
 				sendError(s, pb.ErrorCode_CAPACITY_EXCEEDED, "too many messages")
 				s.Close(closeRateLimited, "too many messages")
 				c.ended(m, pid, s, err)
@@ -60,8 +62,8 @@ func (c *Controller) serve(ctx context.Context, s session) {
 			c.ended(m, pid, s, err)
 			return
 		}
-		if cerr := c.dispatch(ctx, m, pid, msg); cerr != nil {
-			sendError(s, cerr.code, cerr.msg)
+		if cerr := c.dispatch(beginRequest(ctx, msg), m, pid, msg); cerr != nil {
+			req.sendError(s, cerr.code, cerr.msg)
 		}
 	}
 }
@@ -77,6 +79,7 @@ func (c *Controller) admit(ctx context.Context, s session) (*meeting, string, *c
 	if err != nil {
 		return nil, "", frameError(err)
 	}
+	ctx = beginRequest(ctx, msg)
 	jr := msg.GetJoinRequest()
 	switch {
 	case jr == nil:
@@ -87,9 +90,13 @@ func (c *Controller) admit(ctx context.Context, s session) (*meeting, string, *c
 		return nil, "", &codedError{pb.ErrorCode_CAPACITY_EXCEEDED, "meeting controller is draining"}
 	}
 	claims, err := c.verifier.VerifyJoin(ctx, jr.JoinToken)
-	switch {
-	case errors.Is(err, auth.ErrInvalidToken):
-		c.log.Info("join refused: invalid token", "err", err)
+	switch te := (*auth.TokenError)(nil); {
+	case errors.As(err, &te) || errors.Is(err, auth.ErrInvalidToken):
+		reason := "invalid_token"
+		if te != nil {
+			reason = te.Reason
+		}
+		c.log.InfoContext(ctx, "join refused: invalid token", RefusedKey, reason, "err", err)
 		return nil, "", &codedError{pb.ErrorCode_UNAUTHORIZED, "invalid join token"}
 	case err != nil: // the session or the appliance is ending
 		return nil, "", &codedError{pb.ErrorCode_INTERNAL_ERROR, "internal error"}
@@ -142,6 +149,9 @@ func (c *Controller) dispatch(ctx context.Context, m *meeting, pid string, msg *
 		op = func() *codedError { return m.unmuteRequest(pid, x.UnmuteRequest) }
 	case *pb.ClientMessage_UnmuteResponse:
 		op = func() *codedError { return m.unmuteResponse(pid, x.UnmuteResponse) }
+	case *pb.ClientMessage_MediaConnectionUpdate:
+		c.mediaUpdate(ctx, m, pid, x.MediaConnectionUpdate)
+		return nil
 	case *pb.ClientMessage_JoinRequest:
 		return &codedError{pb.ErrorCode_CONFLICT, "already joined"}
 	default:

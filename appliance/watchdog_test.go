@@ -64,8 +64,49 @@ func TestWatchdogWaitsForEveryMeeting(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-stuck
+	expectNoPing(t, w, 3)
+	close(release)
+	for {
+		select {
+		case <-w.checks:
+		case <-w.pings:
+			return
+		}
+	}
+}
+
+// A store whose committer does not answer (a hung fsync: store's own tests
+// show that Ping then returns the context's error) stops the pings too.
+func TestWatchdogWaitsForTheStore(t *testing.T) {
+	db, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hung := make(chan struct{})
+	ping := func(ctx context.Context) error {
+		select {
+		case <-hung:
+			<-ctx.Done() // a committer that never answers
+			return ctx.Err()
+		default:
+			return db.Ping(ctx)
+		}
+	}
+	w := startWatchdog(t, ping)
+	if err := <-w.checks; err != nil {
+		t.Fatalf("healthy store: %v", err)
+	}
+	<-w.pings
+	close(hung)
+	expectNoPing(t, w, 3)
+	db.Close()
+}
+
+// expectNoPing waits for n failed checks in a row with no ping in between.
+func expectNoPing(t *testing.T, w *watchdogProbe, n int) {
+	t.Helper()
 	failed := 0
-	for failed < 3 {
+	for failed < n {
 		select {
 		case err := <-w.checks:
 			if err != nil {
@@ -73,16 +114,8 @@ func TestWatchdogWaitsForEveryMeeting(t *testing.T) {
 			}
 		case <-w.pings:
 			if failed > 0 {
-				t.Fatal("the watchdog pinged systemd after a check of a stuck meeting failed")
+				t.Fatal("the watchdog pinged systemd after a check failed")
 			}
-		}
-	}
-	close(release)
-	for {
-		select {
-		case <-w.checks:
-		case <-w.pings:
-			return
 		}
 	}
 }

@@ -5,12 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/edgemc/edgemc/gc/internalpb"
+	"github.com/edgemc/edgemc/gc/tracectx"
 )
 
 // Defaults of LinkConfig, from the Dark Tower contract.
@@ -37,9 +36,6 @@ const (
 	// heartbeat intervals of a GC's registration answer.
 	DefaultMinInterval = time.Second
 )
-
-// maxTokenFileSize bounds the bearer token file.
-const maxTokenFileSize = 16 << 10
 
 // ErrUnknownMC is returned when the GC answers NOT_FOUND: it does not (or no
 // longer) know this MC, which must register again.
@@ -71,12 +67,15 @@ func (nopObserver) Registration(string)                     {}
 // LinkConfig configures a Link. Zero durations select the contract defaults.
 type LinkConfig struct {
 	// Target is the GC address: "host:port" or "http://host:port" for
-	// plaintext gRPC, "https://host[:port]" for TLS with the system roots.
+	// plaintext gRPC, "https://host[:port]" for TLS.
 	Target string
-	// TokenFile, when set, holds the service token sent as
-	// "authorization: Bearer <token>" on every call. It is read for every
-	// call, so a rotated token is used without a restart.
-	TokenFile string
+	// Credentials secure an https:// Target, e.g.
+	// (*tlsfiles.ClientTrust).Credentials; nil trusts the system roots.
+	Credentials credentials.TransportCredentials
+	// Tokens, when set, supplies the service token sent as
+	// "authorization: Bearer <token>" on every call (FileToken, or the Auth
+	// Controller's token source). Registration waits until it has one.
+	Tokens TokenSource
 
 	ID, Region, GRPCEndpoint, WebTransportEndpoint string
 	MaxMeetings, MaxParticipants                   uint32
@@ -114,6 +113,9 @@ type LinkStatus struct {
 	DownSince                           time.Time
 	FastInterval, ComprehensiveInterval time.Duration
 	LastError                           string
+	// WaitingForToken is true while registration waits for the MC's
+	// service token (from the Auth Controller).
+	WaitingForToken bool
 }
 
 // Link keeps the MC registered with the GC and heartbeating.
@@ -166,7 +168,10 @@ func NewLink(cfg LinkConfig, load LoadReporter, sys SystemSampler) (*Link, error
 		return nil, err
 	}
 	creds := insecure.NewCredentials()
-	if useTLS {
+	switch {
+	case useTLS && cfg.Credentials != nil:
+		creds = cfg.Credentials
+	case useTLS:
 		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
 	}
 	opts := []grpc.DialOption{
@@ -176,9 +181,10 @@ func NewLink(cfg LinkConfig, load LoadReporter, sys SystemSampler) (*Link, error
 			MinConnectTimeout: cfg.ConnectTimeout,
 		}),
 		grpc.WithUserAgent("edgemc"),
+		grpc.WithChainUnaryInterceptor(tracectx.UnaryClientInterceptor()),
 	}
-	if cfg.TokenFile != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(tokenFile(cfg.TokenFile)))
+	if cfg.Tokens != nil {
+		opts = append(opts, grpc.WithPerRPCCredentials(BearerCredentials(cfg.Tokens)))
 	}
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
@@ -212,67 +218,39 @@ func setDefault(d *time.Duration, def time.Duration) {
 
 // parseTarget turns a gc-url into a gRPC dial address and whether to use TLS.
 func parseTarget(target string) (addr string, useTLS bool, err error) {
+	return ParseTarget("GC target", target)
+}
+
+// ParseTarget turns a gRPC URL of a Dark Tower service ("host:port",
+// "http://host[:port]" for plaintext, "https://host[:port]" for TLS) into a
+// dial address and whether to use TLS. what names the URL in errors.
+func ParseTarget(what, target string) (addr string, useTLS bool, err error) {
 	if target == "" {
-		return "", false, errors.New("gc: empty GC target")
+		return "", false, fmt.Errorf("gc: empty %s", what)
 	}
 	if !strings.Contains(target, "://") {
 		if _, _, err := net.SplitHostPort(target); err != nil {
-			return "", false, fmt.Errorf("gc: GC target %q: %w", target, err)
+			return "", false, fmt.Errorf("gc: %s %q: %w", what, target, err)
 		}
 		return target, false, nil
 	}
 	u, err := url.Parse(target)
 	if err != nil {
-		return "", false, fmt.Errorf("gc: GC target: %w", err)
+		return "", false, fmt.Errorf("gc: %s: %w", what, err)
 	}
 	port := map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	switch {
 	case port == "":
-		return "", false, fmt.Errorf("gc: GC target %q: scheme must be http or https", target)
+		return "", false, fmt.Errorf("gc: %s %q: scheme must be http or https", what, target)
 	case u.Hostname() == "":
-		return "", false, fmt.Errorf("gc: GC target %q has no host", target)
+		return "", false, fmt.Errorf("gc: %s %q has no host", what, target)
 	case u.Path != "" && u.Path != "/", u.RawQuery != "", u.User != nil:
-		return "", false, fmt.Errorf("gc: GC target %q must be scheme://host[:port] only", target)
+		return "", false, fmt.Errorf("gc: %s %q must be scheme://host[:port] only", what, target)
 	}
 	if u.Port() != "" {
 		port = u.Port()
 	}
 	return net.JoinHostPort(u.Hostname(), port), u.Scheme == "https", nil
-}
-
-// tokenFile supplies the bearer token, re-reading the file on every call so
-// a rotated token takes effect at once.
-type tokenFile string
-
-func (f tokenFile) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	tok, err := readTokenFile(string(f))
-	if err != nil {
-		return nil, err
-	}
-	if tok == "" {
-		return nil, nil
-	}
-	return map[string]string{"authorization": "Bearer " + tok}, nil
-}
-
-// RequireTransportSecurity is false: plaintext GC targets are allowed (the
-// operator chose http://).
-func (tokenFile) RequireTransportSecurity() bool { return false }
-
-func readTokenFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("gc: reading token file: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxTokenFileSize+1))
-	if err != nil {
-		return "", fmt.Errorf("gc: reading token file: %w", err)
-	}
-	if len(b) > maxTokenFileSize {
-		return "", fmt.Errorf("gc: token file %s is larger than %d bytes", path, maxTokenFileSize)
-	}
-	return strings.TrimSpace(string(b)), nil
 }
 
 // Close releases the connection to the GC. Call it after Run has returned
@@ -314,6 +292,9 @@ func (l *Link) Run(ctx context.Context) error {
 // register retries RegisterMC with jittered exponential backoff until the GC
 // accepts (returning the heartbeat intervals) or ctx is done (ok false).
 func (l *Link) register(ctx context.Context) (fast, comp time.Duration, ok bool) {
+	if !l.awaitToken(ctx) {
+		return 0, 0, false
+	}
 	for attempt := 1; ; attempt++ {
 		resp, err := l.registerOnce(ctx)
 		if ctx.Err() != nil {
@@ -345,6 +326,18 @@ func (l *Link) register(ctx context.Context) (fast, comp time.Duration, ok bool)
 			return 0, 0, false
 		}
 	}
+}
+
+// awaitToken waits until the token source has a token (at once for a
+// token file), so that registration is attempted as soon as the Auth
+// Controller has answered, not at the next backoff step.
+func (l *Link) awaitToken(ctx context.Context) bool {
+	if l.cfg.Tokens == nil {
+		return true
+	}
+	l.update(func(s *LinkStatus) { s.WaitingForToken = true })
+	defer l.update(func(s *LinkStatus) { s.WaitingForToken = false })
+	return WaitToken(ctx, l.cfg.Tokens) == nil
 }
 
 func (l *Link) registerOnce(ctx context.Context) (*internalpb.RegisterMCResponse, error) {

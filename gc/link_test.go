@@ -520,7 +520,7 @@ func TestTokenFileRotationAndSecrecy(t *testing.T) {
 	}
 	var logs syncBuffer
 	cfg := fastConfig(gc.Target())
-	cfg.TokenFile = path
+	cfg.Tokens = FileToken(path)
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ev := make(events, 1000)
 	cfg.Observer = ev

@@ -2,6 +2,7 @@ package gc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,12 +10,14 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/edgemc/edgemc/gc/auth"
 	"github.com/edgemc/edgemc/gc/internalpb"
+	"github.com/edgemc/edgemc/gc/tracectx"
 )
 
 // Authorisation rules of the contract.
@@ -22,6 +25,7 @@ const (
 	ScopeWriteMC            = "service.write.mc"
 	ServiceTypeGC           = "global-controller"
 	ServiceTypeMediaHandler = "media-handler"
+	ServiceTypeMC           = "meeting-controller"
 )
 
 // Request limits enforced by the server.
@@ -53,34 +57,80 @@ type Assigner interface {
 	AssignMeeting(ctx context.Context, meetingID string, mhs []MHAssignment, gcID string) (internalpb.RejectionReason, error)
 }
 
+// ServerObserver is told about refused callers, e.g. for metrics. Its
+// method must not block.
+type ServerObserver interface {
+	// CallerTypeRejected reports a call to grpcService (the service's
+	// short name, e.g. "MeetingControllerService") refused because the
+	// caller's valid token has service_type actualType (one of the
+	// ServiceType constants or "other") instead of expectedType.
+	CallerTypeRejected(grpcService, expectedType, actualType string)
+}
+
+type nopServerObserver struct{}
+
+func (nopServerObserver) CallerTypeRejected(string, string, string) {}
+
 // ServerConfig configures NewServer. A nil Verifier refuses every call.
 type ServerConfig struct {
 	Verifier *auth.Verifier
 	Logger   *slog.Logger // nil discards the server's log
+	Observer ServerObserver
+	// TLS, when set, is the TLS configuration served (a tlsfiles.Server's,
+	// so that a renewed certificate is used without a restart); nil serves
+	// plaintext.
+	TLS *tls.Config
+	// Media, when set, takes the media handlers' MediaCoordinationService
+	// notifications (see media.go).
+	Media  MediaCoordinator
+	Limits Limits
+	// Refusals counts refused calls (metrics); nil is allowed.
+	Refusals RefusalCounter
+}
+
+// RefusalCounter is told about every refused call with its reason: a token
+// refusal reason of auth.TokenError ("missing_token" for no bearer token,
+// "scope_mismatch", …), "unknown_method" or "wrong_service_type". It must
+// not block.
+type RefusalCounter interface {
+	GRPCRefused(reason string)
 }
 
 // NewServer returns a gRPC server with MeetingControllerService registered
 // and every call, unary or streaming, behind the service-token check:
 // MeetingControllerService needs a "global-controller" token,
-// MediaCoordinationService (which the caller may register on the returned
-// server) a "media-handler" token, both with scope "service.write.mc".
+// MediaCoordinationService (served when cfg.Media is set) a
+// "media-handler" token, both with scope "service.write.mc".
 // Any other method is refused with PERMISSION_DENIED; a missing or invalid
-// token with UNAUTHENTICATED.
+// token with UNAUTHENTICATED. The token is checked as soon as a call's
+// headers arrive, before any work is spent on the call, and the server
+// applies cfg.Limits.
 func NewServer(cfg ServerConfig, a Assigner) *grpc.Server {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &guard{verifier: cfg.Verifier, log: log}
-	srv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(g.unary),
+	obs := cfg.Observer
+	if obs == nil {
+		obs = nopServerObserver{}
+	}
+	g := &guard{verifier: cfg.Verifier, log: log, obs: obs, limits: cfg.Limits.withDefaults(), refusals: cfg.Refusals}
+	opts := append(g.limits.serverOptions(g),
+		grpc.ChainUnaryInterceptor(tracectx.UnaryServerInterceptor(), g.unary),
 		grpc.ChainStreamInterceptor(g.stream),
 		grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
 			return status.Error(codes.PermissionDenied, "unknown service")
 		}),
 		grpc.MaxRecvMsgSize(maxRequestBytes),
 	)
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	srv := grpc.NewServer(opts...)
 	internalpb.RegisterMeetingControllerServiceServer(srv, &assignService{assigner: a, log: log})
+	if cfg.Media != nil {
+		internalpb.RegisterMediaCoordinationServiceServer(srv, &mediaService{media: cfg.Media, log: log})
+	}
 	return srv
 }
 
@@ -93,25 +143,42 @@ func ServiceClaimsFromContext(ctx context.Context) (*auth.ServiceClaims, bool) {
 	return c, ok
 }
 
-// requiredServiceType is the service_type allowed to call fullMethod.
-func requiredServiceType(fullMethod string) (string, bool) {
-	service, _, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
-	switch service {
+// requiredServiceType is the service_type allowed to call fullMethod, and
+// the short name of its service.
+func requiredServiceType(fullMethod string) (serviceType, service string, ok bool) {
+	full, _, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
+	switch full {
 	case internalpb.MeetingControllerService_ServiceDesc.ServiceName:
-		return ServiceTypeGC, true
+		serviceType = ServiceTypeGC
 	case internalpb.MediaCoordinationService_ServiceDesc.ServiceName:
-		return ServiceTypeMediaHandler, true
+		serviceType = ServiceTypeMediaHandler
+	default:
+		return "", "", false
 	}
-	return "", false
+	return serviceType, full[strings.LastIndex(full, ".")+1:], true
+}
+
+// knownServiceType is s when it is a Dark Tower service type, else "other",
+// so that what a token claims cannot grow a metric's label values.
+func knownServiceType(s string) string {
+	switch s {
+	case ServiceTypeGC, ServiceTypeMediaHandler, ServiceTypeMC:
+		return s
+	}
+	return "other"
 }
 
 type guard struct {
 	verifier *auth.Verifier
 	log      *slog.Logger
+	obs      ServerObserver
+	limits   Limits
+	refusals RefusalCounter
 }
 
 func (g *guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	ctx, err := g.authorize(ctx, info.FullMethod)
+	requestArrived(ctx)
+	ctx, err := g.authorized(ctx, info.FullMethod)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +186,7 @@ func (g *guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 }
 
 func (g *guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	ctx, err := g.authorize(ss.Context(), info.FullMethod)
+	ctx, err := g.authorized(ss.Context(), info.FullMethod)
 	if err != nil {
 		return err
 	}
@@ -133,60 +200,99 @@ type authedStream struct {
 
 func (s *authedStream) Context() context.Context { return s.ctx }
 
+// RecvMsg stops the request timer once a request has arrived.
+func (s *authedStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	requestArrived(s.ctx)
+	return err
+}
+
+// authorized returns ctx carrying the caller's claims: those the tap
+// checked, or, should a call come by without them, checked now. A call the
+// tap refused (and let through) gets the tap's error.
+func (g *guard) authorized(ctx context.Context, fullMethod string) (context.Context, error) {
+	if err := tapRefusal(ctx); err != nil {
+		return nil, err
+	}
+	if _, ok := ServiceClaimsFromContext(ctx); ok {
+		return ctx, nil
+	}
+	claims, err := g.authorize(ctx, fullMethod)
+	if err != nil {
+		return nil, err
+	}
+	return context.WithValue(ctx, claimsKey{}, claims), nil
+}
+
 // authorize authenticates the caller's service token, then checks that its
 // service_type and scope allow fullMethod. It fails closed.
-func (g *guard) authorize(ctx context.Context, fullMethod string) (context.Context, error) {
-	token, err := bearerToken(ctx)
-	if err != nil {
-		g.refuse(ctx, fullMethod, "missing", err)
-		return nil, status.Error(codes.Unauthenticated, "missing or malformed bearer token")
-	}
-	claims, err := g.verifier.VerifyService(ctx, token)
+func (g *guard) authorize(ctx context.Context, fullMethod string) (*auth.ServiceClaims, error) {
+	// An absent or malformed header gives "", which the verifier refuses
+	// (and counts) as a missing token.
+	claims, err := g.verifier.VerifyService(ctx, bearerToken(ctx), ScopeWriteMC)
 	if err != nil {
 		reason := "invalid"
 		if te := (*auth.TokenError)(nil); errors.As(err, &te) {
 			reason = te.Reason
 		}
 		g.refuse(ctx, fullMethod, reason, err)
+		switch reason {
+		case auth.ReasonMissing:
+			return nil, status.Error(codes.Unauthenticated, "missing or malformed bearer token")
+		case auth.ReasonScope:
+			return nil, status.Errorf(codes.PermissionDenied, "scope %s required", ScopeWriteMC)
+		}
 		return nil, status.Error(codes.Unauthenticated, "invalid service token")
 	}
-	want, known := requiredServiceType(fullMethod)
+	want, service, known := requiredServiceType(fullMethod)
 	switch {
 	case !known:
 		g.refuse(ctx, fullMethod, "unknown_method", nil)
 		return nil, status.Error(codes.PermissionDenied, "method not allowed")
 	case claims.ServiceType != want:
+		g.obs.CallerTypeRejected(service, want, knownServiceType(claims.ServiceType))
 		g.refuse(ctx, fullMethod, "wrong_service_type", nil, "service_type", claims.ServiceType, "sub", claims.Subject)
 		return nil, status.Errorf(codes.PermissionDenied, "service type not allowed")
-	case !claims.HasScope(ScopeWriteMC):
-		g.refuse(ctx, fullMethod, "missing_scope", nil, "sub", claims.Subject)
-		return nil, status.Errorf(codes.PermissionDenied, "scope %s required", ScopeWriteMC)
 	}
-	return context.WithValue(ctx, claimsKey{}, claims), nil
+	return claims, nil
 }
 
+// refuse counts and logs a refused call. The log line is marked "refused"
+// so that the appliance's logger samples a flood of them.
 func (g *guard) refuse(ctx context.Context, method, reason string, err error, attrs ...any) {
-	attrs = append(attrs, "method", method, "reason", reason)
+	if g.refusals != nil {
+		g.refusals.GRPCRefused(reason)
+	}
+	attrs = append(attrs, "refused", reason, "method", truncate(method, 128))
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		attrs = append(attrs, "peer", p.Addr.String())
 	}
 	if err != nil {
 		attrs = append(attrs, "error", err)
 	}
-	g.log.Warn("refused gRPC call", attrs...)
+	g.log.WarnContext(ctx, "refused gRPC call", attrs...)
+}
+
+// truncate shortens a peer-chosen string for a log line.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
 
 var errNoBearer = errors.New("no bearer token")
 
-// bearerToken extracts the token of the single "authorization: Bearer"
-// header; several authorization headers are refused as ambiguous.
-func bearerToken(ctx context.Context) (string, error) {
+// bearerToken is the token of the single "authorization: Bearer" header, or
+// "" when there is none, it is malformed, or several make it ambiguous.
+func bearerToken(ctx context.Context) string {
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
 	if len(vals) != 1 {
-		return "", fmt.Errorf("%w: %d authorization headers", errNoBearer, len(vals))
+		return ""
 	}
-	return parseBearer(vals[0])
+	tok, _ := parseBearer(vals[0])
+	return tok
 }
 
 func parseBearer(h string) (string, error) {
@@ -214,7 +320,7 @@ func (s *assignService) AssignMeetingWithMh(ctx context.Context, req *internalpb
 	}
 	reason, err := s.assigner.AssignMeeting(ctx, req.GetMeetingId(), mhs, req.GetRequestingGcId())
 	if err != nil {
-		s.log.Error("meeting assignment failed", "meeting_id", req.GetMeetingId(), "gc_id", req.GetRequestingGcId(),
+		s.log.ErrorContext(ctx, "meeting assignment failed", "meeting_id", req.GetMeetingId(), "gc_id", req.GetRequestingGcId(),
 			"rejection_reason", reason.String(), "error", err)
 		if reason == internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED {
 			return nil, status.Error(codes.Internal, "assignment failed")
@@ -222,7 +328,7 @@ func (s *assignService) AssignMeetingWithMh(ctx context.Context, req *internalpb
 		return &internalpb.AssignMeetingWithMhResponse{Accepted: false, RejectionReason: reason}, nil
 	}
 	accepted := reason == internalpb.RejectionReason_REJECTION_REASON_UNSPECIFIED
-	s.log.Info("meeting assignment", "meeting_id", req.GetMeetingId(), "gc_id", req.GetRequestingGcId(),
+	s.log.InfoContext(ctx, "meeting assignment", "meeting_id", req.GetMeetingId(), "gc_id", req.GetRequestingGcId(),
 		"media_handlers", len(mhs), "accepted", accepted, "rejection_reason", reason.String())
 	return &internalpb.AssignMeetingWithMhResponse{Accepted: accepted, RejectionReason: reason}, nil
 }

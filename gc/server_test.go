@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -76,11 +77,16 @@ type serverEnv struct {
 
 func startServer(t testing.TB, v *auth.Verifier, iss *devissuer.Issuer) *serverEnv {
 	t.Helper()
+	return startServerConfig(t, ServerConfig{Verifier: v, Logger: slog.New(slog.DiscardHandler)}, iss)
+}
+
+func startServerConfig(t testing.TB, cfg ServerConfig, iss *devissuer.Issuer) *serverEnv {
+	t.Helper()
 	a := &heldAssigner{
 		load: Load{MaxMeetings: 2, MaxParticipants: 100, Health: internalpb.HealthStatus_HEALTHY},
 		held: map[string][]MHAssignment{},
 	}
-	srv := NewServer(ServerConfig{Verifier: v, Logger: slog.New(slog.DiscardHandler)}, a)
+	srv := NewServer(cfg, a)
 	internalpb.RegisterMediaCoordinationServiceServer(srv, mhCoordination{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -163,6 +169,66 @@ func TestServerAuthentication(t *testing.T) {
 			err := e.conn.Invoke(cctx, tt.method, req, resp)
 			if got := status.Code(err); got != tt.want {
 				t.Fatalf("code = %v (%v), want %v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// recorder is a ServerObserver and an auth.Observer that records what it is
+// told.
+type recorder struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (r *recorder) add(s string) { r.mu.Lock(); r.got = append(r.got, s); r.mu.Unlock() }
+
+func (r *recorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	got := r.got
+	r.got = nil
+	return got
+}
+
+func (r *recorder) CallerTypeRejected(service, expected, actual string) {
+	r.add("caller " + service + " " + expected + " " + actual)
+}
+
+func (r *recorder) TokenChecked(tokenType, reason string) { r.add("token " + tokenType + "/" + reason) }
+
+// Every call's token check is observed once, and a caller of the wrong
+// service type is reported with bounded labels.
+func TestServerObservesChecks(t *testing.T) {
+	ctx := testCtx(t)
+	iss := devissuer.NewIssuer()
+	rec := &recorder{}
+	v := auth.NewVerifier(auth.NewStaticKeys(iss.PublicKey()), auth.VerifierOptions{Observer: rec})
+	e := startServerConfig(t, ServerConfig{Verifier: v, Observer: rec}, iss)
+	const mcMethod = "/dark_tower.internal.v1.MeetingControllerService/AssignMeetingWithMh"
+	const mhMethod = "/dark_tower.internal.v1.MediaCoordinationService/NotifyParticipantConnected"
+	for _, tt := range []struct {
+		name, method, token string
+		want                []string
+	}{
+		{"GC token", mcMethod, e.gcTok, []string{"token service/"}},
+		{"no token", mcMethod, "", []string{"token service/missing_token"}},
+		{"wrong scope", mcMethod, iss.ServiceToken("gc-1", ServiceTypeGC, devissuer.WithScopes("service.read.mc")), []string{"token service/scope_mismatch"}},
+		{"MH token on the MC service", mcMethod, iss.ServiceToken("mh-1", ServiceTypeMediaHandler),
+			[]string{"token service/", "caller MeetingControllerService global-controller media-handler"}},
+		{"GC token on the MH service", mhMethod, e.gcTok,
+			[]string{"token service/", "caller MediaCoordinationService media-handler global-controller"}},
+		{"unknown service type", mcMethod, iss.ServiceToken("x", "build-bot-7f3a"),
+			[]string{"token service/", "caller MeetingControllerService global-controller other"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var req, resp any = assignReq("m-obs"), new(internalpb.AssignMeetingWithMhResponse)
+			if tt.method == mhMethod {
+				req, resp = &internalpb.NotifyParticipantConnectedRequest{MeetingId: "m"}, new(internalpb.NotifyParticipantConnectedResponse)
+			}
+			_ = e.conn.Invoke(withToken(ctx, tt.token), tt.method, req, resp)
+			if got := rec.take(); !slices.Equal(got, tt.want) {
+				t.Fatalf("observed %q, want %q", got, tt.want)
 			}
 		})
 	}

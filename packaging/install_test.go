@@ -23,7 +23,17 @@ const (
 	stateDir  = packageDataDir
 	configDir = "/etc/edgemc"
 	wantsLink = "/etc/systemd/system/multi-user.target.wants/" + unitName
+	// maskLink masks the unit between a deb remove and a reinstall or purge.
+	maskLink = "/etc/systemd/system/" + unitName
 )
+
+// unitState is where deb-systemd-helper keeps the unit's enable state
+// from a remove until the purge.
+var unitState = []string{
+	"/var/lib/systemd/deb-systemd-helper-enabled/" + unitName + ".dsh-also",
+	"/var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants/" + unitName,
+	"/var/lib/systemd/deb-systemd-helper-masked/" + unitName,
+}
 
 var bufferSysctls = []string{"/proc/sys/net/core/rmem_max", "/proc/sys/net/core/wmem_max"}
 
@@ -52,8 +62,9 @@ func dpkg(t *testing.T, args ...string) {
 }
 
 // TestInstallDeb installs the .deb on this machine, checks what it set up,
-// runs the installed binary as the edgemc user, upgrades, removes and purges
-// it, then puts back everything it changed. It runs only as root with
+// runs the installed binary as the edgemc user, upgrades, removes,
+// reinstalls (still enabled) and purges it, then puts back everything it
+// changed. It runs only as root with
 // EDGEMC_INSTALL_TEST=1, and only on a machine without edgemc.
 func TestInstallDeb(t *testing.T) {
 	if os.Getenv("EDGEMC_INSTALL_TEST") != "1" {
@@ -67,7 +78,8 @@ func TestInstallDeb(t *testing.T) {
 	if s := dpkgStatus(); s != "not-installed" {
 		t.Skipf("edgemc is %s on this machine: not touching it", s)
 	}
-	for _, p := range []string{configDir, stateDir, "/usr/bin/edgemc", wantsLink} {
+	t.Parallel() // with TestSystemd, which installs in a container
+	for _, p := range append([]string{configDir, stateDir, "/usr/bin/edgemc", wantsLink, maskLink, "/usr/share/edgemc"}, unitState...) {
 		if exists(p) {
 			t.Skipf("%s exists on this machine: not touching it", p)
 		}
@@ -87,7 +99,7 @@ func TestInstallDeb(t *testing.T) {
 				t.Errorf("cleanup: dpkg -P: %v\n%s", err, out)
 			}
 		}
-		for _, p := range []string{configDir, stateDir, wantsLink} {
+		for _, p := range append([]string{configDir, stateDir, wantsLink, maskLink}, unitState...) {
 			os.RemoveAll(p)
 		}
 		if !userExisted {
@@ -129,11 +141,14 @@ func TestInstallDeb(t *testing.T) {
 		t.Error("upgrade lost the state in " + stateDir)
 	}
 
+	// Remove, then reinstall: the configuration, the state and the enable
+	// state stay until purge (Debian's convention).
+	_, systemctl := exec.LookPath("systemctl")
 	dpkg(t, "-r", "edgemc")
 	if s := dpkgStatus(); s != "config-files" {
 		t.Errorf("after dpkg -r: status %s, want config-files", s)
 	}
-	for _, p := range []string{"/usr/bin/edgemc", "/usr/lib/systemd/system/" + unitName, wantsLink} {
+	for _, p := range []string{"/usr/bin/edgemc", "/usr/lib/systemd/system/" + unitName, "/usr/share/edgemc"} {
 		if exists(p) {
 			t.Errorf("after dpkg -r: %s remains", p)
 		}
@@ -141,12 +156,20 @@ func TestInstallDeb(t *testing.T) {
 	if !exists(filepath.Join(configDir, "edgemc.toml")) || !stateFilesOf(t, u) {
 		t.Error("dpkg -r must keep the configuration and the state")
 	}
+	if systemctl == nil && !exists(wantsLink) {
+		t.Error("dpkg -r forgot that the unit was enabled")
+	}
+	dpkg(t, "-i", deb)
+	if systemctl == nil && (!exists(wantsLink) || exists(maskLink)) {
+		t.Errorf("after remove and reinstall: enabled %v (want true), masked %v (want false)", exists(wantsLink), exists(maskLink))
+	}
 
+	dpkg(t, "-r", "edgemc")
 	dpkg(t, "-P", "edgemc")
 	if s := dpkgStatus(); s != "not-installed" {
 		t.Errorf("after dpkg -P: status %s", s)
 	}
-	for _, p := range []string{configDir, stateDir} {
+	for _, p := range append([]string{configDir, stateDir, wantsLink, maskLink}, unitState...) {
 		if exists(p) {
 			t.Errorf("after dpkg -P: %s remains", p)
 		}

@@ -72,14 +72,22 @@ type packagedFile struct {
 	source string
 }
 
+// envFile is the service's environment file, readable by its group.
+const envFile = "/etc/edgemc/edgemc.env"
+
 var packagedFiles = []packagedFile{
 	{"/usr/bin/edgemc", "-rwxr-xr-x", false, ""},
 	{"/etc/edgemc/edgemc.toml", "-rw-r--r--", true, "edgemc.toml"},
-	{"/etc/edgemc/edgemc.env", "-rw-r-----", true, "edgemc.env"},
+	{envFile, "-rw-r-----", true, "edgemc.env"},
 	{"/usr/lib/systemd/system/edgemc.service", "-rw-r--r--", false, unitName},
 	{"/usr/lib/sysctl.d/60-edgemc.conf", "-rw-r--r--", false, "60-edgemc.conf"},
 	{"/usr/share/man/man1/edgemc.1.gz", "-rw-r--r--", false, ""},
+	{"/usr/share/edgemc/grafana/edgemc.json", "-rw-r--r--", false, "grafana/edgemc.json"},
+	{"/usr/share/edgemc/prometheus/edgemc-rules.yml", "-rw-r--r--", false, "prometheus/edgemc-rules.yml"},
 }
+
+// packagedDirs are the directories every package owns.
+var packagedDirs = []string{"/etc/edgemc", "/usr/share/edgemc", "/usr/share/edgemc/grafana", "/usr/share/edgemc/prometheus"}
 
 // licenseFile is where each format expects the copyright file.
 var licenseFile = map[string]string{
@@ -230,10 +238,15 @@ func TestRPM(t *testing.T) {
 			if info := run(t, "rpm", "-qpi", rpm); !strings.Contains(info, "Architecture: "+a.rpm) {
 				t.Errorf("rpm -qpi:\n%s", info)
 			}
+			// What the scripts run, and nothing else.
+			var reqs []string
 			for req := range strings.Lines(run(t, "rpm", "-qpR", rpm)) {
-				if !strings.HasPrefix(req, "rpmlib(") && strings.TrimSpace(req) != "/bin/sh" {
-					t.Errorf("unexpected requirement %q", req)
+				if !strings.HasPrefix(req, "rpmlib(") {
+					reqs = append(reqs, strings.TrimSpace(req))
 				}
+			}
+			if want := []string{"/bin/sh", "/usr/sbin/groupadd", "/usr/sbin/useradd"}; !slices.Equal(slices.Sorted(slices.Values(reqs)), want) {
+				t.Errorf("requirements %q, want %q", reqs, want)
 			}
 
 			// Files: the same bytes as the .deb ships (the license file aside),
@@ -241,16 +254,24 @@ func TestRPM(t *testing.T) {
 			debContents := debFiles(t, debFor(t, dir, a.goarch))
 			want := map[string]string{}
 			for _, f := range packagedFiles {
-				flags := ""
+				flags, group := "", "root"
 				if f.config {
 					flags = "cn"
 				}
+				if f.path == envFile {
+					// The group the deb's postinstall gives it, so that rpm -V
+					// finds it as installed.
+					group = "edgemc"
+				}
 				sum := sha256.Sum256(debContents[f.path])
-				want[f.path] = strings.Join([]string{f.mode, "root", "root", flags, hex.EncodeToString(sum[:])}, " ")
+				want[f.path] = strings.Join([]string{f.mode, "root", group, flags, hex.EncodeToString(sum[:])}, " ")
 			}
 			sum := sha256.Sum256([]byte(readSource(t, "copyright")))
 			want[licenseFile["rpm"]] = "-rw-r--r-- root root l " + hex.EncodeToString(sum[:])
-			want["/etc/edgemc"] = "drwxr-xr-x root root  "
+			for _, d := range packagedDirs {
+				want[d] = "drwxr-xr-x root root  "
+			}
+			want["/usr/share/licenses/edgemc"] = "drwxr-xr-x root root  "
 			listed := run(t, "rpm", "-qp", "--qf", `[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILEFLAGS:fflags} %{FILEDIGESTS}\t%{FILENAMES}\n]`, rpm)
 			for line := range strings.Lines(listed) {
 				attrs, path, _ := strings.Cut(strings.TrimSuffix(line, "\n"), "\t")

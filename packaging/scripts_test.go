@@ -14,6 +14,11 @@ import (
 // their arguments.
 type scriptEnv struct {
 	root, log, path string
+	// notWasEnabled makes `deb-systemd-helper was-enabled` answer no, as
+	// after a remove of a unit the administrator had disabled.
+	notWasEnabled bool
+	// out is what the last script printed.
+	out string
 }
 
 func newScriptEnv(t *testing.T, systemdRunning bool, rmemMax string) *scriptEnv {
@@ -33,6 +38,7 @@ func newScriptEnv(t *testing.T, systemdRunning bool, rmemMax string) *scriptEnv 
 		"stubs/install":                   "",
 		"stubs/chgrp":                     "",
 		"stubs/systemctl":                 "",
+		"stubs/deb-systemd-helper":        `case "$*" in *was-enabled*) [ -z "$STUB_NOT_WAS_ENABLED" ] ;; esac`,
 	}
 	if systemdRunning {
 		files["root/run/systemd/system/.keep"] = ""
@@ -60,9 +66,14 @@ func (e *scriptEnv) run(t *testing.T, script string, args ...string) []string {
 	os.Remove(e.log)
 	cmd := exec.CommandContext(t.Context(), "sh", append([]string{filepath.Join("scripts", script)}, args...)...)
 	cmd.Env = append(os.Environ(), "PATH="+e.path, "DPKG_ROOT="+e.root, "STUB_LOG="+e.log)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if e.notWasEnabled {
+		cmd.Env = append(cmd.Env, "STUB_NOT_WAS_ENABLED=1")
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
 		t.Fatalf("%s %v: %v\n%s", script, args, err, out)
 	}
+	e.out = string(out)
 	b, err := os.ReadFile(e.log)
 	if os.IsNotExist(err) {
 		return nil
@@ -77,11 +88,12 @@ func (e *scriptEnv) exists(path string) bool {
 	return err == nil
 }
 
-// systemctl returns only the systemctl calls among calls.
-func systemctl(calls []string) []string {
+// unitCalls returns only the calls that enable, disable, start or stop the
+// unit: those of systemctl and deb-systemd-helper.
+func unitCalls(calls []string) []string {
 	var out []string
 	for _, c := range calls {
-		if strings.HasPrefix(c, "systemctl ") {
+		if strings.HasPrefix(c, "systemctl ") || strings.HasPrefix(c, "deb-systemd-helper ") {
 			out = append(out, c)
 		}
 	}
@@ -112,29 +124,37 @@ func TestPreinstallCreatesUser(t *testing.T) {
 }
 
 func TestPostinstall(t *testing.T) {
-	enable := []string{"systemctl --root=$ROOT enable edgemc.service"}
-	restart := []string{"systemctl daemon-reload", "systemctl try-restart edgemc.service"}
+	debEnable := []string{"deb-systemd-helper unmask edgemc.service", "deb-systemd-helper --quiet was-enabled edgemc.service", "deb-systemd-helper enable edgemc.service"}
+	debKeepDisabled := []string{"deb-systemd-helper unmask edgemc.service", "deb-systemd-helper --quiet was-enabled edgemc.service", "deb-systemd-helper update-state edgemc.service"}
+	rpmEnable := []string{"systemctl --root=$ROOT enable edgemc.service"}
+	restart := []string{"systemctl try-restart edgemc.service"}
+	reload := []string{"systemctl daemon-reload"}
+	cat := func(lists ...[]string) []string { return slices.Concat(lists...) }
 	tests := []struct {
-		name    string
-		args    []string
-		systemd bool
-		want    []string // systemctl calls
-		setup   bool     // state directory, env file group, buffers
+		name          string
+		args          []string
+		systemd       bool
+		notWasEnabled bool
+		want          []string // systemctl and deb-systemd-helper calls
+		setup         bool     // state directory, env file group, buffers
 	}{
-		{"deb first install", []string{"configure", ""}, false, enable, true},
-		{"rpm first install", []string{"1"}, false, enable, true},
-		{"deb first install, systemd running", []string{"configure", ""}, true, append([]string{"systemctl daemon-reload"}, enable...), true},
-		{"deb upgrade", []string{"configure", "0.1.0-1"}, true, restart, true},
-		{"rpm upgrade", []string{"2"}, true, restart, true},
-		{"upgrade in a chroot", []string{"2"}, false, nil, true},
-		{"deb abort-upgrade", []string{"abort-upgrade", "0.1.0-1"}, true, nil, false},
+		{"deb first install", []string{"configure", ""}, false, false, debEnable, true},
+		{"rpm first install", []string{"1"}, false, false, rpmEnable, true},
+		{"deb first install, systemd running", []string{"configure", ""}, true, false, cat(reload, debEnable), true},
+		// An upgrade, or a reinstall after a remove of an enabled unit.
+		{"deb upgrade", []string{"configure", "0.1.0-1"}, true, false, cat(reload, debEnable, restart), true},
+		{"deb reinstall after a remove, was disabled", []string{"configure", "0.1.0-1"}, true, true, cat(reload, debKeepDisabled, restart), true},
+		{"rpm upgrade", []string{"2"}, true, false, cat(reload, restart), true},
+		{"rpm upgrade in a chroot", []string{"2"}, false, false, nil, true},
+		{"deb abort-upgrade", []string{"abort-upgrade", "0.1.0-1"}, true, false, nil, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newScriptEnv(t, tt.systemd, "212992")
+			e.notWasEnabled = tt.notWasEnabled
 			calls := e.run(t, "postinstall.sh", tt.args...)
-			if got := systemctl(calls); !slices.Equal(got, tt.want) {
-				t.Errorf("systemctl calls %q, want %q", got, tt.want)
+			if got := unitCalls(calls); !slices.Equal(got, tt.want) {
+				t.Errorf("unit calls %q, want %q", got, tt.want)
 			}
 			for _, c := range []string{
 				"install -d -o edgemc -g edgemc -m 0750 $ROOT/var/lib/edgemc",
@@ -154,6 +174,35 @@ func TestPostinstall(t *testing.T) {
 	}
 }
 
+// TestPostinstallSaysWhatToSet: while neither jwks-url nor jwt-public-key is
+// set, the postinstall script prints one line saying so, before any start.
+func TestPostinstallSaysWhatToSet(t *testing.T) {
+	for _, tt := range []struct {
+		name, toml, env string
+		hint            bool
+	}{
+		{"stock configuration", readSource(t, "edgemc.toml"), readSource(t, "edgemc.env"), true},
+		{"jwks-url in the file", readSource(t, "edgemc.toml") + "jwks-url = \"https://ac.example.net/jwks\"\n", "", false},
+		{"jwt-public-key in the file", "  jwt-public-key = \"/etc/edgemc/jwt.pem\"\n", "", false},
+		{"jwks-url in the environment file", "", "EDGEMC_JWKS_URL=https://ac.example.net/jwks\n", false},
+		{"an empty variable does not count", "", "EDGEMC_JWKS_URL=\n", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newScriptEnv(t, false, "0")
+			for name, body := range map[string]string{"edgemc.toml": tt.toml, "edgemc.env": tt.env} {
+				if err := os.WriteFile(filepath.Join(e.root, "etc/edgemc", name), []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.run(t, "postinstall.sh", "configure", "")
+			const want = "edgemc: set jwks-url (or jwt-public-key) in /etc/edgemc/edgemc.toml, and gc-url and the advertise URLs to join a Global Controller, then run: systemctl start edgemc\n"
+			if got := e.out == want; got != tt.hint {
+				t.Errorf("output %q; want the hint: %v", e.out, tt.hint)
+			}
+		})
+	}
+}
+
 func TestPostinstallNeverLowersBuffers(t *testing.T) {
 	e := newScriptEnv(t, false, "16000000")
 	e.run(t, "postinstall.sh", "configure", "")
@@ -163,13 +212,13 @@ func TestPostinstallNeverLowersBuffers(t *testing.T) {
 }
 
 func TestPreremove(t *testing.T) {
-	stopDisable := []string{"systemctl stop edgemc.service", "systemctl --root=$ROOT disable edgemc.service"}
 	for _, tt := range []struct {
 		arg  string
 		want []string
 	}{
-		{"remove", stopDisable},
-		{"0", stopDisable},
+		// A deb remove keeps the enable state (postremove masks the unit).
+		{"remove", []string{"systemctl stop edgemc.service"}},
+		{"0", []string{"systemctl stop edgemc.service", "systemctl --root=$ROOT disable edgemc.service"}},
 		{"upgrade", nil},
 		{"1", nil},
 		{"deconfigure", nil},
@@ -185,17 +234,21 @@ func TestPostremove(t *testing.T) {
 	for _, tt := range []struct {
 		arg       string
 		wantState bool
+		want      []string // systemctl and deb-systemd-helper calls
 	}{
-		{"remove", true},
-		{"0", true},
-		{"upgrade", true},
-		{"1", true},
-		{"purge", false},
+		{"remove", true, []string{"deb-systemd-helper mask edgemc.service", "systemctl daemon-reload"}},
+		{"0", true, []string{"systemctl daemon-reload"}},
+		{"upgrade", true, nil},
+		{"1", true, nil},
+		{"purge", false, []string{"deb-systemd-helper purge edgemc.service", "deb-systemd-helper unmask edgemc.service"}},
 	} {
 		e := newScriptEnv(t, true, "0")
-		e.run(t, "postremove.sh", tt.arg)
+		calls := e.run(t, "postremove.sh", tt.arg)
 		if got := e.exists("var/lib/edgemc/state.db"); got != tt.wantState {
 			t.Errorf("postremove %s: state kept %v, want %v", tt.arg, got, tt.wantState)
+		}
+		if got := unitCalls(calls); !slices.Equal(got, tt.want) {
+			t.Errorf("postremove %s: unit calls %q, want %q", tt.arg, got, tt.want)
 		}
 	}
 }

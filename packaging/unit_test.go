@@ -2,6 +2,7 @@ package packaging
 
 import (
 	"bufio"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,25 +54,29 @@ func (u unitFile) one(t *testing.T, section, key string) string {
 }
 
 // TestUnitSettings checks the unit's promises: readiness, user, state,
-// restarts, a stop that outlasts the drain, and the hardening asked for.
+// restarts that end (no restart after a configuration error, a start limit
+// a crash loop reaches), a stop that outlasts the drain, and the hardening
+// asked for.
 func TestUnitSettings(t *testing.T) {
 	u := parseUnit(t, readSource(t, unitName))
 	want := map[string]string{
-		"Type":                    "notify",
-		"ExecStart":               "/usr/bin/edgemc serve --config /etc/edgemc/edgemc.toml",
-		"EnvironmentFile":         "-/etc/edgemc/edgemc.env",
-		"User":                    "edgemc",
-		"StateDirectory":          strings.TrimPrefix(packageDataDir, "/var/lib/"),
-		"WorkingDirectory":        packageDataDir,
-		"Restart":                 "on-failure",
-		"KillSignal":              "SIGTERM",
-		"CapabilityBoundingSet":   "",
-		"AmbientCapabilities":     "",
-		"NoNewPrivileges":         "yes",
-		"ProtectSystem":           "strict",
-		"ProtectHome":             "yes",
-		"PrivateTmp":              "yes",
-		"RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+		"Type":                     "notify",
+		"ExecStart":                "/usr/bin/edgemc serve --config /etc/edgemc/edgemc.toml",
+		"EnvironmentFile":          "-/etc/edgemc/edgemc.env",
+		"User":                     "edgemc",
+		"StateDirectory":           strings.TrimPrefix(packageDataDir, "/var/lib/"),
+		"WorkingDirectory":         packageDataDir,
+		"Restart":                  "on-failure",
+		"RestartPreventExitStatus": "2",
+		"Environment":              "GOTRACEBACK=crash",
+		"KillSignal":               "SIGTERM",
+		"CapabilityBoundingSet":    "",
+		"AmbientCapabilities":      "",
+		"NoNewPrivileges":          "yes",
+		"ProtectSystem":            "strict",
+		"ProtectHome":              "yes",
+		"PrivateTmp":               "yes",
+		"RestrictAddressFamilies":  "AF_UNIX AF_INET AF_INET6",
 	}
 	for k, v := range want {
 		if got := u.one(t, "Service", k); got != v {
@@ -95,6 +100,16 @@ func TestUnitSettings(t *testing.T) {
 	}
 	if _, err := time.ParseDuration(u.one(t, "Service", "WatchdogSec")); err != nil {
 		t.Errorf("WatchdogSec: %v", err)
+	}
+	// A crash loop (a start, a failure, RestartSec=, again) makes the burst
+	// of starts well within the interval, so the start limit ends it.
+	restart, err1 := time.ParseDuration(u.one(t, "Service", "RestartSec"))
+	interval, err2 := time.ParseDuration(u.one(t, "Unit", "StartLimitIntervalSec"))
+	burst, err3 := strconv.Atoi(u.one(t, "Unit", "StartLimitBurst"))
+	if err := errors.Join(err1, err2, err3); err != nil {
+		t.Errorf("restart and start limit: %v", err)
+	} else if loop := time.Duration(burst) * restart; loop*2 > interval {
+		t.Errorf("StartLimitBurst=%d × RestartSec=%v = %v: a crash loop may never reach the start limit of StartLimitIntervalSec=%v", burst, restart, loop, interval)
 	}
 	if n, err := strconv.Atoi(u.one(t, "Service", "LimitNOFILE")); err != nil || n < 65536 {
 		t.Errorf("LimitNOFILE=%d (%v), want at least 65536", n, err)

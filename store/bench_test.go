@@ -90,4 +90,5 @@ func report(b *testing.B, r workload.Result) {
 	}
 	b.ReportMetric(r.PerSecond(), "writes/s")
 	b.ReportMetric(float64(r.P99.Microseconds()), "p99-µs")
+	b.ReportMetric(float64(r.P999.Microseconds()), "p99.9-µs")
 }

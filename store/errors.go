@@ -6,7 +6,7 @@ import (
 )
 
 // Errors callers branch on. Every error the store returns either is one of these (errors.Is) or reports a failure
-// of the file itself (I/O, disk full), which Check also reports.
+// of the files themselves (I/O, disk full), which Check also reports.
 var (
 	// ErrFencedOut: a write named an older generation than the meeting's current one; the concrete error is a
 	// *FencedOutError. The caller no longer owns the meeting and must stop it.
@@ -24,6 +24,11 @@ var (
 	ErrClosed = errors.New("store: closed")
 	// ErrInvalid: an argument cannot be stored (empty or oversized id, generation 0).
 	ErrInvalid = errors.New("store: invalid argument")
+	// ErrSyncFailed: an fdatasync of the log, or the commit of a checkpoint into the database file, failed. What it
+	// was to make durable may be lost, and a later sync of the same file that succeeds would not mean it reached
+	// the disk, so the store retries nothing: every call fails with this error until the store is closed and opened
+	// again, which replays the log. The write that failed may or may not be in the store after that.
+	ErrSyncFailed = errors.New("store: sync to disk failed, the store must be reopened")
 )
 
 // FencedOutError is returned when a write holds generation Held but the meeting is at Current > Held.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Assignment is one media handler the Global Controller assigned to a meeting.
@@ -46,21 +48,25 @@ type MeetingState struct {
 	Bindings     []Binding
 }
 
-// Acquire bumps the meeting's generation, persists it durably and returns it; the first is 1. A generation is never
-// handed out twice, across restarts and meeting deletions. Writes holding an older generation are fenced out.
+// Acquire hands the meeting a new generation, persists it durably and returns it. Generations come from one counter
+// for all meetings (the first is 1), so one is never handed out twice, across restarts and meeting deletions, and
+// a new one is newer than every generation any meeting had before. Writes holding an older generation of the
+// meeting are fenced out.
 func (db *DB) Acquire(meetingID string) (uint64, error) {
 	var gen uint64
 	err := db.checked("acquire", checkMeetingID(meetingID), func(tx *txn) error {
-		key := []byte(meetingID)
-		cur, err := generation(tx, key)
+		top, err := globalGeneration(tx)
 		if err != nil {
 			return refuse(err)
 		}
-		if cur == math.MaxUint64 {
-			return refuse(fmt.Errorf("store: meeting %q: generation counter exhausted", meetingID))
+		if top == math.MaxUint64 {
+			return refuse(errors.New("store: generation counter exhausted"))
 		}
-		gen = cur + 1
-		return tx.put(bucketGenerations, key, encodeGeneration(gen))
+		gen = top + 1
+		if err := tx.put(bucketGenerations, []byte(meetingID), encodeGeneration(gen)); err != nil {
+			return err
+		}
+		return tx.put(bucketGenerations, keyGlobalGeneration, encodeGeneration(gen))
 	})
 	if err != nil {
 		return 0, err
@@ -76,12 +82,15 @@ func (db *DB) PutMeeting(gen uint64, m Meeting) error {
 	})
 }
 
-// DeleteMeeting removes the meeting with its roster and bindings, fenced with gen. The generation counter is kept,
-// so a later Acquire still returns a newer generation. A meeting that does not exist gives ErrNotFound.
+// DeleteMeeting removes the meeting with its generation, roster and bindings, fenced with gen; its nonces stay until
+// they expire. A meeting that does not exist gives ErrNotFound. Every generation handed out so far stays fenced out
+// (see generation), and a later Acquire returns a newer one.
 func (db *DB) DeleteMeeting(meetingID string, gen uint64) error {
 	return db.fenced("delete_meeting", meetingID, gen, checkMeetingID(meetingID), meetingRecord, func(tx *txn) error {
-		if err := tx.del(bucketMeetings, []byte(meetingID)); err != nil {
-			return err
+		for _, name := range [][]byte{bucketMeetings, bucketGenerations} {
+			if err := tx.del(name, []byte(meetingID)); err != nil {
+				return err
+			}
 		}
 		for _, name := range [][]byte{bucketRoster, bucketBindings} {
 			if err := deletePrefix(tx, name, childPrefix(meetingID)); err != nil {
@@ -156,7 +165,7 @@ func (db *DB) DeleteSession(meetingID string, gen uint64, participantID, correla
 		if err := tx.del(bucketRoster, childKey(meetingID, participantID)); err != nil {
 			return err
 		}
-		if bk := childKey(meetingID, correlationID); tx.bucket(bucketBindings).Get(bk) != nil {
+		if bk := childKey(meetingID, correlationID); tx.get(bucketBindings, bk) != nil {
 			return tx.del(bucketBindings, bk)
 		}
 		return nil
@@ -185,14 +194,14 @@ func (db *DB) checked(op string, valid error, fn func(*txn) error) error {
 func (db *DB) fenced(op, meetingID string, gen uint64, valid error, need entry, write func(*txn) error) error {
 	return db.checked(op, valid, func(tx *txn) error {
 		key := []byte(meetingID)
-		cur, err := fence(tx, meetingID, key, gen)
+		cur, own, err := fence(tx, meetingID, key, gen)
 		if err != nil {
 			return err
 		}
 		if err := need.exists(tx, meetingID, key); err != nil {
 			return err
 		}
-		if err := raise(tx, key, cur, gen); err != nil {
+		if err := raise(tx, key, cur, own, gen); err != nil {
 			return err
 		}
 		return write(tx)
@@ -213,50 +222,100 @@ func (e entry) exists(tx *txn, meetingID string, key []byte) error {
 	switch {
 	case e.bucket == nil:
 	case e.what == "":
-		if tx.bucket(e.bucket).Get(key) == nil {
+		if tx.get(e.bucket, key) == nil {
 			return refuse(fmt.Errorf("meeting %q: %w", meetingID, ErrNotFound))
 		}
 	default:
-		if tx.bucket(e.bucket).Get(childKey(meetingID, e.id)) == nil {
+		if tx.get(e.bucket, childKey(meetingID, e.id)) == nil {
 			return refuse(fmt.Errorf("meeting %q: %s %q: %w", meetingID, e.what, e.id, ErrNotFound))
 		}
 	}
 	return nil
 }
 
-// generation reads a meeting's generation counter (0 if never acquired).
-func generation(tx *txn, key []byte) (uint64, error) {
-	v := tx.bucket(bucketGenerations).Get(key)
+// generation reads a meeting's generation: its own (own is true) while the meeting exists or has been acquired, else
+// the global one, the newest handed out to any meeting. A deleted meeting has none of its own, and every generation
+// it ever had is at most the global one, so its old owners stay fenced out without a key per meeting ever held.
+func generation(tx *txn, key []byte) (gen uint64, own bool, err error) {
+	if v := tx.get(bucketGenerations, key); v != nil {
+		g, err := decodeGeneration(v)
+		return g, true, corrupt(string(bucketGenerations), key, err)
+	}
+	g, err := globalGeneration(tx)
+	return g, false, err
+}
+
+// globalGeneration reads the newest generation handed out to any meeting (0 if none).
+func globalGeneration(tx *txn) (uint64, error) {
+	v := tx.get(bucketGenerations, keyGlobalGeneration)
 	if v == nil {
 		return 0, nil
 	}
 	g, err := decodeGeneration(v)
-	return g, corrupt(string(bucketGenerations), key, err)
+	return g, corrupt(string(bucketGenerations), keyGlobalGeneration, err)
 }
 
-// fence refuses a write holding gen when the meeting's generation is newer, and returns the current generation. It
-// writes nothing, so its errors are refusals.
-func fence(tx *txn, meetingID string, key []byte, gen uint64) (uint64, error) {
+// fence refuses a write holding gen when the meeting's generation is newer, and returns the meeting's generation
+// and whether it is its own. It writes nothing, so its errors are refusals.
+func fence(tx *txn, meetingID string, key []byte, gen uint64) (uint64, bool, error) {
 	if gen == 0 {
-		return 0, refuse(fmt.Errorf("%w: generation 0 is never acquired", ErrInvalid))
+		return 0, false, refuse(fmt.Errorf("%w: generation 0 is never acquired", ErrInvalid))
 	}
-	cur, err := generation(tx, key)
+	cur, own, err := generation(tx, key)
 	if err != nil {
-		return 0, refuse(err)
+		return 0, false, refuse(err)
 	}
 	if gen < cur {
-		return 0, refuse(&FencedOutError{MeetingID: meetingID, Held: gen, Current: cur})
+		return 0, false, refuse(&FencedOutError{MeetingID: meetingID, Held: gen, Current: cur})
 	}
-	return cur, nil
+	return cur, own, nil
 }
 
-// raise moves the generation counter up to gen when a write holds a generation newer than the stored one (possible
-// only if the counter was lost), so Acquire can never hand that generation out again.
-func raise(tx *txn, key []byte, cur, gen uint64) error {
-	if gen <= cur {
+// raise gives the meeting gen as its own generation when it has none (a meeting record is never without one), or
+// when gen is newer than the stored one (possible only if the counter was lost), raising the global counter with it
+// so Acquire can never hand that generation out again.
+func raise(tx *txn, key []byte, cur uint64, own bool, gen uint64) error {
+	if own && gen <= cur {
 		return nil
 	}
-	return tx.put(bucketGenerations, key, encodeGeneration(gen))
+	if err := tx.put(bucketGenerations, key, encodeGeneration(gen)); err != nil {
+		return err
+	}
+	top, err := globalGeneration(tx)
+	if err != nil || gen <= top {
+		return err
+	}
+	return tx.put(bucketGenerations, keyGlobalGeneration, encodeGeneration(gen))
+}
+
+// pruneGenerations is Open's upkeep of the generations bucket: it sets the global counter (left out by an older
+// edgemc, which kept one counter per meeting) to the newest generation stored and removes the generation of every
+// meeting without a record — deleted by an older edgemc, or acquired by a call that never wrote the meeting. A value
+// it cannot decode stays, for the meeting's writes to report. It returns the global generation.
+func pruneGenerations(tx *bolt.Tx) (uint64, error) {
+	gens, meetings := tx.Bucket(bucketGenerations), tx.Bucket(bucketMeetings)
+	var (
+		top     uint64
+		orphans [][]byte
+	)
+	_ = gens.ForEach(func(k, v []byte) error {
+		if g, err := decodeGeneration(v); err == nil {
+			top = max(top, g)
+			if !bytes.Equal(k, keyGlobalGeneration) && meetings.Get(k) == nil {
+				orphans = append(orphans, bytes.Clone(k))
+			}
+		}
+		return nil
+	})
+	for _, k := range orphans {
+		if err := gens.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	if top == 0 {
+		return 0, nil
+	}
+	return top, gens.Put(keyGlobalGeneration, encodeGeneration(top))
 }
 
 // LoadAll returns every stored meeting with its current generation, roster and bindings, in meeting id order. Values
@@ -269,14 +328,14 @@ func (db *DB) LoadAll() ([]MeetingState, error) {
 		errs   []error
 	)
 	err := db.view(func(tx *txn) error {
-		return tx.bucket(bucketMeetings).ForEach(func(k, v []byte) error {
+		return tx.scan(bucketMeetings, nil, func(k, v []byte) error {
 			id := string(k)
 			m, err := decodeMeeting(id, v)
 			if err != nil {
 				errs = append(errs, corrupt(string(bucketMeetings), k, err))
 				return nil
 			}
-			if m.Generation, err = generation(tx, k); err != nil {
+			if m.Generation, _, err = generation(tx, k); err != nil {
 				errs = append(errs, err)
 				return nil
 			}
@@ -298,15 +357,15 @@ func (db *DB) LoadAll() ([]MeetingState, error) {
 func loadChildren[T any](tx *txn, bucket []byte, meetingID string, decode func(string, []byte) (T, error), errs []error) ([]T, []error) {
 	var out []T
 	prefix := childPrefix(meetingID)
-	c := tx.bucket(bucket).Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+	_ = tx.scan(bucket, prefix, func(k, v []byte) error {
 		x, err := decode(string(k[len(prefix):]), v)
 		if err != nil {
 			errs = append(errs, corrupt(string(bucket), k, err))
-			continue
+			return nil
 		}
 		out = append(out, x)
-	}
+		return nil
+	})
 	return out, errs
 }
 
@@ -318,9 +377,13 @@ func childKey(meetingID, id string) []byte { return append(childPrefix(meetingID
 
 // deletePrefix deletes every key of bucket that starts with prefix.
 func deletePrefix(tx *txn, bucket, prefix []byte) error {
-	c := tx.bucket(bucket).Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
-		if err := tx.del(bucket, bytes.Clone(k)); err != nil {
+	var keys [][]byte
+	_ = tx.scan(bucket, prefix, func(k, _ []byte) error {
+		keys = append(keys, bytes.Clone(k))
+		return nil
+	})
+	for _, k := range keys {
+		if err := tx.del(bucket, k); err != nil {
 			return err
 		}
 	}

@@ -22,7 +22,7 @@ func (db *DB) ConsumeNonce(meetingID, nonce string, ttl time.Duration) error {
 	value := encodeNonce(db.opts.Now().Add(ttl))
 	return db.checked("consume_nonce", valid, func(tx *txn) error {
 		key := childKey(meetingID, nonce)
-		if tx.bucket(bucketNonces).Get(key) != nil {
+		if tx.get(bucketNonces, key) != nil {
 			// The nonce itself stays out of the error: it is a credential.
 			return refuse(fmt.Errorf("meeting %q: %w", meetingID, ErrNonceUsed))
 		}
@@ -80,7 +80,7 @@ func (db *DB) findExpired(now time.Time) ([]expired, error) {
 	errFull := errors.New("chunk full")
 	err := db.view(func(tx *txn) error {
 		for _, nonce := range []bool{true, false} {
-			err := tx.bucket(bucketOf(nonce)).ForEach(func(k, v []byte) error {
+			err := tx.scan(bucketOf(nonce), nil, func(k, v []byte) error {
 				if isExpired(nonce, v, now) {
 					out = append(out, expired{nonce: nonce, key: append([]byte(nil), k...)})
 				}
@@ -122,7 +122,7 @@ func isExpired(nonce bool, v []byte, now time.Time) bool {
 // deleteIfExpired deletes e if it is still expired (a writer may have replaced it since findExpired looked).
 func deleteIfExpired(tx *txn, e expired, now time.Time) (bool, error) {
 	name := bucketOf(e.nonce)
-	if v := tx.bucket(name).Get(e.key); v == nil || !isExpired(e.nonce, v, now) {
+	if v := tx.get(name, e.key); v == nil || !isExpired(e.nonce, v, now) {
 		return false, nil
 	}
 	return true, tx.del(name, e.key)

@@ -34,6 +34,8 @@ var (
 	allBuckets        = [][]byte{bucketGenerations, bucketMeetings, bucketRoster, bucketBindings, bucketNonces, bucketLog}
 
 	keyCheckpoint = []byte("checkpoint")
+	// keyGlobalGeneration holds the newest generation handed out to any meeting; meeting ids cannot contain NUL.
+	keyGlobalGeneration = []byte{0}
 )
 
 // Options configure Open. The zero value is usable; a nil Logger discards the store's log.
@@ -46,6 +48,14 @@ type Options struct {
 	Now                func() time.Time // default time.Now (tests)
 	Logger             *slog.Logger
 	Observe            func(op string, d time.Duration, err error) // optional: metrics hook, called after every op
+	// ObserveCheckpoint (optional) is called after every checkpoint with how long it took to fold the log into the
+	// file, and its error; writers do not wait for it.
+	ObserveCheckpoint func(d time.Duration, err error)
+
+	// Tests only: the log's fdatasync (default: fdatasync, sync_linux.go) and a checkpoint's commit (default:
+	// (*bolt.Tx).Commit).
+	fdatasync  func(*os.File) error
+	commitFile func(*bolt.Tx) error
 }
 
 func (o Options) withDefaults() Options {
@@ -67,6 +77,15 @@ func (o Options) withDefaults() Options {
 	if o.Observe == nil {
 		o.Observe = func(string, time.Duration, error) {}
 	}
+	if o.ObserveCheckpoint == nil {
+		o.ObserveCheckpoint = func(time.Duration, error) {}
+	}
+	if o.fdatasync == nil {
+		o.fdatasync = fdatasync
+	}
+	if o.commitFile == nil {
+		o.commitFile = (*bolt.Tx).Commit
+	}
 	return o
 }
 
@@ -85,10 +104,10 @@ type DB struct {
 	closeErr  error
 }
 
-// Open opens (creating if needed) the store in dir: dir is created 0700, the files dir/edgemc.db and dir/edgemc.wal
-// 0600. Writes a crash left in the log are replayed into the file. If another process holds the file, Open fails
-// after opts.LockTimeout with an error wrapping ErrLocked. Open starts the committer and the sweeper; Close stops
-// them.
+// Open opens (creating if needed) the store in dir: dir is created 0700, the files dir/edgemc.db and the log's two
+// segments dir/edgemc.wal and dir/edgemc.wal.1 0600. Writes a crash left in the log are replayed into the file. If
+// another process holds the file, Open fails after opts.LockTimeout with an error wrapping ErrLocked. Open starts
+// the committer and the sweeper; Close stops them.
 func Open(dir string, opts Options) (*DB, error) {
 	opts = opts.withDefaults()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -99,12 +118,12 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	log, err := openWAL(filepath.Join(dir, LogFileName))
+	log, err := openWAL(dir, opts.fdatasync)
 	if err != nil {
 		bdb.Close()
 		return nil, err
 	}
-	checkpoint, replayed, err := recoverLog(bdb, log)
+	checkpoint, replayed, n, err := recoverLog(bdb, log)
 	if err != nil {
 		log.close()
 		bdb.Close()
@@ -112,13 +131,14 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 
 	ctx, stop := context.WithCancel(context.Background())
+	logger := opts.Logger.With("component", "store")
 	db := &DB{
 		bolt:   bdb,
 		log:    log,
 		path:   path,
 		opts:   opts,
-		logger: opts.Logger.With("component", "store"),
-		commit: newCommitter(opts.Logger.With("component", "store"), bdb, log, checkpoint, opts.CheckpointInterval, maxGroup),
+		logger: logger,
+		commit: newCommitter(logger, bdb, log, checkpoint, n, opts),
 		stop:   stop,
 	}
 	db.group, ctx = errgroup.WithContext(ctx)
@@ -128,17 +148,18 @@ func Open(dir string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-// recoverLog creates missing buckets, replays the log records the file does not hold yet and checkpoints them, so
-// the log starts empty. It returns the checkpoint's sequence number and how many records it replayed.
-func recoverLog(bdb *bolt.DB, log *wal) (checkpoint uint64, replayed uint64, err error) {
+// recoverLog creates missing buckets, replays the log records the file does not hold yet, prunes generations (see
+// pruneGenerations) and checkpoints, so the log starts empty. It returns the checkpoint's sequence number, how many
+// records it replayed and the counts Stats starts from: the one walk over the store, at Open.
+func recoverLog(bdb *bolt.DB, log *wal) (checkpoint, replayed uint64, n counts, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: %v", ErrCorrupt, p)
 		}
 	}()
-	data, err := log.read(log.size)
+	segs, err := log.readAll()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, n, err
 	}
 	err = bdb.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
@@ -152,18 +173,27 @@ func recoverLog(bdb *bolt.DB, log *wal) (checkpoint uint64, replayed uint64, err
 				return corrupt(string(bucketLog), keyCheckpoint, err)
 			}
 		}
-		_, checkpoint, err = replay(tx, data, from)
-		if err != nil {
+		if checkpoint, err = replay(tx, segs[:], from); err != nil {
 			return err
 		}
 		replayed = checkpoint - from
+		if n.maxGeneration, err = pruneGenerations(tx); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketLog).Put(keyCheckpoint, encodeGeneration(checkpoint))
 	})
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, n, err
 	}
-	log.seq, log.off = checkpoint, 0
-	return checkpoint, replayed, nil
+	// Bucket.Stats counts pages, which hold a transaction's changes only once it is committed.
+	_ = bdb.View(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketMeetings, bucketRoster, bucketBindings, bucketNonces} {
+			*n.of(name) = tx.Bucket(name).Stats().KeyN
+		}
+		return nil
+	})
+	log.seq, log.cur, log.off = checkpoint, 0, 0
+	return checkpoint, replayed, n, nil
 }
 
 // openBolt opens the file, turning bbolt's panics on a damaged file into ErrCorrupt and checking that the file
@@ -197,7 +227,8 @@ func openBolt(path string, lockTimeout time.Duration) (db *bolt.DB, err error) {
 	return db, nil
 }
 
-// Close stops the sweeper, commits writes already queued, refuses new ones with ErrClosed and closes the file.
+// Close stops the sweeper, commits writes already queued, refuses new ones with ErrClosed, folds the log into the
+// file and closes it. After ErrSyncFailed, Close leaves the log as it is, for the next Open to replay.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		db.stop()
@@ -213,18 +244,27 @@ func (db *DB) Close() error {
 // Path returns the database file's path.
 func (db *DB) Path() string { return db.path }
 
-// Check is the cheap health probe that readiness, heartbeats and every
-// assignment ask: it fails after Close or while the last commit or
-// checkpoint has failed (a full disk, an I/O error). It does not queue
-// behind writes; the buckets it could read were made by Open.
+// Check is the cheap health probe that readiness, heartbeats and every assignment ask: it fails after Close, after a
+// failed sync (ErrSyncFailed, final until the store is reopened) and while the last commit has failed (a full disk,
+// an I/O error). It does not queue behind writes.
 func (db *DB) Check() error {
 	if err := db.commit.lastError(); err != nil {
-		if errors.Is(err, ErrClosed) {
+		if errors.Is(err, ErrClosed) || errors.Is(err, ErrSyncFailed) {
 			return err
 		}
 		return fmt.Errorf("store: last commit failed: %w", err)
 	}
 	return nil
+}
+
+// Ping is the watchdog's liveness probe: a no-op read queued behind the writes already queued, so it answers only
+// when the committer does. It returns nil, the error every call gets now (ErrClosed, ErrSyncFailed), or ctx's error
+// if ctx ends first; a caller that gives up leaves nothing blocked (the committer answers into a buffered channel).
+func (db *DB) Ping(ctx context.Context) error {
+	start := time.Now()
+	err := db.commit.enqueue(ctx, func(*txn) error { return nil }, true)
+	db.opts.Observe("ping", time.Since(start), err)
+	return err
 }
 
 // Stats summarises the store for the status page.
@@ -235,42 +275,22 @@ type Stats struct {
 	Participants  int
 	Bindings      int
 	Nonces        int
-	MaxGeneration uint64
+	MaxGeneration uint64 // the newest generation handed out to any meeting
 }
 
-// Stats counts what the store holds.
+// Stats reports what the store holds: counts kept as writes are acknowledged, so it costs the same whatever the
+// store holds and does not queue behind writes. It fails only after Close.
 func (db *DB) Stats() (Stats, error) {
-	start := time.Now()
-	s := Stats{Path: db.path}
-	err := db.view(func(tx *txn) error {
-		err := tx.bucket(bucketGenerations).ForEach(func(k, v []byte) error {
-			g, err := decodeGeneration(v)
-			if err != nil {
-				return corrupt(string(bucketGenerations), k, err)
-			}
-			s.MaxGeneration = max(s.MaxGeneration, g)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, c := range []struct {
-			n      *int
-			bucket []byte
-		}{{&s.Meetings, bucketMeetings}, {&s.Participants, bucketRoster}, {&s.Bindings, bucketBindings}, {&s.Nonces, bucketNonces}} {
-			// Bucket.Stats counts pages, which miss the open transaction's changes; a cursor sees them.
-			cur := tx.bucket(c.bucket).Cursor()
-			for k, _ := cur.First(); k != nil; k, _ = cur.Next() {
-				*c.n++
-			}
-		}
-		return nil
-	})
-	if fi, statErr := os.Stat(db.path); statErr == nil {
+	if errors.Is(db.commit.lastError(), ErrClosed) {
+		return Stats{}, ErrClosed
+	}
+	n := db.commit.stats()
+	s := Stats{Path: db.path, Meetings: n.meetings, Participants: n.participants, Bindings: n.bindings,
+		Nonces: n.nonces, MaxGeneration: n.maxGeneration}
+	if fi, err := os.Stat(db.path); err == nil {
 		s.FileSize = fi.Size()
 	}
-	db.opts.Observe("stats", time.Since(start), err)
-	return s, err
+	return s, nil
 }
 
 // view runs fn through the committer, after the writes queued before it, reporting a damaged page (bbolt panics)

@@ -10,29 +10,30 @@ import (
 	"path/filepath"
 )
 
-// LogFileName is the write-ahead log's name inside the data directory.
+// LogFileName is the write-ahead log's first segment inside the data directory; the second is LogFileName + ".1".
 const LogFileName = "edgemc.wal"
 
 // The write-ahead log makes a group of writes durable with one fdatasync of one contiguous write, where a bbolt
-// commit costs two fdatasyncs and a page per touched leaf. The committer applies each group to a bbolt transaction
-// it keeps open, appends the group's changes to the log as one record, syncs the log and only then acknowledges
-// the writers. A checkpoint commits the open transaction (synced, recording the last record's sequence number in
-// the file) and rewinds the log to its start; Open replays the records the file does not hold yet.
+// commit costs two fdatasyncs and a page per touched leaf. The committer applies each group to its memtable,
+// appends the group's changes to the log as one record, syncs the log and only then acknowledges the writers. The
+// log has two segment files: a checkpoint freezes the memtable, switches the log to the other segment and folds the
+// frozen changes into the bbolt file in the background (recording the last record's sequence number in the file)
+// while new groups append to the other segment. Open replays the records the file does not hold yet, from both.
 //
-// The file is preallocated with zeros and rewritten in place after each checkpoint, so a sync flushes data only,
-// never file-size metadata. Record layout, big-endian:
+// Each segment is preallocated with zeros and rewritten in place from its start once the file holds its records,
+// so a sync flushes data only, never file-size metadata. Record layout, big-endian:
 //
 //	[4] n, the length of what follows the checksum   [4] CRC-32C of those n bytes
 //	[8] sequence number   then changes, each: [1] opPut or opDelete, bucket name, key, and for opPut the value,
 //	                      each of the three a uvarint length then the bytes
 //
-// The valid log is the chain of records from offset 0 whose sequence numbers rise by one. A record torn by a crash
-// fails its checksum, and what lies past the chain's end is older (a previous round's records, with lower sequence
-// numbers, or zeros), so the chain ends exactly where acknowledged writes end.
+// A segment's valid log is the chain of records from offset 0 whose sequence numbers rise by one. A record torn by a
+// crash fails its checksum, and what lies past the chain's end is older (a previous round's records, with lower
+// sequence numbers, or zeros), so the chain ends exactly where acknowledged writes end.
 const (
 	recordHeader    = 16       // n, checksum, sequence number
-	logPrealloc     = 4 << 20  // bytes of zeros written when the log is created
-	checkpointBytes = 2 << 20  // a checkpoint is due once the log holds this much
+	logPrealloc     = 4 << 20  // bytes of zeros written when a segment is created
+	checkpointBytes = 2 << 20  // a checkpoint is due once the segment being written holds this much
 	maxRecord       = 64 << 20 // larger n is a damaged header, not a record
 )
 
@@ -43,19 +44,37 @@ const (
 
 var (
 	errLogRecord = errors.New("malformed log record")
+	errNoBucket  = errors.New("no such bucket")
 	castagnoli   = crc32.MakeTable(crc32.Castagnoli)
 )
 
-// wal is the log file. Only the committer's goroutine uses it after Open.
+// wal is the log's two segment files. Only the committer's goroutine uses it after Open.
 type wal struct {
-	f    *os.File
-	size int64  // file size
-	off  int64  // where the next record goes
+	segs [2]*os.File
+	cur  int    // the segment records are appended to
+	off  int64  // where the next record goes in it
 	seq  uint64 // sequence number of the last record written or checkpointed
+	sync func(*os.File) error
 }
 
-// openWAL opens (creating and preallocating if needed) the log at path.
-func openWAL(path string) (*wal, error) {
+// segmentNames are the two segment files' names.
+var segmentNames = [2]string{LogFileName, LogFileName + ".1"}
+
+// openWAL opens (creating and preallocating if needed) both segments in dir; sync is the fdatasync appends use.
+func openWAL(dir string, sync func(*os.File) error) (*wal, error) {
+	w := &wal{sync: sync}
+	for i, name := range segmentNames {
+		f, err := openSegment(filepath.Join(dir, name))
+		if err != nil {
+			w.close()
+			return nil, err
+		}
+		w.segs[i] = f
+	}
+	return w, nil
+}
+
+func openSegment(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("store: open log: %w", err)
@@ -65,23 +84,21 @@ func openWAL(path string) (*wal, error) {
 		f.Close()
 		return nil, fmt.Errorf("store: open log: %w", err)
 	}
-	w := &wal{f: f, size: fi.Size()}
-	if w.size < logPrealloc {
-		if _, err := f.WriteAt(make([]byte, logPrealloc-w.size), w.size); err != nil {
+	if size := fi.Size(); size < logPrealloc {
+		if _, err := f.WriteAt(make([]byte, logPrealloc-size), size); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("store: preallocate log: %w", err)
 		}
-		w.size = logPrealloc
 		if err := f.Sync(); err != nil {
 			f.Close()
-			return nil, fmt.Errorf("store: sync log: %w", err)
+			return nil, fmt.Errorf("store: preallocate log: %w", err)
 		}
 		if err := syncDir(filepath.Dir(path)); err != nil {
 			f.Close()
 			return nil, err
 		}
 	}
-	return w, nil
+	return f, nil
 }
 
 func syncDir(dir string) error {
@@ -115,21 +132,29 @@ func appendOp(rec []byte, op byte, bucket, key, value []byte) []byte {
 	return rec
 }
 
-// append writes rec as the next record and syncs it. On failure the log is unchanged as far as replay can tell:
-// the next record overwrites whatever was written.
+// append writes rec as the next record of the current segment and syncs it. A failed write leaves the log
+// unchanged as far as replay can tell: the next record overwrites whatever was written. A failed sync is reported
+// wrapping ErrSyncFailed, and the log must not be used any more: the kernel may have dropped the data the sync was
+// to write, and a later sync that succeeds would not mean it reached the disk.
 func (w *wal) append(rec []byte) error {
 	seq := w.seq + 1
 	seal(rec, seq)
-	if _, err := w.f.WriteAt(rec, w.off); err != nil {
+	f := w.segs[w.cur]
+	if _, err := f.WriteAt(rec, w.off); err != nil {
 		return fmt.Errorf("store: write log: %w", err)
 	}
-	if err := fdatasync(w.f); err != nil {
-		return fmt.Errorf("store: sync log: %w", err)
+	if err := w.sync(f); err != nil {
+		return fmt.Errorf("%w: fdatasync %s: %w", ErrSyncFailed, filepath.Base(f.Name()), err)
 	}
 	w.off += int64(len(rec))
-	w.size = max(w.size, w.off)
 	w.seq = seq
 	return nil
+}
+
+// rotate makes the other segment the current one, from its start. Its records must all be in the database file.
+func (w *wal) rotate() {
+	w.cur ^= 1
+	w.off = 0
 }
 
 // seal fills in a record's header.
@@ -139,16 +164,31 @@ func seal(rec []byte, seq uint64) {
 	binary.BigEndian.PutUint32(rec[4:8], crc32.Checksum(rec[8:], castagnoli))
 }
 
-// read returns the first n bytes of the log.
-func (w *wal) read(n int64) ([]byte, error) {
-	buf := make([]byte, n)
-	if _, err := w.f.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("store: read log: %w", err)
+// readAll returns both segments' contents.
+func (w *wal) readAll() ([2][]byte, error) {
+	var out [2][]byte
+	for i, f := range w.segs {
+		fi, err := f.Stat()
+		if err != nil {
+			return out, fmt.Errorf("store: read log: %w", err)
+		}
+		out[i] = make([]byte, fi.Size())
+		if _, err := f.ReadAt(out[i], 0); err != nil && !errors.Is(err, io.EOF) {
+			return out, fmt.Errorf("store: read log: %w", err)
+		}
 	}
-	return buf, nil
+	return out, nil
 }
 
-func (w *wal) close() error { return w.f.Close() }
+func (w *wal) close() error {
+	var errs []error
+	for _, f := range w.segs {
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // nextRecord decodes the record at the start of b. ok is false where the chain ends: zeros, a short or torn record.
 func nextRecord(b []byte) (seq uint64, ops []byte, size int, ok bool) {

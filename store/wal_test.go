@@ -20,7 +20,7 @@ var logOnly = Options{CheckpointInterval: time.Hour}
 func crashCopy(t *testing.T, db *DB) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, name := range []string{FileName, LogFileName} {
+	for _, name := range append([]string{FileName}, segmentNames[:]...) {
 		b, err := os.ReadFile(filepath.Join(filepath.Dir(db.Path()), name))
 		if err != nil {
 			t.Fatal(err)
@@ -184,7 +184,7 @@ func TestChainStopsAtAGapOrDamage(t *testing.T) {
 		if _, err := tx.CreateBucket(bucketNonces); err != nil {
 			return err
 		}
-		_, _, err := replay(tx, log, 2)
+		_, err := replay(tx, [][]byte{log}, 2)
 		return err
 	})
 	if !errors.Is(err, ErrCorrupt) {

@@ -72,20 +72,43 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 
 const xssName = `<img src=x onerror="window.pwned=1">`
 
+// gatedSource is a fakeSource that answers nothing until open is closed,
+// as an appliance slow to answer its first status.
+type gatedSource struct {
+	*fakeSource
+	open chan struct{}
+}
+
+func (g gatedSource) Status(ctx context.Context) Status {
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+	}
+	return g.fakeSource.Status(ctx)
+}
+
 func TestBrowserStatusPage(t *testing.T) {
 	ctx := webtest.NewBrowser(t)
 	s := sampleStatus()
 	s.Meetings[0].Participants = append(s.Meetings[0].Participants,
 		Participant{ID: "p-x", Name: xssName, Role: "participant", Connected: true})
 	s.Lab = &LabInfo{MeetingID: "lab-meeting", JoinPath: "/lab/join", Note: "Development GC and token issuer in-process."}
-	src := &fakeSource{s: s}
+	s.System.ProcessCPUPercent = 0.4
+	src := gatedSource{&fakeSource{s: s}, make(chan struct{})}
 	srv := newServer(t, Options{EventInterval: 20 * time.Millisecond}, src)
 
+	// Before the first update the page says it is connecting, and shows no empty cards.
 	run(t, ctx, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(srv.URL+"/"))
+	waitFor(t, ctx, webtest.Shown(`#connecting`)+` && `+webtest.NotShown(`#identity`, `#capacity`, `#meetings`, `#lab`))
+	if got := eval[string](t, ctx, `document.getElementById('connecting').innerText`); got != "connecting…" {
+		t.Errorf("before the first update the page says %q", got)
+	}
+	close(src.open)
 	waitFor(t, ctx, `document.querySelector('[data-participant-id="p-2"]')`)
+	waitFor(t, ctx, webtest.Shown(`#identity`, `#capacity`, `#system`, `#meetings`, `#lab`)+` && `+webtest.NotShown(`#connecting`))
 	text := eval[string](t, ctx, `document.body.innerText`)
 	for _, want := range []string{"mc-lab-1", "eu-west", "HEALTHY", s.Identity.CertSHA256, "registered",
-		"127.0.0.1:50052", "1 / 100 (1 %)", "2 / 1000 (0 %)", "12.5 %", "48.0 MiB", "meeting-1", "Alice", "Bob",
+		"127.0.0.1:50052", "1 / 100 (1 %)", "2 / 1000 (0 %)", "Host CPU", "12.5 % · edgemc 0.4 %", "48.0 MiB", "meeting-1", "Alice", "Bob",
 		"host-muted", "disconnected", "/var/lib/edgemc/state.db", "Join the demo meeting"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("page lacks %q", want)
@@ -100,6 +123,10 @@ func TestBrowserStatusPage(t *testing.T) {
 	}
 	if got := eval[string](t, ctx, `document.getElementById('lab-host').getAttribute('href')`); got != "/lab/join?role=host" {
 		t.Errorf("lab link %q", got)
+	}
+	// The tab has an icon.
+	if got := eval[string](t, ctx, `fetch(document.querySelector('link[rel=icon]').href).then(r => r.status + ' ' + r.headers.get('content-type'))`); got != "200 image/svg+xml" {
+		t.Errorf("page icon: %s", got)
 	}
 	screenshot(t, ctx, "status-desktop.png")
 
@@ -130,6 +157,13 @@ func TestBrowserStatusPage(t *testing.T) {
 	if !eval[bool](t, ctx, `document.getElementById('live').classList.contains('on')`) {
 		t.Error("live indicator is off")
 	}
+	// Patches build on each other: the meeting ends, then a new one starts.
+	src.update(func(s *Status) { s.Meetings = nil })
+	waitFor(t, ctx, `!document.querySelector('[data-meeting-id="meeting-1"]') && document.getElementById('meetings').innerText.includes('No meetings.')`)
+	src.update(func(s *Status) {
+		s.Meetings = []Meeting{{ID: "meeting-2", Generation: 1, Participants: []Participant{{ID: "p-9", Name: "Dan", Role: "host", Connected: true}}}}
+	})
+	waitFor(t, ctx, `document.querySelector('[data-participant-id="p-9"]') && document.getElementById('health').textContent === 'DEGRADED'`)
 
 	// Phone width: nothing overflows sideways, tables stack.
 	run(t, ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
@@ -162,4 +196,18 @@ func TestBrowserStatusToken(t *testing.T) {
 	// The live stream is authorised by the cookie too.
 	src.update(func(s *Status) { s.Identity.Version = "9.9.9" })
 	waitFor(t, ctx, `document.querySelector('[data-field="identity.version"]').textContent === '9.9.9'`)
+}
+
+// With every live-update stream taken, the page polls instead.
+func TestBrowserStatusPollsWhenStreamsAreTaken(t *testing.T) {
+	ctx := webtest.NewBrowser(t)
+	src := &fakeSource{s: sampleStatus()}
+	srv := newServer(t, Options{EventInterval: 20 * time.Millisecond, MaxEventStreams: 1}, src)
+	resp, events := openEvents(t, srv.URL) // the one stream
+	defer resp.Body.Close()
+	if ev, _ := nextEvent(t, events); ev != "status" {
+		t.Fatalf("first event %s", ev)
+	}
+	run(t, ctx, chromedp.Navigate(srv.URL+"/"))
+	waitFor(t, ctx, `document.getElementById('live').textContent === 'live (polling)' && document.getElementById('mc-id').textContent === 'mc-lab-1'`)
 }

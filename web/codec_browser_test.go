@@ -11,6 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
 
@@ -142,6 +143,10 @@ func TestBrowserProtoCodec(t *testing.T) {
 			{hostMuteRequest: {participantId: 'p-2', audioMuted: true, videoMuted: true, reason: 'noise'}},
 			{unmuteRequest: {requestAudio: true}},
 			{unmuteResponse: {participantId: 'p-1', audioApproved: true, videoApproved: false}},
+			{mediaConnectionUpdate: {statuses: [
+				{mhUrl: 'https://mh-1/', state: proto.ConnectionState.FAILED, failureReason: 'ICE ✗', failureCode: 'E1',
+					observedAt: {seconds: 1764150000, nanos: 5}},
+				{mhUrl: 'https://mh-2/', state: proto.ConnectionState.CONNECTED}]}, traceParent: '00-def'},
 		].map((m) => toB64(proto.frame(proto.encodeClientMessage(m))))`)
 		want := []*pb.ClientMessage{
 			{Message: &pb.ClientMessage_JoinRequest{JoinRequest: &pb.JoinRequest{
@@ -155,6 +160,11 @@ func TestBrowserProtoCodec(t *testing.T) {
 				ParticipantId: "p-2", AudioMuted: true, VideoMuted: true, Reason: "noise"}}},
 			{Message: &pb.ClientMessage_UnmuteRequest{UnmuteRequest: &pb.UnmuteRequest{RequestAudio: true}}},
 			{Message: &pb.ClientMessage_UnmuteResponse{UnmuteResponse: &pb.UnmuteResponse{ParticipantId: "p-1", AudioApproved: true}}},
+			{Message: &pb.ClientMessage_MediaConnectionUpdate{MediaConnectionUpdate: &pb.MediaConnectionUpdate{Statuses: []*pb.MhConnectionStatus{
+				{MhUrl: "https://mh-1/", State: pb.ConnectionState_CONNECTION_STATE_FAILED, FailureReason: proto.String("ICE ✗"), FailureCode: proto.String("E1"),
+					ObservedAt: &timestamppb.Timestamp{Seconds: 1764150000, Nanos: 5}},
+				{MhUrl: "https://mh-2/", State: pb.ConnectionState_CONNECTION_STATE_CONNECTED},
+			}}}, TraceParent: "00-def"},
 		}
 		if len(frames) != len(want) {
 			t.Fatalf("%d frames", len(frames))
@@ -171,6 +181,15 @@ func TestBrowserProtoCodec(t *testing.T) {
 			if !proto.Equal(&got, want[i]) {
 				t.Errorf("frame %d: Go decoded %v, want %v", i, &got, want[i])
 			}
+		}
+	})
+
+	t.Run("media handler connect", func(t *testing.T) {
+		b64 := eval[string](t, ctx, `toB64(proto.encodeMhClientMessage({connectRequest: {joinToken: 'tok'}, traceParent: '00-x'}))`)
+		b, _ := base64.StdEncoding.DecodeString(b64)
+		var got pb.MhClientMessage
+		if err := proto.Unmarshal(b, &got); err != nil || got.GetConnectRequest().GetJoinToken() != "tok" || got.TraceParent != "00-x" {
+			t.Errorf("Go decoded %v, %v", &got, err)
 		}
 	})
 

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
@@ -29,12 +28,15 @@ type Options struct {
 	Lab Lab
 	// Logger receives errors; nil discards them.
 	Logger *slog.Logger
-	// EventInterval is how often the live stream re-reads the status and
-	// pushes it when it changed. Defaults to 2 s.
+	// EventInterval is how often the status is read for the live streams
+	// (while one is open) and what changed is sent. Defaults to 2 s.
 	EventInterval time.Duration
 	// KeepAliveInterval is the longest the live stream stays silent.
 	// Defaults to 15 s.
 	KeepAliveInterval time.Duration
+	// MaxEventStreams bounds the live streams open at once; past it a new
+	// one is answered 503. Defaults to 8.
+	MaxEventStreams int
 }
 
 type handler struct {
@@ -44,6 +46,7 @@ type handler struct {
 	auth      *tokenAuth
 	interval  time.Duration
 	keepAlive time.Duration
+	live      *liveHub
 	assets    fs.FS
 }
 
@@ -51,11 +54,13 @@ type handler struct {
 //
 //	GET /                      status page (status token)
 //	GET /api/v1/status         the status as JSON (status token)
-//	GET /api/v1/events         the status as server-sent events (status token)
+//	GET /api/v1/events         the status, then its changes, as server-sent events (status token)
 //	GET /health/live           200 while the process answers
 //	GET /health/ready          200 or 503 with {"ready":..,"reason":..}
+//	GET /health, GET /ready    the same two, at the paths Dark Tower's probes use
 //	GET /metrics               Prometheus exposition of opts.Registry
-//	GET /assets/...            embedded CSS and JavaScript
+//	GET /assets/...            embedded CSS, JavaScript and icon
+//	GET /favicon.ico           the icon (an SVG), for clients that ask for it there
 //	GET /lab/join              demo join page (lab mode, status token)
 //	GET /lab/api/join-info     join details for the demo (lab mode, loopback only, status token)
 //
@@ -85,6 +90,10 @@ func NewHandler(opts Options, src StatusSource) http.Handler {
 	if h.keepAlive <= 0 {
 		h.keepAlive = 15 * time.Second
 	}
+	if opts.MaxEventStreams <= 0 {
+		opts.MaxEventStreams = 8
+	}
+	h.live = &liveHub{snapshot: h.snapshot, interval: h.interval, max: opts.MaxEventStreams, log: h.log}
 	reg := opts.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -96,8 +105,13 @@ func NewHandler(opts Options, src StatusSource) http.Handler {
 	mux.Handle("GET /api/v1/events", h.protect(http.HandlerFunc(h.events)))
 	mux.HandleFunc("GET /health/live", live)
 	mux.HandleFunc("GET /health/ready", h.ready)
+	mux.HandleFunc("GET /health", live)
+	mux.HandleFunc("GET /ready", h.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("GET /assets/", http.StripPrefix("/assets/", noCache(http.FileServerFS(assets))))
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, assets, "favicon.svg")
+	})
 	if h.lab != nil {
 		mux.Handle("GET /lab/join", labCSP(h.protect(h.page("lab.html"))))
 		mux.Handle("GET /lab/api/join-info", loopbackOnly(h.protect(http.HandlerFunc(h.joinInfo))))
@@ -141,63 +155,6 @@ func (h *handler) snapshot(ctx context.Context) Status {
 
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, h.snapshot(r.Context()))
-}
-
-// events streams the status as server-sent events: one "status" event
-// whenever it changes, a comment line when nothing was sent for a while.
-func (h *handler) events(w http.ResponseWriter, r *http.Request) {
-	rc := http.NewResponseController(w)
-	// The stream outlives any server write timeout meant for plain requests.
-	_ = rc.SetWriteDeadline(time.Time{})
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-
-	ctx := r.Context()
-	ticker := time.NewTicker(h.interval)
-	defer ticker.Stop()
-	var last []byte
-	lastWrite := time.Now()
-	for {
-		body, err := json.Marshal(h.snapshot(ctx))
-		if err != nil {
-			h.log.Error("encode status", "err", err)
-			return
-		}
-		var msg []byte
-		switch {
-		case !bytes.Equal(body, last):
-			last = body
-			msg = sseEvent("status", body)
-		case time.Since(lastWrite) >= h.keepAlive:
-			msg = []byte(": keep-alive\n\n")
-		}
-		if msg != nil {
-			if _, err := w.Write(msg); err != nil {
-				return // client gone
-			}
-			if err := rc.Flush(); err != nil {
-				return
-			}
-			lastWrite = time.Now()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-	}
-}
-
-func sseEvent(name string, data []byte) []byte {
-	// json.Marshal output holds no newline, so one data line suffices.
-	b := make([]byte, 0, len(data)+len(name)+16)
-	b = append(b, "event: "...)
-	b = append(b, name...)
-	b = append(b, "\ndata: "...)
-	b = append(b, data...)
-	return append(b, "\n\n"...)
 }
 
 func live(w http.ResponseWriter, _ *http.Request) {

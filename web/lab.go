@@ -38,12 +38,28 @@ var ErrLabNotReady = errors.New("the demo meeting is not ready yet")
 // answering 503: well within the 10 s a client is likely to wait.
 const labJoinWait = 5 * time.Second
 
+// ErrLabSubject is returned by RejoinInfo for a subject the lab did not
+// issue; the page gets 400.
+var ErrLabSubject = errors.New("lab: not a subject of this lab")
+
+// LabRejoin is implemented by a Lab whose demo page can come back as the
+// same participant after a restart: it mints a fresh join token for the
+// subject the page had (the page reconnects with its binding).
+type LabRejoin interface {
+	RejoinInfo(ctx context.Context, role, name, sub string) (LabJoin, error)
+}
+
 // LabJoin is what the demo page needs to join the demo meeting.
 type LabJoin struct {
 	URL        string
 	CertSHA256 []byte
 	MeetingID  string
 	Token      string
+	// Subject is the token's sub, which a rejoin asks for again.
+	Subject string
+	// ReconnectWindow is how long the page keeps trying to reconnect after
+	// a RedirectToMc (the appliance's drain timeout and disconnect grace).
+	ReconnectWindow time.Duration
 }
 
 // joinInfoBody is the JSON answer of /lab/api/join-info.
@@ -54,6 +70,26 @@ type joinInfoBody struct {
 	Token      string `json:"token"`
 	Role       string `json:"role"`
 	Name       string `json:"name"`
+	Sub        string `json:"sub,omitempty"`
+	// ReconnectWindowMS is LabJoin.ReconnectWindow in milliseconds.
+	ReconnectWindowMS int64 `json:"reconnect_window_ms,omitempty"`
+}
+
+// maxLabSubject bounds the sub of a rejoin.
+const maxLabSubject = 128
+
+// validLabSubject: 1 to 128 bytes of letters, digits, '.', '_', ':' and '-'.
+func validLabSubject(sub string) bool {
+	if sub == "" || len(sub) > maxLabSubject {
+		return false
+	}
+	for i := 0; i < len(sub); i++ {
+		c := sub[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // errBadJoinQuery is returned by parseJoinQuery for an unusable role or name.
@@ -80,7 +116,21 @@ func (h *handler) joinInfo(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), labJoinWait)
 	defer cancel()
-	j, err := h.lab.JoinInfo(ctx, role, name)
+	var j LabJoin
+	if sub := q.Get("sub"); sub != "" {
+		rl, ok := h.lab.(LabRejoin)
+		if !ok || !validLabSubject(sub) {
+			writeError(w, http.StatusBadRequest, "sub must be a subject this lab issued")
+			return
+		}
+		j, err = rl.RejoinInfo(ctx, role, name, sub)
+	} else {
+		j, err = h.lab.JoinInfo(ctx, role, name)
+	}
+	if errors.Is(err, ErrLabSubject) {
+		writeError(w, http.StatusBadRequest, "sub must be a subject this lab issued")
+		return
+	}
 	if errors.Is(err, ErrLabNotReady) {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "the demo meeting is not ready yet; try again in a moment")
@@ -92,11 +142,13 @@ func (h *handler) joinInfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, joinInfoBody{
-		URL:        j.URL,
-		CertSHA256: hex.EncodeToString(j.CertSHA256),
-		MeetingID:  j.MeetingID,
-		Token:      j.Token,
-		Role:       role,
-		Name:       name,
+		URL:               j.URL,
+		CertSHA256:        hex.EncodeToString(j.CertSHA256),
+		MeetingID:         j.MeetingID,
+		Token:             j.Token,
+		Role:              role,
+		Name:              name,
+		Sub:               j.Subject,
+		ReconnectWindowMS: j.ReconnectWindow.Milliseconds(),
 	})
 }

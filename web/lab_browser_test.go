@@ -32,8 +32,8 @@ import (
 
 // miniMC is a tiny in-test meeting controller speaking just enough of the
 // signaling protocol over real WebTransport to drive the lab page: join,
-// self-mute, host-mute (FORBIDDEN for non-hosts) and leave. Its join tokens
-// are "<role>:<anything>".
+// self-mute, host-mute (FORBIDDEN for non-hosts), unmute requests (passed
+// to the hosts) and leave. Its join tokens are "<role>:<anything>".
 type miniMC struct {
 	url  string
 	hash [32]byte
@@ -183,23 +183,37 @@ func (mc *miniMC) serve(str *webtransport.Stream) {
 				target.mute.HostMutedBy = self.id
 				mc.broadcast(&pb.ServerMessage{Message: &pb.ServerMessage_ParticipantMuteUpdate{ParticipantMuteUpdate: target.mute}}, "")
 			}
+		case *pb.ClientMessage_UnmuteRequest:
+			for _, p := range mc.peers {
+				if p.role == RoleHost && p != self {
+					sendServer(p.str, &pb.ServerMessage{Message: &pb.ServerMessage_UnmuteRequest{UnmuteRequest: m.UnmuteRequest}})
+				}
+			}
 		}
 		mc.mu.Unlock()
 	}
 }
 
 // TestBrowserLabDemo joins the demo page from two Chromium tabs over real
-// WebTransport (pinned self-signed certificate) to an in-test controller.
+// WebTransport (pinned self-signed certificate) to an in-test controller,
+// checking what each person sees: controls only while joined, host-mute
+// buttons only for the host and not on their own row, "Ask to unmute"
+// for a host-muted participant, no stale error after leaving.
 func TestBrowserLabDemo(t *testing.T) {
 	ctx := webtest.NewBrowser(t)
 	mc := startMiniMC(t)
 	srv := newServer(t, Options{Lab: mc}, &fakeSource{s: sampleStatus()})
+	shown, notShown := webtest.Shown, webtest.NotShown
+	hostMuteButtons := `tr[data-participant-id] .actions button`
 
 	host, guest := ctx, webtest.NewTab(t, ctx)
 	run(t, host, chromedp.Navigate(srv.URL+"/lab/join?role=host&name=Alice&autojoin=1"))
 	waitFor(t, host, `document.getElementById('status').textContent === 'joined'`)
-	run(t, guest, chromedp.Navigate(srv.URL+"/lab/join?role=participant&name=Bob&autojoin=1"))
-	waitFor(t, guest, `document.getElementById('status').textContent === 'joined'`)
+	// Before joining: the form, no controls.
+	run(t, guest, chromedp.Navigate(srv.URL+"/lab/join?role=participant&name=Bob"))
+	waitFor(t, guest, shown(`#join`)+` && `+notShown(`#controls`, `#mute-audio`, `#leave`, `#error`, `#notice`))
+	run(t, guest, chromedp.Click(`#join`))
+	waitFor(t, guest, `document.getElementById('status').textContent === 'joined' && `+shown(`#mute-audio`, `#mute-video`, `#leave`))
 
 	rows := `document.querySelectorAll('#roster tr[data-participant-id]').length`
 	waitFor(t, host, rows+` === 2`)
@@ -207,19 +221,31 @@ func TestBrowserLabDemo(t *testing.T) {
 	if !strings.Contains(eval[string](t, host, `document.getElementById('devnote').textContent`), "Development tool") {
 		t.Error("the lab page does not say it is a development tool")
 	}
+	// Host-mute buttons: the host sees them on Bob's row only; Bob sees none.
+	waitFor(t, host, shown(`tr[data-participant-id="p-2"] .host-mute-audio`, `tr[data-participant-id="p-2"] .host-mute-video`, `#roster th.host-only`)+
+		` && `+notShown(`tr[data-participant-id="p-1"] .actions button`))
+	waitFor(t, guest, notShown(hostMuteButtons, `#roster th.host-only`))
 
 	// Bob mutes his audio; Alice sees it.
 	run(t, guest, chromedp.Click(`#mute-audio`))
 	waitFor(t, host, `document.querySelector('tr[data-participant-id="p-2"]').dataset.audio === 'muted'`)
-	// Bob may not host-mute Alice.
-	run(t, guest, chromedp.Click(`tr[data-participant-id="p-1"] .host-mute-audio`))
-	waitFor(t, guest, `!document.getElementById('error').hidden && document.getElementById('error').textContent.startsWith('FORBIDDEN')`)
-	// Alice host-mutes Bob's video; Bob sees it.
+	// Bob may not host-mute Alice, even without a button: the server says FORBIDDEN.
+	eval[bool](t, guest, `window.edgemcDemo.hostMute('p-1', true, false).then(() => true)`)
+	waitFor(t, guest, shown(`#error`)+` && document.getElementById('error').textContent.startsWith('FORBIDDEN')`)
+	// Alice host-mutes Bob's video; Bob sees it, and can only ask to be unmuted.
 	run(t, host, chromedp.Click(`tr[data-participant-id="p-2"] .host-mute-video`))
-	waitFor(t, guest, `document.querySelector('tr[data-participant-id="p-2"]').dataset.video === 'host-muted'`)
+	waitFor(t, guest, `document.querySelector('tr[data-participant-id="p-2"]').dataset.video === 'host-muted' && `+
+		shown(`#ask-video`, `#mute-audio`)+` && `+notShown(`#mute-video`, `#ask-audio`))
 	if eval[string](t, host, `document.getElementById('error').textContent`) != "" {
 		t.Error("host sees an error")
 	}
+	run(t, guest, chromedp.Click(`#ask-video`))
+	waitFor(t, guest, `document.getElementById('ask-video').disabled`)
+	waitFor(t, host, shown(`#notice`)+` && document.getElementById('notice').textContent.startsWith('Bob asks to be unmuted (video)')`)
+	// Alice lifts the host-mute: Bob has his own video button back.
+	run(t, host, chromedp.Click(`tr[data-participant-id="p-2"] .host-mute-video`))
+	waitFor(t, guest, shown(`#mute-video`)+` && `+notShown(`#ask-video`))
+	waitFor(t, host, notShown(`#notice`))
 	screenshot(t, host, "lab-host.png")
 
 	// Nothing secret on screen: the binding token stays in the protocol.
@@ -229,9 +255,11 @@ func TestBrowserLabDemo(t *testing.T) {
 		}
 	}
 
-	// Bob leaves; Alice's roster shrinks.
+	// Bob leaves: Alice's roster shrinks; Bob sees the form again, without
+	// controls and without the error of the session he left.
 	run(t, guest, chromedp.Click(`#leave`))
 	waitFor(t, host, rows+` === 1`)
+	waitFor(t, guest, notShown(`#controls`, `#error`, `#mute-audio`, `#leave`)+` && `+shown(`#join`))
 	if got := eval[string](t, guest, `document.getElementById('status').textContent`); got != "left" {
 		t.Errorf("guest status %q", got)
 	}

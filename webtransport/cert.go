@@ -21,6 +21,8 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgemc/edgemc/store/atomicfile"
 )
 
 // Self-signed certificate policy: browsers pin a certificate by hash only if
@@ -76,11 +78,11 @@ func LoadOrCreateSelfSigned(dir string, now time.Time) (*CertInfo, error) {
 	}
 	// The key goes first: a crash between the two writes leaves a pair that
 	// does not match, which is regenerated on the next start.
-	if err := writeFileAtomic(keyPath, keyPEM); err != nil {
-		return nil, err
+	if err := atomicfile.WriteFile(keyPath, keyPEM, 0o600); err != nil {
+		return nil, fmt.Errorf("webtransport: %w", err)
 	}
-	if err := writeFileAtomic(certPath, certPEM); err != nil {
-		return nil, err
+	if err := atomicfile.WriteFile(certPath, certPEM, 0o600); err != nil {
+		return nil, fmt.Errorf("webtransport: %w", err)
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
@@ -132,33 +134,6 @@ func newSelfSigned(now time.Time) (certPEM, keyPEM []byte, err error) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
-}
-
-// writeFileAtomic writes b to path with mode 0600 via a rename.
-func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("webtransport: write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Chmod(0o600)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("webtransport: write %s: %w", path, err)
-	}
-	return nil
 }
 
 // CertManager holds the current serving certificate. For a self-signed

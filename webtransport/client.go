@@ -58,6 +58,8 @@ type DialOptions struct {
 	// same cache resumes the session (no certificate exchange); nil makes
 	// every Dial a full handshake.
 	SessionCache tls.ClientSessionCache
+	// LocalAddr is the UDP address to send from; nil picks any.
+	LocalAddr *net.UDPAddr
 }
 
 // ClientConn is a client's signaling session: one WebTransport session on
@@ -87,7 +89,7 @@ func Dial(ctx context.Context, url string, opts DialOptions) (*ClientConn, error
 	if err != nil {
 		return nil, err
 	}
-	udp, err := net.ListenUDP("udp", nil)
+	udp, err := net.ListenUDP("udp", opts.LocalAddr)
 	if err != nil {
 		return nil, fmt.Errorf("webtransport: dial: %w", err)
 	}

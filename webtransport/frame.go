@@ -8,8 +8,10 @@
 // One WebTransport session is one participant in one meeting. It carries
 // exactly one bidirectional stream, opened by the client. Inbound frames are
 // read and decoded by a per-session reader; outbound frames go through a
-// bounded per-session queue drained by the session's own writer, so a slow
-// client is dropped instead of slowing anyone else down.
+// bounded per-session queue drained by the session's own writer, so a client
+// that cannot keep up (a frame of its waits longer than SlowClientTimeout) is
+// dropped instead of slowing anyone else down, while a burst it reads in
+// time drops nobody.
 package webtransport
 
 import (

@@ -76,16 +76,22 @@ func (h *headerOnly) Read(p []byte) (int, error) {
 
 func TestReadFrameTooLarge(t *testing.T) {
 	for _, n := range []uint32{webtransport.MaxFrameSize + 1, 1 << 31, ^uint32(0)} {
-		r := &headerOnly{hdr: binary.BigEndian.AppendUint32(nil, n)}
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		_, err := webtransport.ReadFrame(r, nil)
-		runtime.ReadMemStats(&after)
-		if !errors.Is(err, webtransport.ErrFrameTooLarge) {
-			t.Fatalf("length %d: %v, want ErrFrameTooLarge", n, err)
+		// The least of a few tries: other goroutines of the test binary
+		// allocate too, but not during every one of them.
+		least := ^uint64(0)
+		for range 5 {
+			r := &headerOnly{hdr: binary.BigEndian.AppendUint32(nil, n)}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := webtransport.ReadFrame(r, nil)
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, webtransport.ErrFrameTooLarge) {
+				t.Fatalf("length %d: %v, want ErrFrameTooLarge", n, err)
+			}
+			least = min(least, after.TotalAlloc-before.TotalAlloc)
 		}
-		if got := after.TotalAlloc - before.TotalAlloc; got > 4096 {
-			t.Errorf("length %d: %d bytes allocated", n, got)
+		if least > 4096 {
+			t.Errorf("length %d: %d bytes allocated", n, least)
 		}
 	}
 }

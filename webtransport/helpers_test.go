@@ -30,24 +30,33 @@ type testServer struct {
 type countingObserver struct {
 	accepted, dropped atomic.Int64
 	mu                sync.Mutex
-	refused           map[string]int
+	refused, failed   map[string]int
 }
 
-func (o *countingObserver) SessionAccepted()   { o.accepted.Add(1) }
-func (o *countingObserver) SlowClientDropped() { o.dropped.Add(1) }
-func (o *countingObserver) SessionRefused(reason string) {
+func (o *countingObserver) SessionAccepted()             { o.accepted.Add(1) }
+func (o *countingObserver) SlowClientDropped()           { o.dropped.Add(1) }
+func (o *countingObserver) SessionRefused(reason string) { o.count(&o.refused, reason) }
+func (o *countingObserver) SessionFailed(reason string)  { o.count(&o.failed, reason) }
+
+func (o *countingObserver) count(m *map[string]int, reason string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.refused == nil {
-		o.refused = map[string]int{}
+	if *m == nil {
+		*m = map[string]int{}
 	}
-	o.refused[reason]++
+	(*m)[reason]++
 }
 
 func (o *countingObserver) refusedCount(reason string) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.refused[reason]
+}
+
+func (o *countingObserver) failedCount(reason string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.failed[reason]
 }
 
 // startServer runs a Server on 127.0.0.1:0 until the test ends.
@@ -105,7 +114,8 @@ func (ts *testServer) dial(t testing.TB) *webtransport.ClientConn {
 }
 
 // echoHandler answers every ClientMessage with a JoinResponse naming the
-// message's meeting id, answers undecodable frames with INVALID_REQUEST and
+// message's meeting id (a join request with the token "token" joins the
+// session), answers undecodable frames with INVALID_REQUEST and
 // carries on, and closes after an oversized frame. It publishes each session
 // and the error that ended it.
 type echoHandler struct {
@@ -133,6 +143,9 @@ func (h *echoHandler) ServeSession(ctx context.Context, s *webtransport.Session)
 		if err != nil {
 			h.ended <- err
 			return
+		}
+		if m.GetJoinRequest().GetJoinToken() == "token" {
+			s.Joined()
 		}
 		_ = s.Send(joinResponse(m.GetJoinRequest().GetMeetingId()))
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,8 @@ import (
 	"github.com/quic-go/quic-go/http3"
 	wt "github.com/quic-go/webtransport-go"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/edgemc/edgemc/webtransport/netlimit"
 )
 
 // Handler serves one session. ctx ends when the session or the server ends.
@@ -29,27 +32,52 @@ type Handler interface {
 // allowed. Its methods must not block.
 type Observer interface {
 	SessionAccepted()
+	// SessionRefused reports a session refused by admission:
+	// RefusedDraining or RefusedMaxSessions.
 	SessionRefused(reason string)
+	// SessionFailed reports a session that failed before it was accepted:
+	// RefusedUpgrade or RefusedNoStream.
+	SessionFailed(reason string)
 	SlowClientDropped()
 }
 
-// Reasons passed to Observer.SessionRefused.
+// Reasons passed to Observer.SessionRefused and Observer.SessionFailed.
 const (
-	RefusedDraining    = "draining"
-	RefusedMaxSessions = "max_sessions"
-	RefusedUpgrade     = "upgrade"   // not a valid WebTransport CONNECT
-	RefusedNoStream    = "no_stream" // no bidirectional stream within FirstFrameTimeout
+	RefusedDraining          = "draining"
+	RefusedMaxSessions       = "max_sessions"
+	RefusedMaxPending        = "max_pending"             // MaxPending sessions have not joined yet
+	RefusedPendingPerAddress = "max_pending_per_address" // MaxPendingPerAddress of them from the client's address
+	RefusedUpgrade           = "upgrade"                 // not a valid WebTransport CONNECT
+	RefusedNoStream          = "no_stream"               // no bidirectional stream within FirstFrameTimeout
 )
 
 // ServerConfig configures a Server. Zero values take the documented defaults.
+//
+// A session is pending from its CONNECT until its handler calls
+// Session.Joined (the client has proved who it is); pending sessions have
+// their own budget, so that sessions that never join cannot lock out real
+// clients. A new session is refused (HTTP 503, at once) when MaxSessions
+// sessions have joined, when MaxPending sessions are pending, or when
+// MaxPendingPerAddress of them come from the client's address (IPv4) or /64
+// (IPv6).
 type ServerConfig struct {
-	Addr              string        // UDP listen address, e.g. ":4433" or "127.0.0.1:0"
-	TLSConfig         *tls.Config   // must provide certificates (GetCertificate is fine)
-	QueueDepth        int           // outbound frames per session, default 256
-	FirstFrameTimeout time.Duration // default 10s: stream opened and first frame read within it
-	MaxSessions       int           // 0 = unlimited; beyond it new sessions are refused
-	Logger            *slog.Logger  // nil discards the server's log
-	Observer          Observer
+	Addr                 string        // UDP listen address, e.g. ":4433" or "127.0.0.1:0"
+	TLSConfig            *tls.Config   // must provide certificates (GetCertificate is fine)
+	FirstFrameTimeout    time.Duration // default 10s: stream opened and first frame read within it
+	MaxSessions          int           // joined sessions; 0 = unlimited
+	MaxPending           int           // sessions not joined yet, default 256
+	MaxPendingPerAddress int           // of those, from one address or IPv6 /64; default 16
+	Logger               *slog.Logger  // nil discards the server's log
+	Observer             Observer
+
+	// SlowClientTimeout is the longest a frame may wait to be written to
+	// its client: a client that falls further behind is dropped as slow
+	// (CodeSlowClient). Default 10s.
+	SlowClientTimeout time.Duration
+	// MaxQueueBytes bounds the frames queued for one session (each counted
+	// with 64 bytes of overhead); a client whose queue would grow past it
+	// is dropped as slow. Default 1 MiB.
+	MaxQueueBytes int
 
 	// CloseTimeout bounds a graceful Close: flushing queued frames and
 	// waiting for the client to read them. Default 2s.
@@ -67,8 +95,17 @@ type ServerConfig struct {
 }
 
 func (c *ServerConfig) setDefaults() {
-	if c.QueueDepth <= 0 {
-		c.QueueDepth = 256
+	if c.MaxPending <= 0 {
+		c.MaxPending = 256
+	}
+	if c.MaxPendingPerAddress <= 0 {
+		c.MaxPendingPerAddress = 16
+	}
+	if c.SlowClientTimeout <= 0 {
+		c.SlowClientTimeout = 10 * time.Second
+	}
+	if c.MaxQueueBytes <= 0 {
+		c.MaxQueueBytes = 1 << 20
 	}
 	if c.FirstFrameTimeout <= 0 {
 		c.FirstFrameTimeout = 10 * time.Second
@@ -97,6 +134,7 @@ type nopObserver struct{}
 
 func (nopObserver) SessionAccepted()      {}
 func (nopObserver) SessionRefused(string) {}
+func (nopObserver) SessionFailed(string)  {}
 func (nopObserver) SlowClientDropped()    {}
 
 // SignalingQUICConfig is the QUIC configuration for signaling connections:
@@ -137,7 +175,8 @@ type Server struct {
 	mu          sync.Mutex
 	base        context.Context // parent of every session's context
 	sessions    map[uint64]*Session
-	pending     int // admitted, not yet in sessions
+	joined      int              // admitted sessions that have joined
+	pending     netlimit.Counter // admitted sessions that have not
 	draining    bool
 	drainCode   uint32
 	drainReason string
@@ -161,6 +200,7 @@ func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
 		obs:      cfg.Observer,
 		ready:    make(chan struct{}),
 		sessions: make(map[uint64]*Session),
+		pending:  netlimit.Counter{Max: cfg.MaxPending, PerAddress: cfg.MaxPendingPerAddress},
 	}, nil
 }
 
@@ -178,6 +218,18 @@ func (s *Server) SessionCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.sessions)
+}
+
+// MaxQueued is the number of frames queued in the fullest outbound queue of
+// the open sessions.
+func (s *Server) MaxQueued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, ss := range s.sessions {
+		n = max(n, ss.queued())
+	}
+	return n
 }
 
 // ListenAndServe listens on cfg.Addr and serves until ctx is done. Then it
@@ -203,7 +255,11 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 		TLSConfig:  http3.ConfigureTLSConfig(tlsConf),
 		QUICConfig: SignalingQUICConfig(s.cfg.IdleTimeout),
 		Handler:    http.HandlerFunc(s.serveHTTP),
-		Logger:     s.log,
+		// A connection with no request open (no session: never one, or
+		// refused) is closed after FirstFrameTimeout, however alive its
+		// QUIC layer is kept.
+		IdleTimeout: s.cfg.FirstFrameTimeout,
+		Logger:      s.log,
 		ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
 			return context.WithValue(ctx, quicConnKey{}, c)
 		},
@@ -305,31 +361,55 @@ func (s *Server) Drain(code uint32, reason string) {
 
 type quicConnKey struct{}
 
-// admit reserves room for a new session, or says why not.
-func (s *Server) admit() (refused string) {
+// admission is one admitted session's place in the server's counts.
+type admission struct {
+	from   netip.Prefix // the client's address (see netlimit.Key)
+	joined bool
+}
+
+// admit reserves room for a new pending session from the client at remote,
+// or says why not.
+func (s *Server) admit(remote string) (*admission, string) {
+	from := netlimit.Key(remote)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
 	case s.draining || s.stopped:
-		return RefusedDraining
-	case s.cfg.MaxSessions > 0 && len(s.sessions)+s.pending >= s.cfg.MaxSessions:
-		return RefusedMaxSessions
+		return nil, RefusedDraining
+	case s.cfg.MaxSessions > 0 && s.joined >= s.cfg.MaxSessions:
+		return nil, RefusedMaxSessions
 	}
-	s.pending++
+	switch s.pending.Take(from) {
+	case netlimit.Total:
+		return nil, RefusedMaxPending
+	case netlimit.PerAddress:
+		return nil, RefusedPendingPerAddress
+	}
 	s.handlers.Add(1)
-	return ""
+	return &admission{from: from}, ""
+}
+
+// join moves an admitted session from the pending counts to the joined.
+func (s *Server) join(a *admission) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !a.joined {
+		a.joined = true
+		s.pending.Release(a.from)
+		s.joined++
+	}
 }
 
 // register turns a reservation into an open session. During a drain the
 // session is closed straight away with the drain's code and reason.
-func (s *Server) register(ss *Session) {
+func (s *Server) register(ss *Session, a *admission) {
 	ss.onDone = func() {
 		s.mu.Lock()
 		delete(s.sessions, ss.id)
 		s.mu.Unlock()
 	}
+	ss.onJoined = func() { s.join(a) }
 	s.mu.Lock()
-	s.pending--
 	s.sessions[ss.id] = ss
 	draining, code, reason := s.draining, s.drainCode, s.drainReason
 	s.mu.Unlock()
@@ -338,35 +418,37 @@ func (s *Server) register(ss *Session) {
 	}
 }
 
-// release ends a handler; a session that never registered frees its
-// reservation.
-func (s *Server) release(registered *bool) {
-	if !*registered {
-		s.mu.Lock()
-		s.pending--
-		s.mu.Unlock()
+// release ends a handler and frees its session's place.
+func (s *Server) release(a *admission) {
+	s.mu.Lock()
+	if a.joined {
+		s.joined--
+	} else {
+		s.pending.Release(a.from)
 	}
+	s.mu.Unlock()
 	s.handlers.Done()
 }
 
 func (s *Server) refuse(w http.ResponseWriter, reason string, status int) {
-	s.obs.SessionRefused(reason)
-	s.log.Debug("session refused", "reason", reason)
+	s.log.Debug("session refused", "refused", reason)
 	w.WriteHeader(status)
 }
 
 // serveHTTP runs one session from CONNECT to close.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if reason := s.admit(); reason != "" {
+	adm, reason := s.admit(r.RemoteAddr)
+	if reason != "" {
+		s.obs.SessionRefused(reason)
 		s.refuse(w, reason, http.StatusServiceUnavailable)
 		return
 	}
-	registered := false
-	defer s.release(&registered)
+	defer s.release(adm)
 	deadline := time.Now().Add(s.cfg.FirstFrameTimeout)
 	sess, err := s.wts.Upgrade(w, r)
 	if err != nil {
-		s.log.Debug("upgrade failed", "err", err)
+		s.log.Debug("upgrade failed", "refused", RefusedUpgrade, "err", err)
+		s.obs.SessionFailed(RefusedUpgrade)
 		s.refuse(w, RefusedUpgrade, http.StatusBadRequest)
 		return
 	}
@@ -377,14 +459,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	str, err := sess.AcceptStream(actx)
 	cancel()
 	if err != nil {
-		s.obs.SessionRefused(RefusedNoStream)
-		s.log.Debug("no stream opened in time", "remote", sess.RemoteAddr().String())
+		s.obs.SessionFailed(RefusedNoStream)
+		s.log.Debug("no stream opened in time", "refused", RefusedNoStream, "remote", sess.RemoteAddr().String())
 		_ = sess.CloseWithError(wt.SessionErrorCode(CodeFirstFrameTimeout), "no stream opened in time")
 		return
 	}
 	ss := newSession(s.nextID.Add(1), sess, conn, str, &s.cfg, s.base)
-	s.register(ss)
-	registered = true
+	s.register(ss, adm)
 	s.obs.SessionAccepted()
 	ss.start(deadline)
 	s.h.ServeSession(ss.ctx, ss)

@@ -2,13 +2,20 @@ package webtransport_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 
 	"github.com/edgemc/edgemc/webtransport"
 	pb "github.com/edgemc/edgemc/webtransport/signalingpb"
@@ -126,8 +133,8 @@ func TestFirstFrameTimeout(t *testing.T) {
 		ts := startServer(t, webtransport.ServerConfig{FirstFrameTimeout: timeout}, h)
 		c := ts.dial(t) // the stream reaches the server only with its first bytes
 		expectClosed(t, c, webtransport.CodeFirstFrameTimeout, "no stream opened in time")
-		if n := ts.obs.refusedCount(webtransport.RefusedNoStream); n != 1 {
-			t.Fatalf("refused(no_stream) = %d, want 1", n)
+		if n := ts.obs.failedCount(webtransport.RefusedNoStream); n != 1 {
+			t.Fatalf("failed(no_stream) = %d, want 1", n)
 		}
 	})
 	t.Run("partial frame", func(t *testing.T) {
@@ -144,20 +151,63 @@ func TestFirstFrameTimeout(t *testing.T) {
 	})
 }
 
+// A QUIC connection that opens no session is closed after
+// FirstFrameTimeout, however alive its client keeps it; one with a session
+// stays, silent or not.
+func TestConnectionWithoutSessionClosed(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	h := newEchoHandler()
+	ts := startServer(t, webtransport.ServerConfig{FirstFrameTimeout: timeout}, h)
+	joined := ts.dial(t)
+	s := joinSession(t, h, joined)
+
+	u, err := url.Parse(ts.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := quic.DialAddr(ctx, u.Host, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{http3.NextProtoH3}},
+		&quic.Config{KeepAlivePeriod: timeout / 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	start := time.Now()
+	select {
+	case <-conn.Context().Done():
+	case <-ctx.Done():
+		t.Fatal("a connection without a session was never closed")
+	}
+	if d := time.Since(start); d < timeout/2 {
+		t.Fatalf("closed after %v, before FirstFrameTimeout (%v)", d, timeout)
+	}
+	// The joined session, silent all this while, is still served.
+	if err := s.Send(joinResponse("still here")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := recv(t, joined); err != nil || m.GetJoinResponse().GetParticipantId() != "still here" {
+		t.Fatalf("the silent session: %v, %v", m, err)
+	}
+}
+
+// joinSession sends a join on c and returns the server's side of it.
+func joinSession(t *testing.T, h *echoHandler, c *webtransport.ClientConn) *webtransport.Session {
+	t.Helper()
+	if err := c.Send(joinRequest("m")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := recv(t, c); err != nil {
+		t.Fatal(err)
+	}
+	return <-h.sessions
+}
+
 func TestSlowClientDroppedOthersKeepReceiving(t *testing.T) {
 	h := newEchoHandler()
-	ts := startServer(t, webtransport.ServerConfig{QueueDepth: 4}, h)
+	ts := startServer(t, webtransport.ServerConfig{SlowClientTimeout: 300 * time.Millisecond}, h)
 	slow, fast := ts.dial(t), ts.dial(t)
-	join := func(c *webtransport.ClientConn) *webtransport.Session {
-		if err := c.Send(joinRequest("m")); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := recv(t, c); err != nil {
-			t.Fatal(err)
-		}
-		return <-h.sessions
-	}
-	slowS, fastS := join(slow), join(fast)
+	slowS, fastS := joinSession(t, h, slow), joinSession(t, h, fast)
 
 	big, err := webtransport.EncodeServerMessage(joinResponse(strings.Repeat("p", 16<<10)))
 	if err != nil {
@@ -166,11 +216,9 @@ func TestSlowClientDroppedOthersKeepReceiving(t *testing.T) {
 	// The fast client reads everything and acknowledges each frame, so the
 	// test never outruns it; the slow client reads nothing.
 	fastGot := make(chan struct{}, 16)
-	fastEnd := make(chan error, 1)
 	go func() {
 		for {
 			if _, err := fast.RecvFrame(context.Background()); err != nil {
-				fastEnd <- err
 				return
 			}
 			fastGot <- struct{}{}
@@ -187,17 +235,20 @@ func TestSlowClientDroppedOthersKeepReceiving(t *testing.T) {
 			t.Fatal("fast client stopped receiving")
 		}
 	}
-	sent := 0
-	for ; sent < 10000; sent++ {
+	// Past its flow-control window the slow client's frames wait; the
+	// oldest waits longer than SlowClientTimeout and it is dropped, with
+	// or without further frames. 32 frames of 16 KiB are far from
+	// MaxQueueBytes: the drop is for the time.
+	for range 32 {
 		sendFast()
-		if err := slowS.SendFrame(big); errors.Is(err, webtransport.ErrSlowClient) {
-			break
-		} else if err != nil {
-			t.Fatalf("slow client: %v", err)
+		if err := slowS.SendFrame(big); err != nil && !errors.Is(err, webtransport.ErrSessionClosed) {
+			t.Fatalf("slow client: %v, want it dropped for its frames' wait", err)
 		}
 	}
-	if sent == 10000 {
-		t.Fatal("the slow client's queue never overflowed")
+	select {
+	case <-slowS.Context().Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow client was never dropped")
 	}
 	if err := slowS.SendFrame(big); !errors.Is(err, webtransport.ErrSessionClosed) {
 		t.Fatalf("SendFrame after the drop: %v, want ErrSessionClosed", err)
@@ -205,7 +256,6 @@ func TestSlowClientDroppedOthersKeepReceiving(t *testing.T) {
 	if got := ts.obs.dropped.Load(); got != 1 {
 		t.Fatalf("dropped = %d, want 1", got)
 	}
-	<-slowS.Context().Done()
 	expectClosed(t, slow, webtransport.CodeSlowClient, "slow client")
 
 	// The fast client keeps receiving after the drop.
@@ -214,6 +264,64 @@ func TestSlowClientDroppedOthersKeepReceiving(t *testing.T) {
 	}
 	if n := ts.srv.SessionCount(); n != 1 {
 		t.Fatalf("SessionCount = %d, want 1", n)
+	}
+}
+
+// A burst far larger than any frame count a queue used to hold reaches a
+// client that reads it; only the byte bound stops a client that does not.
+func TestBurstDropsNobodyWhoReads(t *testing.T) {
+	h := newEchoHandler()
+	ts := startServer(t, webtransport.ServerConfig{MaxQueueBytes: 256 << 10}, h)
+	reader, stalled := ts.dial(t), ts.dial(t)
+	readerS, stalledS := joinSession(t, h, reader), joinSession(t, h, stalled)
+
+	frame, err := webtransport.EncodeServerMessage(joinResponse("update"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const burst = 2000 // (len+64 bytes) × 2000 ≈ 160 KiB: within the bound
+	for i := range burst {
+		if err := readerS.SendFrame(frame); err != nil {
+			t.Fatalf("frame %d of the burst: %v", i, err)
+		}
+	}
+	for i := range burst {
+		if _, err := recv(t, reader); err != nil {
+			t.Fatalf("frame %d of the burst: %v", i, err)
+		}
+	}
+	// The stalled client's queue passes 256 KiB: dropped at once.
+	sent := 0
+	for ; sent < 1e6; sent++ {
+		if err := stalledS.SendFrame(frame); errors.Is(err, webtransport.ErrSlowClient) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if max := (256<<10)/(len(frame)+64) + 2048; sent > max { // + what the flow-control window took
+		t.Fatalf("%d frames queued before the drop, want at most %d", sent, max)
+	}
+	expectClosedAfter(t, stalled, webtransport.CodeSlowClient)
+	if err := readerS.SendFrame(frame); err != nil {
+		t.Fatalf("the reading client after the other's drop: %v", err)
+	}
+}
+
+// expectClosedAfter reads whatever was queued until the session closes with
+// code.
+func expectClosedAfter(t *testing.T, c *webtransport.ClientConn, code uint32) {
+	t.Helper()
+	for {
+		_, err := c.RecvFrame(context.Background())
+		if err == nil {
+			continue
+		}
+		var ce *webtransport.SessionClosedError
+		if !errors.As(err, &ce) || ce.Code != code {
+			t.Fatalf("Recv: %v, want a close with code %d", err, code)
+		}
+		return
 	}
 }
 
@@ -259,13 +367,7 @@ func TestDrainClosesWithCodeAndReason(t *testing.T) {
 func TestMaxSessions(t *testing.T) {
 	h := newEchoHandler()
 	ts := startServer(t, webtransport.ServerConfig{MaxSessions: 1}, h)
-	c := ts.dial(t)
-	if err := c.Send(joinRequest("m")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := recv(t, c); err != nil {
-		t.Fatal(err)
-	}
+	joinSession(t, h, ts.dial(t))
 	if _, err := webtransport.Dial(context.Background(), ts.url, ts.opts); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("second Dial: %v, want a 503 refusal", err)
 	}
@@ -275,6 +377,83 @@ func TestMaxSessions(t *testing.T) {
 	if n := ts.srv.SessionCount(); n != 1 {
 		t.Fatalf("SessionCount = %d, want 1", n)
 	}
+}
+
+// A request that is not a WebTransport CONNECT fails as "upgrade", and is
+// not counted as a refusal by admission.
+func TestPlainHTTP3RequestFails(t *testing.T) {
+	ts := startServer(t, webtransport.ServerConfig{}, newEchoHandler())
+	tr := &http3.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // the test server's self-signed certificate
+	defer tr.Close()
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get(ts.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("GET: %d, want 400", resp.StatusCode)
+	}
+	if n := ts.obs.failedCount(webtransport.RefusedUpgrade); n != 1 {
+		t.Fatalf("failed(upgrade) = %d, want 1", n)
+	}
+	if n := ts.obs.refusedCount(webtransport.RefusedUpgrade); n != 0 {
+		t.Fatalf("refused(upgrade) = %d, want 0", n)
+	}
+}
+
+// Sessions that have not joined have a budget of their own, in all and per
+// client address: past it new sessions are refused at once, while joined
+// sessions and clients from other addresses are not affected.
+func TestPendingSessionBudget(t *testing.T) {
+	h := newEchoHandler()
+	ts := startServer(t, webtransport.ServerConfig{MaxSessions: 10, MaxPending: 3, MaxPendingPerAddress: 2, FirstFrameTimeout: time.Minute}, h)
+	from := func(ip string) webtransport.DialOptions {
+		o := ts.opts
+		o.LocalAddr = &net.UDPAddr{IP: net.ParseIP(ip)}
+		return o
+	}
+	dial := func(ip string) (*webtransport.ClientConn, error) {
+		c, err := webtransport.Dial(context.Background(), ts.url, from(ip))
+		if err == nil {
+			t.Cleanup(func() { _ = c.Abort() })
+		}
+		return c, err
+	}
+	// Joined sessions do not count against the pending budget.
+	for range 4 {
+		c, err := dial("127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		joinSession(t, h, c)
+	}
+	// Two sessions from 127.0.0.1 that never join: the third is refused.
+	for range 2 {
+		if _, err := dial("127.0.0.1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := dial("127.0.0.1"); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("third pending session from one address: %v, want a 503 refusal", err)
+	}
+	// Another address may open one more: the global budget is 3.
+	other, err := dial("127.0.0.2")
+	if err != nil {
+		t.Fatalf("a pending session from another address: %v", err)
+	}
+	if _, err := dial("127.0.0.3"); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("a fourth pending session: %v, want a 503 refusal", err)
+	}
+	if a, g := ts.obs.refusedCount(webtransport.RefusedPendingPerAddress), ts.obs.refusedCount(webtransport.RefusedMaxPending); a != 1 || g != 1 {
+		t.Fatalf("refused per address %d, in all %d; want 1 and 1", a, g)
+	}
+	// A pending session that joins frees its place in the budget.
+	joinSession(t, h, other)
+	c, err := dial("127.0.0.3")
+	if err != nil {
+		t.Fatalf("after a pending session joined: %v", err)
+	}
+	joinSession(t, h, c)
 }
 
 func TestAbortedClientEndsSessionAfterIdleTimeout(t *testing.T) {
@@ -329,8 +508,8 @@ func TestShutdownClosesSessions(t *testing.T) {
 // With Retry demanded from the first unfinished handshake on, concurrent
 // clients still connect: they prove their address and carry on.
 func TestClientsConnectThroughRetry(t *testing.T) {
-	ts := startServer(t, webtransport.ServerConfig{RetryAbove: 1}, newEchoHandler())
 	const n = 24
+	ts := startServer(t, webtransport.ServerConfig{RetryAbove: 1, MaxPendingPerAddress: n}, newEchoHandler())
 	errs := make(chan error, n)
 	for i := range n {
 		go func() {

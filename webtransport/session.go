@@ -22,14 +22,14 @@ import (
 // Close codes the server itself uses. Handlers choose their own codes for
 // Close and Drain; these are kept clear of small numbers on purpose.
 const (
-	CodeSlowClient        uint32 = 0x10 // the outbound queue overflowed
+	CodeSlowClient        uint32 = 0x10 // the client did not keep up with its frames
 	CodeFirstFrameTimeout uint32 = 0x11 // no stream or first frame within FirstFrameTimeout
 	CodeServerShutdown    uint32 = 0x12 // ListenAndServe's context ended without a Drain
 )
 
 var (
-	// ErrSlowClient is returned by Send and SendFrame when the session's
-	// outbound queue was full; the session has been dropped.
+	// ErrSlowClient is returned by Send and SendFrame when the client did
+	// not keep up (see SendFrame); the session has been dropped.
 	ErrSlowClient = errors.New("webtransport: slow client dropped")
 	// ErrSessionClosed is returned once the session is closing or closed.
 	ErrSessionClosed = errors.New("webtransport: session closed")
@@ -58,7 +58,6 @@ type Session struct {
 	linger   time.Duration
 	ctx      context.Context
 	cancel   context.CancelFunc
-	out      chan Frame
 	in       chan inbound
 	readDone chan struct{} // closed when the reader stopped delivering; readErr is set
 	readErr  error
@@ -66,7 +65,20 @@ type Session struct {
 	closing  chan struct{} // closed by the first Close or drop
 	done     chan struct{} // closed when the writer has finished and the session is closed
 
+	// The outbound queue: frames wait here for the writer. An idle session
+	// holds no buffer. qmu also orders the writer's per-frame write deadline
+	// against the one a close sets.
+	maxQueue  int           // bytes queued (frames plus frameOverhead each) at most
+	slowAfter time.Duration // the longest a frame may wait to be written
+	qmu       sync.Mutex
+	queue     []queuedFrame
+	qhead     int // queue[:qhead] is written
+	qbytes    int
+	wake      chan struct{} // tells the writer a frame was queued
+
 	onDone      func() // called when the session has ended, before done closes
+	onJoined    func() // tells the server the session has joined
+	joinOnce    sync.Once
 	closeOnce   sync.Once
 	closed      atomic.Bool // no more frames are accepted
 	local       atomic.Bool // the server chose to close
@@ -79,21 +91,23 @@ func newSession(id uint64, sess *wt.Session, conn *quic.Conn, str *wt.Stream, cf
 	ctx, cancel := context.WithCancel(parent)
 	context.AfterFunc(sess.Context(), cancel)
 	return &Session{
-		id:       id,
-		sess:     sess,
-		conn:     conn,
-		str:      str,
-		log:      cfg.Logger.With("session", id, "remote", sess.RemoteAddr().String()),
-		obs:      cfg.Observer,
-		linger:   cfg.CloseTimeout,
-		ctx:      ctx,
-		cancel:   cancel,
-		out:      make(chan Frame, cfg.QueueDepth),
-		in:       make(chan inbound),
-		readDone: make(chan struct{}),
-		drained:  make(chan struct{}),
-		closing:  make(chan struct{}),
-		done:     make(chan struct{}),
+		id:        id,
+		sess:      sess,
+		conn:      conn,
+		str:       str,
+		log:       cfg.Logger.With("session", id, "remote", sess.RemoteAddr().String()),
+		obs:       cfg.Observer,
+		linger:    cfg.CloseTimeout,
+		ctx:       ctx,
+		cancel:    cancel,
+		maxQueue:  cfg.MaxQueueBytes,
+		slowAfter: cfg.SlowClientTimeout,
+		wake:      make(chan struct{}, 1),
+		in:        make(chan inbound),
+		readDone:  make(chan struct{}),
+		drained:   make(chan struct{}),
+		closing:   make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 }
 
@@ -144,22 +158,109 @@ func (s *Session) Send(m *signalingpb.ServerMessage) error {
 	return s.SendFrame(f)
 }
 
-// SendFrame queues a pre-encoded frame without blocking. If the queue is full
-// the client is too slow: the session is dropped and ErrSlowClient returned.
+// SendFrame queues a pre-encoded frame without blocking. A client that
+// cannot keep up is dropped (close code CodeSlowClient): one that has a
+// frame waiting longer than the server's SlowClientTimeout to be written,
+// or whose queue would grow past MaxQueueBytes; SendFrame then returns
+// ErrSlowClient if it found the queue full, ErrSessionClosed once the
+// session is closing. A burst alone, however many frames, never drops a
+// client that reads them in time.
 func (s *Session) SendFrame(f Frame) error {
 	if s.closed.Load() {
 		return ErrSessionClosed
 	}
+	cost := len(f) + frameOverhead
+	s.qmu.Lock()
+	if s.qbytes > 0 && s.qbytes+cost > s.maxQueue {
+		s.qmu.Unlock()
+		s.dropSlow("queue full")
+		return ErrSlowClient
+	}
+	if len(s.queue) == cap(s.queue) && s.qhead > 0 {
+		s.compact()
+	}
+	s.queue = append(s.queue, queuedFrame{f: f, at: time.Now()})
+	s.qbytes += cost
+	s.qmu.Unlock()
 	select {
-	case s.out <- f:
-		return nil
+	case s.wake <- struct{}{}:
 	default:
 	}
+	return nil
+}
+
+// frameOverhead is what a queued frame costs beside its bytes, so that a
+// flood of tiny frames is bounded too.
+const frameOverhead = 64
+
+// queuedFrame is a frame and when it was queued.
+type queuedFrame struct {
+	f  Frame
+	at time.Time
+}
+
+// compact moves the unwritten frames to the front of the queue. qmu held.
+func (s *Session) compact() {
+	n := copy(s.queue, s.queue[s.qhead:])
+	clear(s.queue[n:])
+	s.queue, s.qhead = s.queue[:n], 0
+}
+
+// take removes the oldest queued frame. qmu held.
+func (s *Session) take() (queuedFrame, bool) {
+	if s.qhead == len(s.queue) {
+		return queuedFrame{}, false
+	}
+	q := s.queue[s.qhead]
+	s.queue[s.qhead] = queuedFrame{}
+	s.qhead++
+	s.qbytes -= len(q.f) + frameOverhead
+	switch {
+	case s.qhead == len(s.queue) && cap(s.queue) > 64:
+		s.queue, s.qhead = nil, 0 // idle again: let a burst's buffer go
+	case s.qhead == len(s.queue):
+		s.queue, s.qhead = s.queue[:0], 0
+	}
+	return q, true
+}
+
+// next hands the writer the oldest queued frame, with a write deadline of
+// its queueing time plus SlowClientTimeout. Once the session is closing it
+// returns false: finish writes what is left, if anything.
+func (s *Session) next() (Frame, bool) {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if s.closed.Load() {
+		return nil, false
+	}
+	q, ok := s.take()
+	if ok {
+		_ = s.str.SetWriteDeadline(q.at.Add(s.slowAfter))
+	}
+	return q.f, ok
+}
+
+// dropSlow drops the session as a slow client.
+func (s *Session) dropSlow(why string) {
+	s.qmu.Lock()
+	queued := s.qbytes
+	s.qmu.Unlock()
 	if s.shut(CodeSlowClient, "slow client", false) {
 		s.obs.SlowClientDropped()
-		s.log.Warn("slow client dropped", "queue_depth", cap(s.out))
+		s.log.Warn("slow client dropped", "refused", "slow_client", "why", why, "queued_bytes", queued)
 	}
-	return ErrSlowClient
+}
+
+// Joined tells the server that the session's client has proved who it is
+// (it sent a valid join): from now on the session counts against the
+// server's MaxSessions instead of its budget of sessions not yet joined.
+// Later calls do nothing.
+func (s *Session) Joined() {
+	s.joinOnce.Do(func() {
+		if s.onJoined != nil {
+			s.onJoined()
+		}
+	})
 }
 
 // Close flushes the frames already queued (bounded by the server's
@@ -175,14 +276,16 @@ func (s *Session) shut(code uint32, reason string, flush bool) bool {
 		first = true
 		s.local.Store(true)
 		s.closeCode, s.closeReason, s.flush = code, reason, flush
-		s.closed.Store(true)
 		// Bound a Write that is blocked on a client not reading: at once
 		// when dropping, after the flush budget when closing gracefully.
 		deadline := time.Now()
 		if flush {
 			deadline = deadline.Add(s.linger)
 		}
+		s.qmu.Lock()
+		s.closed.Store(true) // the writer sets no deadline of its own after this
 		_ = s.str.SetWriteDeadline(deadline)
+		s.qmu.Unlock()
 		_ = s.str.SetReadDeadline(deadline)
 		close(s.closing)
 	})
@@ -271,12 +374,20 @@ func (s *Session) writeLoop() {
 	defer s.onDone()
 	defer s.cancel()
 	for {
-		select {
-		case f := <-s.out:
-			if _, err := s.str.Write(f); err != nil {
+		if f, ok := s.next(); ok {
+			_, err := s.str.Write(f)
+			switch {
+			case err == nil, s.closed.Load():
+			case isTimeout(err):
+				s.dropSlow("frame not written in time")
+			default:
 				s.log.Debug("write failed", "err", err)
 				s.shut(0, "", false)
 			}
+			continue
+		}
+		select {
+		case <-s.wake:
 		case <-s.closing:
 			s.finish()
 			return
@@ -294,15 +405,15 @@ func (s *Session) writeLoop() {
 // the client read it, and closes the session with the chosen code.
 func (s *Session) finish() {
 	if s.flush {
-	queued:
 		for {
-			select {
-			case f := <-s.out:
-				if _, err := s.str.Write(f); err != nil {
-					break queued
-				}
-			default:
-				break queued
+			s.qmu.Lock()
+			q, ok := s.take()
+			s.qmu.Unlock()
+			if !ok {
+				break
+			}
+			if _, err := s.str.Write(q.f); err != nil {
+				break
 			}
 		}
 		_ = s.str.Close()
@@ -346,4 +457,11 @@ func isCleanAppClose(err error) bool {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// queued is the number of frames waiting for the writer.
+func (s *Session) queued() int {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return len(s.queue) - s.qhead
 }

@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"github.com/edgemc/edgemc/appliance"
+	"github.com/edgemc/edgemc/cmd/edgemc/internal/loadgen"
 )
 
 // clientFlags registers the options of `edgemc client join` on fs.
-func clientFlags(fs *flag.FlagSet, o *appliance.ClientJoinOptions, tokenFile *string) {
-	fs.StringVar(&o.URL, "url", "", "WebTransport URL of the edgemc, e.g. https://127.0.0.1:4433/ (required)")
-	fs.StringVar(&o.MeetingID, "meeting", "", "meeting id (required)")
+func clientFlags(fs *flag.FlagSet, o *appliance.ClientJoinOptions, tokenFile, lab *string) {
+	fs.StringVar(lab, "lab", "", "status URL of an edgemc lab (http://127.0.0.1:8081): join its demo meeting with a token from its issuer, instead of --url, --meeting and --token")
+	fs.StringVar(&o.URL, "url", "", "WebTransport URL of the edgemc, e.g. https://127.0.0.1:4433/ (required without --lab)")
+	fs.StringVar(&o.MeetingID, "meeting", "", "meeting id (required without --lab)")
 	fs.StringVar(tokenFile, "token-file", "", `file holding the join token ("-" reads standard input)`)
 	fs.StringVar(&o.Token, "token", "", "join token (visible to other users of the host; prefer --token-file)")
 	fs.StringVar(&o.Name, "name", "edgemc client", "participant display name")
@@ -38,18 +40,27 @@ func (c cli) client(ctx context.Context, args []string) int {
 		return c.usageError(errors.New(`client: the only subcommand is "join" (edgemc help client)`))
 	}
 	var (
-		o         appliance.ClientJoinOptions
-		tokenFile string
+		o              appliance.ClientJoinOptions
+		tokenFile, lab string
 	)
 	fs := flag.NewFlagSet("edgemc client join", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	clientFlags(fs, &o, &tokenFile)
+	clientFlags(fs, &o, &tokenFile, &lab)
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			writeCommandHelp(c.stdout, "client")
 			return exitOK
 		}
-		return c.usageError(fmt.Errorf("client join: %w", err))
+		return c.usageError(flagError("client join", err))
+	}
+	if lab != "" {
+		if o.URL != "" || o.MeetingID != "" || o.Token != "" || tokenFile != "" {
+			return c.usageError(errors.New("client join: --lab gives the URL, meeting and token: leave out --url, --meeting, --token and --token-file"))
+		}
+		if err := labJoin(ctx, lab, &o); err != nil {
+			fmt.Fprintf(c.stderr, "edgemc: client join: --lab: %v\n", err)
+			return exitFailure
+		}
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -67,13 +78,32 @@ func (c cli) client(ctx context.Context, args []string) int {
 	}
 
 	log := slog.New(slog.NewTextHandler(c.stderr, nil))
-	ctx, stop := c.signalContext(ctx, log)
+	ctx, stop := c.signalContext(ctx, log, "leaving the meeting")
 	defer stop()
 	if err := appliance.ClientJoin(ctx, c.stdout, o); err != nil {
 		fmt.Fprintf(c.stderr, "edgemc: client join: %v\n", err)
 		return exitFailure
 	}
 	return exitOK
+}
+
+// labJoin fills o from the join details of the lab whose status page is at
+// base: its demo meeting, a participant token from its issuer, and its
+// certificate's hash (unless o already trusts a certificate).
+func labJoin(ctx context.Context, base string, o *appliance.ClientJoinOptions) error {
+	lab, err := loadgen.NewLabTokens(base, "")
+	if err != nil {
+		return err
+	}
+	info, err := lab.Info(ctx, false, o.Name)
+	if err != nil {
+		return err
+	}
+	o.URL, o.MeetingID, o.Token = info.URL, info.MeetingID, info.Token
+	if o.CertHash == "" && !o.Insecure {
+		o.CertHash = info.CertSHA256
+	}
+	return nil
 }
 
 // readToken reads a token file ("-" for standard input). Errors never

@@ -29,7 +29,10 @@ func TestFaultSIGKILLUnderJoinLoad(t *testing.T) {
 	killAfter := pick(s, 120, 1000)
 	issuer := devissuer.NewIssuer()
 	dir := t.TempDir()
-	mc := startFaultMC(t, dir, issuer)
+	// The workers are one load generator, on one address: as many of its
+	// sessions may wait for their join as there are workers.
+	pending := fmt.Sprintf("--max-pending-sessions-per-address=%d", workers)
+	mc := startFaultMC(t, dir, issuer, pending)
 	meetings := []string{"m-kill-0", "m-kill-1", "m-kill-2", "m-kill-3"}
 	for _, m := range meetings {
 		mc.mustAssign(t, m)
@@ -91,7 +94,7 @@ func TestFaultSIGKILLUnderJoinLoad(t *testing.T) {
 	t.Logf("SIGKILL after %d acknowledged joins (%d workers)", len(acked), workers)
 
 	restart := time.Now()
-	mc = startFaultMC(t, dir, issuer)
+	mc = startFaultMC(t, dir, issuer, pending)
 	if n := mc.WaitMsg("recovered meetings from the store").Fields["meetings"]; n != float64(len(meetings)) {
 		t.Errorf("recovered %v meetings, want %d", n, len(meetings))
 	}

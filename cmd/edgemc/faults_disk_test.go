@@ -159,6 +159,11 @@ func TestFaultDiskFull(t *testing.T) {
 	if code, reason := mc.ready(t); code != 503 || reason != "store unavailable" {
 		t.Errorf("ready on a full disk: %d %q, want 503 \"store unavailable\"", code, reason)
 	}
+	for _, name := range []string{"mc_store_healthy", "mc_ready"} {
+		if v := mc.metric(t, name); v != 0 {
+			t.Errorf("%s on a full disk: %v, want 0", name, v)
+		}
+	}
 	if code := mc.liveCode(t); code != 200 {
 		t.Errorf("live on a full disk: %d, want 200", code)
 	}
@@ -178,6 +183,9 @@ func TestFaultDiskFull(t *testing.T) {
 	// The store retries what it could not write; once that succeeds it is
 	// healthy and edgemc ready again, with nobody writing in between.
 	waitReady(t, mc)
+	if v := mc.metric(t, "mc_store_healthy"); v != 1 {
+		t.Errorf("mc_store_healthy once space was freed: %v, want 1", v)
+	}
 	mc.mustAssign(t, "m-after")
 	mc.mustJoin(t, "m-after", "user-2")
 	if code := mc.Stop(); code != exitOK {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -27,8 +29,13 @@ const (
 // heartbeat agrees with the GC's, as in production, and the registration
 // backoff's cap (3 s) is three heartbeats, as in production (30 s against
 // 10 s).
-func gcFaultArgs(id string, g *gctest.GC) []string {
-	return []string{"--id=" + id, "--gc-url=" + g.Target(),
+func gcFaultArgs(t *testing.T, id string, g *gctest.GC) []string {
+	t.Helper()
+	token := filepath.Join(t.TempDir(), "gc-token")
+	if err := os.WriteFile(token, []byte("gc-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--id=" + id, "--gc-url=" + g.Target(), "--gc-token-file=" + token,
 		"--gc-backoff-base=100ms", "--gc-backoff-max=3s", "--fast-heartbeat=" + faultFast.String()}
 }
 
@@ -38,7 +45,7 @@ func startGCFaultMC(t *testing.T) (*gctest.GC, *faultMC) {
 	t.Helper()
 	g := gctest.Start(t)
 	g.Accept(faultFast, faultComp)
-	mc := startFaultMC(t, "", devissuer.NewIssuer(), gcFaultArgs("mc-faults", g)...)
+	mc := startFaultMC(t, "", devissuer.NewIssuer(), gcFaultArgs(t, "mc-faults", g)...)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	if err := waitOKFast(ctx, g, time.Time{}); err != nil {
@@ -225,7 +232,7 @@ func TestFaultGCReadiness(t *testing.T) {
 	t.Parallel()
 	g := gctest.Start(t)
 	g.Reject("GC starting up")
-	mc := startFaultMC(t, "", devissuer.NewIssuer(), gcFaultArgs("mc-ready", g)...)
+	mc := startFaultMC(t, "", devissuer.NewIssuer(), gcFaultArgs(t, "mc-ready", g)...)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
 	defer cancel()
 	if _, err := g.WaitRegistrations(ctx, 1); err != nil {

@@ -3,7 +3,8 @@ package main
 // The fault suite runs the real binary (see e2e_test.go) through the faults
 // an appliance meets in the field: a GC that goes away and comes back with
 // no memory of it, a GC that hangs, SIGKILL under load, a full or read-only
-// disk, and floods of connections that never finish. Plain `go test` runs
+// disk, floods of connections that never finish, and the attacks of
+// faults_abuse_test.go. Plain `go test` runs
 // every scenario small and quickly; `make faults` sets EDGEMC_FAULTS=long for
 // the full sizes of the issue and EDGEMC_FAULTS_GC_OUTAGE for the length of
 // the GC outage (two minutes there, five seconds by default).
@@ -103,7 +104,7 @@ func (mc *faultMC) Pid() int { return mc.cmd.Process.Pid }
 
 // assign asks edgemc, as the GC does, to hold meetingID.
 func (mc *faultMC) assign(ctx context.Context, meetingID string) (*internalpb.AssignMeetingWithMhResponse, error) {
-	return mc.assignMHs(ctx, meetingID, []*internalpb.MhAssignment{{MhId: "mh-1", WebtransportEndpoint: "https://mh-1.example:4434/", GrpcEndpoint: "http://mh-1.example:50053"}})
+	return mc.assignMHs(ctx, meetingID, []*internalpb.MhAssignment{{MhId: "mh-1", WebtransportEndpoint: "https://mh-1.example:4434/", GrpcEndpoint: "http://127.0.0.1:1"}})
 }
 
 // assignMHs is assign with the given media handlers.
@@ -214,12 +215,28 @@ func (mc *faultMC) liveCode(t *testing.T) int {
 	return resp.StatusCode
 }
 
-// metric reads one unlabelled sample from /metrics.
+// metric reads one sample from /metrics: a name, with its labels if it
+// has any (`mc_x_total{reason="y"}`, labels as edgemc writes them).
 func (mc *faultMC) metric(t *testing.T, name string) float64 {
 	t.Helper()
+	v, err := mc.readMetric(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// tryMetric is metric for goroutines other than the test's: false on any
+// failure.
+func (mc *faultMC) tryMetric(name string) (float64, bool) {
+	v, err := mc.readMetric(name)
+	return v, err == nil
+}
+
+func (mc *faultMC) readMetric(name string) (float64, error) {
 	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + mc.http + "/metrics")
 	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
+		return 0, fmt.Errorf("GET /metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
@@ -227,13 +244,12 @@ func (mc *faultMC) metric(t *testing.T, name string) float64 {
 		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {
-				t.Fatalf("metric %s: %v", name, err)
+				return 0, fmt.Errorf("metric %s: %w", name, err)
 			}
-			return f
+			return f, nil
 		}
 	}
-	t.Fatalf("metric %s not found", name)
-	return 0
+	return 0, fmt.Errorf("metric %s not found", name)
 }
 
 // procStatusKiB reads a "Vm…: N kB" line of /proc/pid/status.

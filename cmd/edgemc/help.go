@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/edgemc/edgemc/appliance"
+	"github.com/edgemc/edgemc/cmd/edgemc/internal/loadgen"
 )
 
 // writeUsage is `edgemc help`: every command and every setting, enough to
@@ -27,13 +28,16 @@ Signals:
   once.
 
 Logs:
-  Structured (log/slog) on standard error: text on a terminal, JSON when not a
-  terminal or under systemd (log-format auto). Tokens and secrets are never
-  logged; secret settings are files, and only their paths are shown.
+  Structured (log/slog) on standard error: text on a terminal, JSON otherwise
+  (log-format auto). Under systemd, entries go to the journal with their
+  priority and every attribute as a field: journalctl -u edgemc -p warning,
+  journalctl -u edgemc MEETING=<id>. Tokens and secrets are never logged;
+  secret settings are files, and only their paths are shown.
 
 Exit status:
   0 clean stop, 1 runtime failure, 2 usage or configuration error (one line on
-  standard error naming the setting).
+  standard error naming the setting; nothing is created before the
+  configuration is checked).
 `)
 }
 
@@ -100,12 +104,38 @@ func writeCommandHelp(w io.Writer, name string) {
 	case "client":
 		fs := flag.NewFlagSet("edgemc client join", flag.ContinueOnError)
 		var (
-			o         appliance.ClientJoinOptions
-			tokenFile string
+			o              appliance.ClientJoinOptions
+			tokenFile, lab string
 		)
-		clientFlags(fs, &o, &tokenFile)
+		clientFlags(fs, &o, &tokenFile, &lab)
 		fmt.Fprintln(w, "Options of client join:")
-		fs.SetOutput(w)
-		fs.PrintDefaults()
+		writeFlags(w, fs)
+	case "loadgen":
+		var (
+			cfg loadgen.Config
+			f   loadgenFlags
+		)
+		fmt.Fprintln(w, "Options:")
+		writeFlags(w, loadgenFlagSet(&cfg, &f))
 	}
+}
+
+// writeFlags lists the flags of fs in the --name spelling of edgemc's help.
+func writeFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		kind, usage := flag.UnquoteUsage(f)
+		fmt.Fprintf(w, "  --%s", f.Name)
+		if kind != "" {
+			fmt.Fprintf(w, " %s", kind)
+		}
+		fmt.Fprintf(w, "\n      %s", usage)
+		switch {
+		case f.DefValue == "" || f.DefValue == "false" || f.DefValue == "0":
+		case strings.ContainsRune(f.DefValue, ' '):
+			fmt.Fprintf(w, " (default %q)", f.DefValue)
+		default:
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
 }

@@ -20,6 +20,8 @@ const (
 	statusDescribe = `JSON.stringify(window.edgemcStatus.last())`
 	// labRows counts the roster rows of a demo tab.
 	labRows = `document.querySelectorAll('#roster tr[data-participant-id]').length`
+	// labHostMuteButtons selects the host-mute buttons of a demo tab.
+	labHostMuteButtons = `#roster tr[data-participant-id] .actions button`
 )
 
 // statusRow is the status page's row of a participant in the demo meeting.
@@ -45,9 +47,10 @@ func labRow(pid string) string {
 // TestBrowserLab runs the real edgemc binary in lab mode and uses it the way
 // a new user would, from headless Chromium: the status page shows the
 // appliance registered with the development GC and the demo meeting; two
-// demo tabs join over real WebTransport, see each other, mute, host-mute
-// and leave; when the last one leaves the meeting ends and the lab assigns
-// it again.
+// demo tabs join over real WebTransport, see each other, mute, host-mute,
+// ask to be unmuted and leave; when the last one leaves the meeting ends
+// and the lab assigns it again. What each person can see is checked as
+// visibility, not as attributes.
 func TestBrowserLab(t *testing.T) {
 	ctx := webtest.NewBrowser(t)
 	artifacts := artifactDir(t)
@@ -62,8 +65,9 @@ func TestBrowserLab(t *testing.T) {
 		document.getElementById('health').textContent === 'HEALTHY'`, statusDescribe)
 	waitJS(t, status, "the demo meeting on the status page",
 		`document.querySelector('[data-meeting-id="demo"]')`, statusDescribe)
-	if got := jsEval[string](t, status, `document.getElementById('lab').hidden ? 'hidden' : document.getElementById('lab-host').getAttribute('href')`); got != "/lab/join?role=host" {
-		t.Errorf("status page lab card: %s, want a link to /lab/join?role=host", got)
+	waitJS(t, status, "the lab card on the status page", webtest.Shown(`#lab`, `#lab-host`), statusDescribe)
+	if got := jsEval[string](t, status, `document.getElementById('lab-host').getAttribute('href')`); got != "/lab/join?role=host" {
+		t.Errorf("status page lab card links to %s, want /lab/join?role=host", got)
 	}
 	firstGen := jsEval[int](t, status, `window.edgemcStatus.last().meetings.find(m => m.id === 'demo').generation`)
 
@@ -73,8 +77,11 @@ func TestBrowserLab(t *testing.T) {
 	browse(t, host, chromedp.EmulateViewport(1280, 800), chromedp.Navigate(base+"/lab/join?role=host&name=Alice&autojoin=1"))
 	waitJS(t, host, "the host to join", joined, labDescribe)
 	browse(t, guest, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
-		chromedp.Navigate(base+"/lab/join?role=participant&name=Bob&autojoin=1"))
-	waitJS(t, guest, "the participant to join", joined, labDescribe)
+		chromedp.Navigate(base+"/lab/join?role=participant&name=Bob"))
+	waitJS(t, guest, "the join form without controls before joining",
+		webtest.Shown(`#join`)+` && `+webtest.NotShown(`#controls`, `#mute-audio`, `#leave`, `#error`), labDescribe)
+	browse(t, guest, chromedp.Click(`#join`))
+	waitJS(t, guest, "the participant to join", joined+` && `+webtest.Shown(`#mute-audio`, `#leave`), labDescribe)
 	alice := jsEval[string](t, host, `window.edgemcDemo.state.selfId`)
 	bob := jsEval[string](t, guest, `window.edgemcDemo.state.selfId`)
 	if alice == "" || bob == "" || alice == bob {
@@ -103,18 +110,31 @@ func TestBrowserLab(t *testing.T) {
 		t.Errorf("Bob's mute button aria-pressed=%s after muting", got)
 	}
 
-	// Bob may not host-mute Alice: FORBIDDEN, and he stays in the meeting.
-	browse(t, guest, chromedp.Click(labRowSel(alice)+` .host-mute-audio`))
+	// Host-mute buttons: Alice (host) sees them on Bob's row, not on her
+	// own; Bob sees none.
+	waitJS(t, host, "host-mute buttons on Bob's row only",
+		webtest.Shown(labRowSel(bob)+` .host-mute-audio`, labRowSel(bob)+` .host-mute-video`)+` && `+
+			webtest.NotShown(labRowSel(alice)+` .actions button`), labDescribe)
+	waitJS(t, guest, "no host-mute buttons for a participant", webtest.NotShown(labHostMuteButtons), labDescribe)
+
+	// Bob may not host-mute Alice, even without a button: FORBIDDEN, and he
+	// stays in the meeting.
+	jsEval[bool](t, guest, fmt.Sprintf(`(window.edgemcDemo.hostMute(%q, true, false), true)`, alice))
 	waitJS(t, guest, "FORBIDDEN for a participant's host-mute",
-		`!document.getElementById('error').hidden && document.getElementById('error').textContent.startsWith('FORBIDDEN')`, labDescribe)
+		webtest.Shown(`#error`)+` && document.getElementById('error').textContent.startsWith('FORBIDDEN')`, labDescribe)
 	if got := jsEval[string](t, host, labRow(alice)+`.dataset.audio`); got != "on" {
 		t.Errorf("Alice's audio is %q after a forbidden host-mute", got)
 	}
 
-	// Alice host-mutes Bob's video: Bob and the status page see it.
+	// Alice host-mutes Bob's video: Bob and the status page see it, and
+	// Bob's video button becomes "Ask to unmute video".
 	browse(t, host, chromedp.Click(labRowSel(bob)+` .host-mute-video`))
-	waitJS(t, guest, "the host-mute in Bob's tab", labRow(bob)+`?.dataset.video === 'host-muted'`, labDescribe)
+	waitJS(t, guest, "the host-mute in Bob's tab", labRow(bob)+`?.dataset.video === 'host-muted' && `+
+		webtest.Shown(`#ask-video`)+` && `+webtest.NotShown(`#mute-video`), labDescribe)
 	waitJS(t, status, "the host-mute on the status page", statusCell(bob, "Video")+` === 'host-muted'`, statusDescribe)
+	browse(t, guest, chromedp.Click(`#ask-video`))
+	waitJS(t, host, "Bob's unmute request in Alice's tab",
+		webtest.Shown(`#notice`)+` && document.getElementById('notice').textContent.startsWith('Bob asks to be unmuted (video)')`, labDescribe)
 	if got := jsEval[string](t, guest, labDescribe); !strings.Contains(got, `"status":"joined"`) {
 		t.Errorf("Bob's tab after the host-mute: %s", got)
 	}
@@ -143,8 +163,10 @@ func TestBrowserLab(t *testing.T) {
 		}
 	}
 
-	// Bob leaves: gone from Alice's roster and from the status page.
+	// Bob leaves: gone from Alice's roster and from the status page; his
+	// tab shows the form again, without controls or the error he had seen.
 	browse(t, guest, chromedp.Click(`#leave`))
+	waitJS(t, guest, "Bob's tab after leaving", webtest.Shown(`#join`)+` && `+webtest.NotShown(`#controls`, `#error`), labDescribe)
 	waitJS(t, host, "Bob gone from Alice's roster", labRows+` === 1 && !`+labRow(bob), labDescribe)
 	waitJS(t, status, "Bob gone from the status page", `!`+statusRow(bob)+` && `+statusRow(alice), statusDescribe)
 	if got := jsEval[string](t, guest, `document.getElementById('status').textContent`); got != "left" {
@@ -163,12 +185,12 @@ func TestBrowserLab(t *testing.T) {
 	waitJS(t, host, "Alice to join the new demo meeting", joined+` && `+labRows+` === 1`, labDescribe)
 	waitJS(t, status, "Alice on the status page again", statusRow(jsEval[string](t, host, `window.edgemcDemo.state.selfId`)), statusDescribe)
 
-	// A drain ends the session and the page says so. (Chromium reports
+	// A drain redirects the session before it closes it (Chromium reports
 	// the server's close as "Connection lost.", without edgemc's close
-	// code, so only the prefix is checked.)
+	// code): the page leaves the meeting and keeps trying to come back.
 	if code := p.Stop(); code != exitOK {
 		t.Errorf("exit code after SIGTERM = %d, want %d", code, exitOK)
 	}
 	waitJS(t, host, "the page to notice the drain",
-		`document.getElementById('status').textContent.startsWith('closed') && `+labRows+` === 0 && document.getElementById('controls').hidden`, labDescribe)
+		`document.getElementById('status').textContent.startsWith('reconnecting') && `+labRows+` === 0 && `+webtest.NotShown(`#controls`), labDescribe)
 }

@@ -32,7 +32,7 @@ func loadgenFlagSet(cfg *loadgen.Config, f *loadgenFlags) *flag.FlagSet {
 	fs.StringVar(&cfg.URL, "url", "", "WebTransport URL of the target, https://127.0.0.1:PORT/ (loopback only; from --lab when omitted)")
 	fs.StringVar(&f.certHash, "cert-hash", "", "hex SHA-256 of the target's certificate (edgemc cert-hash prints it)")
 	fs.BoolVar(&f.insecure, "insecure", false, "skip certificate verification")
-	fs.StringVar(&f.lab, "lab", "", "status URL of an `edgemc lab` (http://127.0.0.1:8081): its issuer mints the tokens, for its demo meeting")
+	fs.StringVar(&f.lab, "lab", "", "status URL of an edgemc lab (http://127.0.0.1:8081): its issuer mints the tokens, for its demo meeting")
 	fs.StringVar(&f.statusTokenFile, "status-token-file", "", "file holding the lab's status token, if it has one")
 	fs.StringVar(&f.keyFile, "jwt-private-key", "", "Ed25519 private key PEM (PKCS#8) whose public key the target trusts (--jwt-public-key)")
 	fs.StringVar(&f.kid, "jwt-kid", "edgemc-loadgen", "key id written in minted tokens")
@@ -42,7 +42,7 @@ func loadgenFlagSet(cfg *loadgen.Config, f *loadgenFlags) *flag.FlagSet {
 	fs.StringVar(&f.prefix, "meeting-prefix", "loadgen-", "meeting ids are this prefix and a number")
 	fs.IntVar(&cfg.Sessions, "sessions", 100, fmt.Sprintf("sessions to open (at most %d)", loadgen.MaxSessions))
 	fs.Float64Var(&cfg.Rate, "rate", 0, "target joins per second; 0 joins as fast as --concurrency allows")
-	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "joins in flight at most")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "joins in flight at most (past 16, raise the target's max-pending-sessions-per-address: they come from one address)")
 	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", 10*time.Second, "bound of one join")
 	fs.IntVar(&cfg.Mutes, "mutes", 0, "host-mute rounds per meeting after the joins (fan-out latency)")
 	fs.IntVar(&cfg.MuteMeetings, "mute-meetings", 0, "run the host-mute rounds in the first N meetings only (0: all)")
@@ -71,18 +71,15 @@ func (c cli) loadgen(ctx context.Context, args []string) int {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			writeCommandHelp(c.stdout, "loadgen")
-			fmt.Fprintln(c.stdout, "Options:")
-			fs.SetOutput(c.stdout)
-			fs.PrintDefaults()
 			return exitOK
 		}
-		return c.usageError(fmt.Errorf("loadgen: %w", err))
+		return c.usageError(flagError("loadgen", err))
 	}
 	if fs.NArg() > 0 {
 		return c.usageError(fmt.Errorf("loadgen: unexpected argument %q", fs.Arg(0)))
 	}
 	log := slog.New(slog.NewTextHandler(c.stderr, nil))
-	ctx, stop := c.signalContext(ctx, log)
+	ctx, stop := c.signalContext(ctx, log, "stopping the load")
 	defer stop()
 	if err := f.apply(ctx, &cfg); err != nil {
 		if errors.Is(err, loadgen.ErrNotLoopback) || errors.Is(err, errLoadgenUsage) {

@@ -81,7 +81,7 @@ func TestLoadgenUsage(t *testing.T) {
 		{[]string{"--url=https://127.0.0.1:4433/", "--assign-grpc=127.0.0.1:1", "--protocol=echo"}, "needs --jwt-private-key"},
 		{[]string{"--url=https://127.0.0.1:4433/", "--jwt-private-key=" + privPath, "--sessions=0"}, "sessions must be"},
 		{[]string{"--url=https://127.0.0.1:4433/", "--protocol=echo", "--cert-hash=abc"}, "--cert-hash must be"},
-		{[]string{"--bogus"}, "flag provided but not defined"},
+		{[]string{"--bogus"}, "loadgen: unknown flag --bogus (edgemc help loadgen lists them)"},
 	} {
 		code, _, errOut := runCLI(t, nil, append([]string{"loadgen"}, tc.args...)...)
 		if code != exitUsage || !strings.Contains(errOut, tc.want) || strings.Count(errOut, "\n") != 1 {

@@ -16,9 +16,12 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/coreos/go-systemd/v22/journal"
 
 	"github.com/edgemc/edgemc/appliance"
 )
@@ -40,8 +43,9 @@ type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	environ        []string
-	// stderrTerminal is true when stderr is a terminal (for log-format auto).
-	stderrTerminal bool
+	// stderrTerminal is true when stderr is a terminal, stderrJournal when
+	// it is systemd's journal (JOURNAL_STREAM names it), for log-format auto.
+	stderrTerminal, stderrJournal bool
 	// exit ends the process; a second signal calls it.
 	exit func(int)
 }
@@ -54,6 +58,7 @@ func main() {
 		getenv:         os.Getenv,
 		environ:        os.Environ(),
 		stderrTerminal: isTerminal(os.Stderr),
+		stderrJournal:  isJournal(),
 		exit:           os.Exit,
 	}
 	os.Exit(c.run(context.Background(), os.Args[1:]))
@@ -62,6 +67,12 @@ func main() {
 func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// isJournal reports whether stderr is systemd's journal stream.
+func isJournal() bool {
+	ok, err := journal.StderrIsJournalStream()
+	return ok && err == nil
 }
 
 // command is one subcommand.
@@ -73,7 +84,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "[settings]", "run the Meeting Controller (what the systemd unit runs)", cli.serve},
-		{"lab", "[settings]", "run it with a development Global Controller and token issuer on loopback", cli.lab},
+		{"lab", "[settings]", "run it with a development Global Controller, Auth Controller, media handler and token issuer on loopback", cli.lab},
 		{"cert-hash", "[settings]", "print the SHA-256 of the WebTransport certificate (for serverCertificateHashes)", cli.certHash},
 		{"client", "join [options]", "join a meeting and print every server message as a JSON line", cli.client},
 		{"loadgen", "[options]", "generate signaling load against an edgemc", cli.loadgen},
@@ -99,9 +110,14 @@ func (c cli) run(ctx context.Context, args []string) int {
 	return c.usageError(fmt.Errorf("unknown command %q (edgemc help lists them)", args[0]))
 }
 
-// usageError prints err as the one line a usage or configuration error gets.
+// usageError prints err as the one line a usage or configuration error gets
+// (with the error priority journald reads, under systemd).
 func (c cli) usageError(err error) int {
-	fmt.Fprintf(c.stderr, "edgemc: %v\n", err)
+	prefix := ""
+	if c.stderrJournal {
+		prefix = "<3>"
+	}
+	fmt.Fprintf(c.stderr, "%sedgemc: %v\n", prefix, err)
 	return exitUsage
 }
 
@@ -148,6 +164,8 @@ func (c cli) loadConfig(name string, args []string) (cfg appliance.Config, code 
 	case errors.Is(err, flag.ErrHelp):
 		writeCommandHelp(c.stdout, name)
 		return cfg, exitOK, true
+	case err != nil && !errors.Is(err, appliance.ErrInvalidSetting):
+		return cfg, c.usageError(flagError(name, err)), true
 	case err != nil:
 		return cfg, c.usageError(err), true
 	case fs.NArg() > 0:
@@ -159,9 +177,15 @@ func (c cli) loadConfig(name string, args []string) (cfg appliance.Config, code 
 // logger builds the logger the configuration asks for and logs the
 // warnings and the effective configuration.
 func (c cli) logger(cfg appliance.Config) (*slog.Logger, error) {
-	// Under systemd stderr goes to the journal: JSON even if it is a tty.
-	terminal := c.stderrTerminal && c.getenv("JOURNAL_STREAM") == "" && c.getenv("INVOCATION_ID") == ""
-	log, err := appliance.NewLogger(cfg.LogFormat, cfg.LogLevel, c.stderr, terminal)
+	out := appliance.OutputPipe
+	switch {
+	case c.stderrJournal:
+		out = appliance.OutputJournal
+	case c.stderrTerminal && c.getenv("INVOCATION_ID") == "":
+		// Under systemd without the journal (StandardError=tty, say): JSON.
+		out = appliance.OutputTerminal
+	}
+	log, err := appliance.NewLogger(cfg.LogFormat, cfg.LogLevel, c.stderr, out)
 	if err != nil {
 		return nil, err
 	}
@@ -185,11 +209,19 @@ func (c cli) runAppliance(ctx context.Context, name string, args []string, lab b
 	if done {
 		return code
 	}
+	opts := appliance.RunOptions{Version: buildVersion(), Lab: lab}
+	// Checked before anything is logged or created.
+	if err := cfg.Validate(opts); err != nil {
+		if cfg.ConfigFile == "" && len(cfg.Given) == 0 {
+			err = fmt.Errorf(`%w; to try edgemc on this machine without a Dark Tower deployment, run "edgemc lab"`, err)
+		}
+		return c.usageError(err)
+	}
 	log, err := c.logger(cfg)
 	if err != nil {
 		return c.usageError(err)
 	}
-	ctx, stop := c.signalContext(ctx, log)
+	ctx, stop := c.signalContext(ctx, log, "draining")
 	defer stop()
 	if cfg.CPUProfile != "" {
 		end, err := startCPUProfile(ctx, cfg.CPUProfile)
@@ -199,8 +231,13 @@ func (c cli) runAppliance(ctx context.Context, name string, args []string, lab b
 		}
 		defer end()
 	}
-	if err := appliance.Run(ctx, cfg, appliance.RunOptions{Version: buildVersion(), Logger: log, Lab: lab}); err != nil {
+
+	opts.Logger = log
+	if err := appliance.Run(ctx, cfg, opts); err != nil {
 		log.Error("edgemc failed", "err", err)
+		if errors.Is(err, appliance.ErrInvalidSetting) {
+			return exitUsage
+		}
 		return exitFailure
 	}
 	return exitOK
@@ -223,23 +260,51 @@ func startCPUProfile(ctx context.Context, path string) (end func(), err error) {
 	return func() { stop(); f.Close() }, nil
 }
 
+// flagError rewrites the flag package's errors in the --name spelling
+// edgemc's help uses, pointing at the command's help for unknown flags.
+func flagError(command string, err error) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return fmt.Errorf("%s: unknown flag --%s (edgemc help %s lists them)", command, name, strings.Fields(command)[0])
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return fmt.Errorf("%s: --%s needs a value", command, name)
+	}
+	// invalid value "x" for flag -name: reason; invalid boolean value "x" for -name: reason
+	for _, sep := range []string{" for flag -", " for -"} {
+		i, v := strings.LastIndex(msg, sep), strings.Index(msg, " value ")
+		if !strings.HasPrefix(msg, "invalid ") || i < 0 || v < 0 || v > i {
+			continue
+		}
+		value := msg[v+len(" value ") : i]
+		name, reason, _ := strings.Cut(msg[i+len(sep):], ": ")
+		if reason == "parse error" { // says nothing the value does not
+			return fmt.Errorf("%s: invalid value %s for --%s", command, value, name)
+		}
+		return fmt.Errorf("%s: invalid value %s for --%s: %s", command, value, name, reason)
+	}
+	return fmt.Errorf("%s: %w", command, err)
+}
+
 // signalRepeat is how soon after the first signal a repeat counts as the
 // same event: some senders (timeout(1), a kill of the process group after
 // one of the process) deliver one stop request twice.
 const signalRepeat = 500 * time.Millisecond
 
 // signalContext is cancelled by the first SIGINT or SIGTERM, which starts
-// the drain; a second one exits at once with exitFailure. The returned stop
-// releases the signals.
-func (c cli) signalContext(parent context.Context, log *slog.Logger) (context.Context, context.CancelFunc) {
-	return notifyTwice(parent, log, c.exit, signalRepeat, syscall.SIGINT, syscall.SIGTERM)
+// what the command does to stop (doing: "draining", "leaving the meeting");
+// a second one exits at once with exitFailure. The returned stop releases
+// the signals.
+func (c cli) signalContext(parent context.Context, log *slog.Logger, doing string) (context.Context, context.CancelFunc) {
+	return notifyTwice(parent, log, c.exit, doing, signalRepeat, syscall.SIGINT, syscall.SIGTERM)
 }
 
 // notifyTwice is signalContext for any signals and repeat window (tests use
-// SIGUSR1). Every signal reaches both channels, so none is lost to a race
-// between the context and the counter.
-func notifyTwice(parent context.Context, log *slog.Logger, exit func(int), repeat time.Duration, sigs ...os.Signal) (context.Context, context.CancelFunc) {
-	ctx, stopCtx := signal.NotifyContext(parent, sigs...)
+// SIGUSR1). One goroutine receives every signal: it logs the first and then
+// cancels the context, so whoever sees the context end also finds the line
+// logged.
+func notifyTwice(parent context.Context, log *slog.Logger, exit func(int), doing string, repeat time.Duration, sigs ...os.Signal) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
 	seen := make(chan os.Signal, 2)
 	signal.Notify(seen, sigs...)
 	done := make(chan struct{})
@@ -251,11 +316,12 @@ func notifyTwice(parent context.Context, log *slog.Logger, exit func(int), repea
 				switch {
 				case first.IsZero():
 					first = time.Now()
-					log.Info("signal received: draining; a second signal exits at once", "signal", s.String())
+					log.Info("signal received: "+doing+"; a second signal exits at once", "signal", s.String())
+					cancel()
 				case time.Since(first) < repeat:
 					log.Debug("repeated signal ignored", "signal", s.String(), "after", time.Since(first).String())
 				default:
-					log.Error("second signal received: exiting without finishing the drain", "signal", s.String())
+					log.Error("second signal received: exiting at once", "signal", s.String())
 					exit(exitFailure)
 					return
 				}
@@ -266,8 +332,8 @@ func notifyTwice(parent context.Context, log *slog.Logger, exit func(int), repea
 	}()
 	return ctx, func() {
 		signal.Stop(seen)
-		stopCtx()
 		close(done)
+		cancel()
 	}
 }
 

@@ -123,11 +123,11 @@ func TestJWKSKeepsStaleKeysWhenRefreshFails(t *testing.T) {
 func TestJWKSVerifierEndToEnd(t *testing.T) {
 	srv, j, _ := newJWKSFixture(t)
 	v := NewVerifier(j, VerifierOptions{})
-	if _, err := v.VerifyService(context.Background(), srv.issuer.ServiceToken("gc", "global-controller")); err != nil {
+	if _, err := v.VerifyService(context.Background(), srv.issuer.ServiceToken("gc", "global-controller"), ""); err != nil {
 		t.Fatal(err)
 	}
 	var te *TokenError
-	_, err := v.VerifyService(context.Background(), devissuer.NewIssuer().ServiceToken("gc", "global-controller"))
+	_, err := v.VerifyService(context.Background(), devissuer.NewIssuer().ServiceToken("gc", "global-controller"), "")
 	if !errors.As(err, &te) || te.Reason != ReasonUnknownKID {
 		t.Fatalf("foreign issuer: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,30 +19,39 @@ const MaxTokenSize = 8 << 10
 // its iat may be up to this far in the future.
 const DefaultClockSkew = 60 * time.Second
 
-// Token types of join tokens.
+// Token types: of join tokens (their token_type claim), and of service
+// tokens (which carry none), as the Observer names them.
 const (
 	TokenTypeMeeting = "meeting"
 	TokenTypeGuest   = "guest"
+	TokenTypeService = "service"
 )
 
 // ErrInvalidToken matches (with errors.Is) every verification failure.
 var ErrInvalidToken = errors.New("invalid token")
 
-// Reasons carried by TokenError.
+// Reasons carried by TokenError. Where Dark Tower's meeting controller
+// names a reason (its mc_jwt_validations_total failure_reason), edgemc uses
+// the same name.
 const (
-	ReasonMissing        = "missing"
+	ReasonMissing        = "missing_token"
 	ReasonTooLarge       = "too_large"
 	ReasonMalformed      = "malformed"
 	ReasonAlgorithm      = "bad_algorithm"
 	ReasonUnknownKID     = "unknown_kid"
 	ReasonKeyUnavailable = "key_unavailable"
-	ReasonSignature      = "signature"
+	ReasonSignature      = "signature_invalid"
 	ReasonExpired        = "expired"
 	ReasonIssuedInFuture = "issued_in_future"
 	ReasonNotYetValid    = "not_yet_valid"
 	ReasonMissingClaim   = "missing_claim"
 	ReasonInvalidClaims  = "invalid_claims"
 	ReasonWrongType      = "wrong_type"
+	ReasonScope          = "scope_mismatch"
+	// Refusals by ServicePins.
+	ReasonWrongIssuer       = "wrong_issuer"
+	ReasonWrongAudience     = "wrong_audience"
+	ReasonSubjectNotAllowed = "subject_not_allowed"
 )
 
 // TokenError describes why a token was refused. Reason is one of the Reason
@@ -63,12 +73,37 @@ func (e *TokenError) Is(target error) bool { return target == ErrInvalidToken }
 
 func (e *TokenError) Unwrap() error { return e.Err }
 
+// Observer is told the outcome of every token check, e.g. for metrics. Its
+// method must not block.
+type Observer interface {
+	// TokenChecked reports one check of a token of tokenType
+	// (TokenTypeMeeting, TokenTypeGuest or TokenTypeService): reason is ""
+	// for a valid token, else one of the Reason constants.
+	TokenChecked(tokenType, reason string)
+}
+
 // VerifierOptions tunes a Verifier. Zero values select the defaults.
 type VerifierOptions struct {
 	// ClockSkew defaults to DefaultClockSkew (60 s).
 	ClockSkew time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Observer, when set, is told about every check.
+	Observer Observer
+	// Pins narrow the service tokens accepted; the zero value accepts any.
+	Pins ServicePins
+}
+
+// ServicePins narrow the service tokens VerifyService accepts to those
+// meant for this deployment. Dark Tower's tokens carry no iss or aud, so
+// each pin is off unless set; a token that misses a pin is refused with
+// ReasonWrongIssuer, ReasonWrongAudience or ReasonSubjectNotAllowed.
+type ServicePins struct {
+	Issuer   string   // iss must equal it
+	Audience string   // aud must contain it
+	Subjects []string // sub must be one of them
+	// Refused, when set, is told the reason of every refusal (to count it).
+	Refused func(reason string)
 }
 
 // Verifier checks token signatures and time claims. It is safe for
@@ -76,6 +111,8 @@ type VerifierOptions struct {
 type Verifier struct {
 	keys   KeySource
 	parser *jwt.Parser
+	obs    Observer
+	pins   ServicePins
 }
 
 // NewVerifier returns a Verifier resolving keys through keys.
@@ -88,6 +125,8 @@ func NewVerifier(keys KeySource, opts VerifierOptions) *Verifier {
 	}
 	return &Verifier{
 		keys: keys,
+		obs:  opts.Observer,
+		pins: opts.Pins,
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
 			jwt.WithLeeway(opts.ClockSkew),
@@ -125,10 +164,12 @@ type serviceJWT struct {
 	TokenType   string `json:"token_type,omitempty"`
 }
 
-// VerifyService verifies a service token (without the "Bearer " prefix).
-// Scope and service_type are returned, not judged: authorisation is the
-// caller's decision. A join token is refused (ReasonWrongType).
-func (v *Verifier) VerifyService(ctx context.Context, token string) (*ServiceClaims, error) {
+// VerifyService verifies a service token (without the "Bearer " prefix)
+// that must grant scope ("" requires none; a missing one is ReasonScope).
+// The service_type is returned, not judged: which caller may call what is
+// the caller's decision. A join token is refused (ReasonWrongType).
+func (v *Verifier) VerifyService(ctx context.Context, token, scope string) (claims *ServiceClaims, err error) {
+	defer func() { v.observe(TokenTypeService, err) }()
 	var c serviceJWT
 	if err := v.verify(ctx, token, &c); err != nil {
 		return nil, err
@@ -136,13 +177,52 @@ func (v *Verifier) VerifyService(ctx context.Context, token string) (*ServiceCla
 	if c.TokenType != "" {
 		return nil, &TokenError{Reason: ReasonWrongType}
 	}
-	return &ServiceClaims{
+	if err := v.pins.check(&c.RegisteredClaims); err != nil {
+		if v.pins.Refused != nil {
+			v.pins.Refused(err.Reason)
+		}
+		return nil, err
+	}
+	claims = &ServiceClaims{
 		Subject:     c.Subject,
 		Scopes:      strings.Fields(c.Scope),
 		ServiceType: c.ServiceType,
 		IssuedAt:    c.IssuedAt.Time,
 		ExpiresAt:   c.ExpiresAt.Time,
-	}, nil
+	}
+	if scope != "" && !claims.HasScope(scope) {
+		return nil, &TokenError{Reason: ReasonScope, Err: fmt.Errorf("scope %s required", scope)}
+	}
+	return claims, nil
+}
+
+// observe tells the Observer how the check of a token of tokenType ended.
+func (v *Verifier) observe(tokenType string, err error) {
+	if v == nil || v.obs == nil {
+		return
+	}
+	reason := ""
+	if err != nil {
+		reason = ReasonInvalidClaims
+		if te := (*TokenError)(nil); errors.As(err, &te) {
+			reason = te.Reason
+		}
+	}
+	v.obs.TokenChecked(tokenType, reason)
+}
+
+// check refuses claims that miss a pin. The reasons quote claims, which
+// are not secret.
+func (p ServicePins) check(c *jwt.RegisteredClaims) *TokenError {
+	switch {
+	case p.Issuer != "" && c.Issuer != p.Issuer:
+		return &TokenError{Reason: ReasonWrongIssuer, Err: fmt.Errorf("iss %q is not %q", c.Issuer, p.Issuer)}
+	case p.Audience != "" && !slices.Contains(c.Audience, p.Audience):
+		return &TokenError{Reason: ReasonWrongAudience, Err: fmt.Errorf("aud %q does not include %q", []string(c.Audience), p.Audience)}
+	case len(p.Subjects) > 0 && !slices.Contains(p.Subjects, c.Subject):
+		return &TokenError{Reason: ReasonSubjectNotAllowed, Err: fmt.Errorf("sub %q is not allowed", c.Subject)}
+	}
+	return nil
 }
 
 // JoinClaims are the claims of a meeting or guest join token.
@@ -170,8 +250,17 @@ type joinJWT struct {
 // VerifyJoin verifies a meeting or guest join token. token_type is checked
 // after the signature, so a forged type never reaches the caller. Matching
 // meeting_id against the join request is the caller's job.
-func (v *Verifier) VerifyJoin(ctx context.Context, token string) (*JoinClaims, error) {
+func (v *Verifier) VerifyJoin(ctx context.Context, token string) (_ *JoinClaims, err error) {
 	var c joinJWT
+	// A refused token counts under the type it claims (meeting unless it
+	// claims guest), so that the label stays one of the two.
+	defer func() {
+		tokenType := TokenTypeMeeting
+		if c.TokenType == TokenTypeGuest {
+			tokenType = TokenTypeGuest
+		}
+		v.observe(tokenType, err)
+	}()
 	if err := v.verify(ctx, token, &c); err != nil {
 		return nil, err
 	}

@@ -24,7 +24,7 @@ func FuzzVerifyService(f *testing.F) {
 	f.Add("eyJhbGciOiJub25lIiwia2lkIjoieCJ9.e30.")
 	f.Add(strings.Repeat("a", 9<<10))
 	f.Fuzz(func(t *testing.T, token string) {
-		c, err := v.VerifyService(context.Background(), token)
+		c, err := v.VerifyService(context.Background(), token, "")
 		if err != nil {
 			if !errors.Is(err, auth.ErrInvalidToken) {
 				t.Fatalf("error %v is not ErrInvalidToken", err)

@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,6 +35,27 @@ func (k keysByKID) Key(_ context.Context, kid string) (ed25519.PublicKey, error)
 	return nil, auth.ErrUnknownKey
 }
 
+// checks records what a Verifier's Observer is told.
+type checks struct {
+	mu  sync.Mutex
+	got []string // "token_type/reason"
+}
+
+func (c *checks) TokenChecked(tokenType, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.got = append(c.got, tokenType+"/"+reason)
+}
+
+// take returns what was recorded since the last take.
+func (c *checks) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	got := c.got
+	c.got = nil
+	return got
+}
+
 func reasonOf(t *testing.T, err error) string {
 	t.Helper()
 	if err == nil {
@@ -51,8 +74,10 @@ func reasonOf(t *testing.T, err error) string {
 func TestVerifyJoin(t *testing.T) {
 	iss := devissuer.NewIssuer().WithClock(func() time.Time { return t0 })
 	other := devissuer.NewIssuer().WithClock(func() time.Time { return t0 })
+	obs := &checks{}
 	v := auth.NewVerifier(keysByKID{iss.KID(): iss.PublicKey()}, auth.VerifierOptions{
-		Now: func() time.Time { return t0 },
+		Now:      func() time.Time { return t0 },
+		Observer: obs,
 	})
 	meeting := iss.MeetingToken("user-1", "m-1", devissuer.WithRole("host"))
 	header, rest, _ := strings.Cut(meeting, ".")
@@ -65,6 +90,7 @@ func TestVerifyJoin(t *testing.T) {
 	}{
 		{"meeting", meeting, ""},
 		{"guest", iss.GuestToken("g-1", "m-1", "Guest"), ""},
+		{"expired guest", iss.GuestToken("g-1", "m-1", "Guest", devissuer.WithIssuedAt(t0.Add(-2*time.Hour)), devissuer.WithExpiresAt(t0.Add(-2*time.Minute))), auth.ReasonExpired},
 		{"missing", "", auth.ReasonMissing},
 		{"too large", strings.Repeat("a", auth.MaxTokenSize+1), auth.ReasonTooLarge},
 		{"garbage", "not-a-jwt", auth.ReasonMalformed},
@@ -95,6 +121,15 @@ func TestVerifyJoin(t *testing.T) {
 			if err == nil && claims.MeetingID != "m-1" {
 				t.Fatalf("claims = %+v", claims)
 			}
+			// Each check is observed once, under the type the token
+			// claims (meeting unless it claims guest).
+			tokenType := auth.TokenTypeMeeting
+			if strings.Contains(tt.name, "guest") {
+				tokenType = auth.TokenTypeGuest
+			}
+			if got, want := obs.take(), []string{tokenType + "/" + tt.reason}; !slices.Equal(got, want) {
+				t.Fatalf("observed %q, want %q", got, want)
+			}
 		})
 	}
 }
@@ -115,16 +150,30 @@ func TestVerifyJoinClaims(t *testing.T) {
 
 func TestVerifyService(t *testing.T) {
 	iss := devissuer.NewIssuer().WithClock(func() time.Time { return t0 })
-	v := newVerifier(iss)
-	c, err := v.VerifyService(context.Background(), iss.ServiceToken("gc-1", "global-controller", devissuer.WithScopes("service.read.mc", "service.write.mc")))
+	obs := &checks{}
+	v := auth.NewVerifier(auth.NewStaticKeys(iss.PublicKey()), auth.VerifierOptions{Now: func() time.Time { return t0 }, Observer: obs})
+	ctx := context.Background()
+	readWrite := iss.ServiceToken("gc-1", "global-controller", devissuer.WithScopes("service.read.mc", "service.write.mc"))
+	c, err := v.VerifyService(ctx, readWrite, "service.write.mc")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Subject != "gc-1" || c.ServiceType != "global-controller" || !c.HasScope("service.write.mc") || c.HasScope("service.write") {
 		t.Fatalf("claims = %+v", c)
 	}
-	if _, err := v.VerifyService(context.Background(), iss.MeetingToken("u", "m")); reasonOf(t, err) != auth.ReasonWrongType {
+	if _, err := v.VerifyService(ctx, readWrite, "service.write"); reasonOf(t, err) != auth.ReasonScope {
+		t.Fatalf("a scope the token lacks: %v", err)
+	}
+	readOnly := iss.ServiceToken("gc-1", "global-controller", devissuer.WithScopes("service.read.mc"))
+	if _, err := v.VerifyService(ctx, readOnly, ""); err != nil {
+		t.Fatalf("no scope required: %v", err)
+	}
+	if _, err := v.VerifyService(ctx, iss.MeetingToken("u", "m"), ""); reasonOf(t, err) != auth.ReasonWrongType {
 		t.Fatalf("meeting token as service token: %v", err)
+	}
+	want := []string{"service/", "service/scope_mismatch", "service/", "service/wrong_type"}
+	if got := obs.take(); !slices.Equal(got, want) {
+		t.Fatalf("observed %q, want %q", got, want)
 	}
 }
 
@@ -143,7 +192,7 @@ func TestVerifyFailsClosed(t *testing.T) {
 		"key source err": auth.NewVerifier(failingKeys{}, auth.VerifierOptions{}),
 		"bad pinned key": auth.NewVerifier(auth.NewStaticKeys(ed25519.PublicKey{1, 2}), auth.VerifierOptions{}),
 	} {
-		if _, err := v.VerifyService(context.Background(), tok); reasonOf(t, err) != auth.ReasonKeyUnavailable {
+		if _, err := v.VerifyService(context.Background(), tok, ""); reasonOf(t, err) != auth.ReasonKeyUnavailable {
 			t.Errorf("%s: err = %v, want key_unavailable", name, err)
 		}
 	}
@@ -218,7 +267,7 @@ func BenchmarkVerifyService(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := v.VerifyService(ctx, tok); err != nil {
+		if _, err := v.VerifyService(ctx, tok, ""); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -234,5 +283,46 @@ func BenchmarkVerifyJoin(b *testing.B) {
 		if _, err := v.VerifyJoin(ctx, tok); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestVerifyServicePins(t *testing.T) {
+	iss := devissuer.NewIssuer().WithClock(func() time.Time { return t0 })
+	pinned := func(p auth.ServicePins) *auth.Verifier {
+		return auth.NewVerifier(auth.NewStaticKeys(iss.PublicKey()), auth.VerifierOptions{Now: func() time.Time { return t0 }, Pins: p})
+	}
+	plain := iss.ServiceToken("gc-1", "global-controller") // as Dark Tower issues them: no iss, no aud
+	fitting := iss.ServiceToken("gc-1", "global-controller",
+		devissuer.WithClaim("iss", "https://ac.example.net"), devissuer.WithClaim("aud", []string{"edgemc-eu", "other"}))
+	tests := []struct {
+		name   string
+		pins   auth.ServicePins
+		token  string
+		reason string
+	}{
+		{"no pins, Dark Tower token", auth.ServicePins{}, plain, ""},
+		{"all pins met", auth.ServicePins{Issuer: "https://ac.example.net", Audience: "edgemc-eu", Subjects: []string{"gc-2", "gc-1"}}, fitting, ""},
+		{"audience as a string", auth.ServicePins{Audience: "edgemc-eu"}, iss.ServiceToken("gc-1", "global-controller", devissuer.WithClaim("aud", "edgemc-eu")), ""},
+		{"issuer missing", auth.ServicePins{Issuer: "https://ac.example.net"}, plain, auth.ReasonWrongIssuer},
+		{"issuer of another deployment", auth.ServicePins{Issuer: "https://ac.example.net"},
+			iss.ServiceToken("gc-1", "global-controller", devissuer.WithClaim("iss", "https://ac.example.org")), auth.ReasonWrongIssuer},
+		{"audience missing", auth.ServicePins{Audience: "edgemc-eu"}, plain, auth.ReasonWrongAudience},
+		{"audience of another deployment", auth.ServicePins{Audience: "edgemc-us"}, fitting, auth.ReasonWrongAudience},
+		{"subject not allowed", auth.ServicePins{Subjects: []string{"gc-2"}}, plain, auth.ReasonSubjectNotAllowed},
+	}
+	for _, tc := range tests {
+		var counted []string
+		tc.pins.Refused = func(reason string) { counted = append(counted, reason) }
+		_, err := pinned(tc.pins).VerifyService(context.Background(), tc.token, "")
+		if got := reasonOf(t, err); got != tc.reason {
+			t.Errorf("%s: reason %q (%v), want %q", tc.name, got, err, tc.reason)
+		}
+		if want := []string{tc.reason}; tc.reason != "" && !slices.Equal(counted, want) || tc.reason == "" && counted != nil {
+			t.Errorf("%s: counted %q", tc.name, counted)
+		}
+	}
+	// Pins are about service tokens: join tokens are unaffected.
+	if _, err := pinned(auth.ServicePins{Issuer: "x", Audience: "y", Subjects: []string{"z"}}).VerifyJoin(context.Background(), iss.MeetingToken("u", "m-1")); err != nil {
+		t.Errorf("a join token was judged by service pins: %v", err)
 	}
 }

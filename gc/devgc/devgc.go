@@ -35,6 +35,8 @@ type Config struct {
 	FastInterval, ComprehensiveInterval time.Duration // told to MCs (10 s, 30 s)
 	RPCTimeout                          time.Duration // for calls to MCs (10 s)
 	Logger                              *slog.Logger  // nil discards
+	// MediaHandlers are assigned with the demo meeting (none by default).
+	MediaHandlers []*internalpb.MhAssignment
 }
 
 // MC is what the development GC knows of one registered MC.
@@ -142,7 +144,7 @@ func (e *RejectedError) Error() string {
 	return "devgc: assignment rejected: " + e.Reason.String()
 }
 
-// AssignDemo assigns meetingID (without media handlers) to the MC serving
+// AssignDemo assigns meetingID (with Config.MediaHandlers) to the MC serving
 // gRPC at mcGRPCAddr, authenticating with the service token. Calling it
 // again for a held meeting is harmless: MCs accept re-assignment.
 func (g *GC) AssignDemo(ctx context.Context, mcGRPCAddr, meetingID, token string) error {
@@ -150,6 +152,7 @@ func (g *GC) AssignDemo(ctx context.Context, mcGRPCAddr, meetingID, token string
 	defer cancel()
 	resp, err := Assign(ctx, mcGRPCAddr, token, &internalpb.AssignMeetingWithMhRequest{
 		MeetingId:      meetingID,
+		MhAssignments:  g.cfg.MediaHandlers,
 		RequestingGcId: g.cfg.ID,
 	})
 	if err == nil && !resp.GetAccepted() {

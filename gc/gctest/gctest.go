@@ -1,11 +1,13 @@
 // Package gctest is a fake Global Controller for tests: a real gRPC
-// GlobalControllerService on 127.0.0.1 whose behaviour a test sets while it
-// runs (accept, reject, forget MCs, unavailable, slow, stopped), and which
-// records every call it receives, with wait helpers built on channels.
+// GlobalControllerService on 127.0.0.1, plaintext or TLS, whose behaviour a
+// test sets while it runs (accept, reject, forget MCs, unavailable, slow,
+// stopped), and which records every call it receives, with wait helpers
+// built on channels.
 package gctest
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -44,6 +47,8 @@ type Call[T proto.Message] struct {
 	Req   T
 	At    time.Time
 	Token string // bearer token sent, "" if none
+	// TraceParent is the call's traceparent metadata, "" if none.
+	TraceParent string
 	// OK reports whether the call was answered with success (a
 	// registration accepted, a heartbeat acknowledged).
 	OK bool
@@ -53,6 +58,7 @@ type Call[T proto.Message] struct {
 type GC struct {
 	t    testing.TB
 	addr string
+	tls  *tls.Config // nil: plaintext
 
 	mu        sync.Mutex
 	srv       *grpc.Server
@@ -73,11 +79,18 @@ type GC struct {
 // defaults) on 127.0.0.1:0 until the test ends.
 func Start(t testing.TB) *GC {
 	t.Helper()
+	return StartTLS(t, nil)
+}
+
+// StartTLS is Start serving TLS with cfg (nil serves plaintext). cfg may use
+// GetCertificate to change certificates while the fake GC runs.
+func StartTLS(t testing.TB, cfg *tls.Config) *GC {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("gctest: listen: %v", err)
 	}
-	g := &GC{t: t, addr: lis.Addr().String(), known: map[string]bool{}, changed: make(chan struct{})}
+	g := &GC{t: t, addr: lis.Addr().String(), tls: cfg, known: map[string]bool{}, changed: make(chan struct{})}
 	g.serve(lis)
 	t.Cleanup(g.Stop)
 	return g
@@ -86,8 +99,14 @@ func Start(t testing.TB) *GC {
 // Addr is the "127.0.0.1:port" the fake GC listens on.
 func (g *GC) Addr() string { return g.addr }
 
-// Target is Addr as a gc-url ("http://127.0.0.1:port").
-func (g *GC) Target() string { return "http://" + g.addr }
+// Target is Addr as a gc-url: "http://127.0.0.1:port", or https:// when the
+// fake GC serves TLS.
+func (g *GC) Target() string {
+	if g.tls != nil {
+		return "https://" + g.addr
+	}
+	return "http://" + g.addr
+}
 
 // Accept switches to ModeAccept, telling registering MCs these heartbeat
 // intervals (0 leaves the MC's defaults).
@@ -143,7 +162,11 @@ func (g *GC) Restart() {
 }
 
 func (g *GC) serve(lis net.Listener) {
-	srv := grpc.NewServer()
+	var opts []grpc.ServerOption
+	if g.tls != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(g.tls)))
+	}
+	srv := grpc.NewServer(opts...)
 	internalpb.RegisterGlobalControllerServiceServer(srv, service{g: g})
 	g.mu.Lock()
 	g.srv, g.stopping = srv, make(chan struct{})
@@ -222,9 +245,32 @@ func Assign(ctx context.Context, mcAddr, token string, req *internalpb.AssignMee
 	return devgc.Assign(ctx, mcAddr, token, req)
 }
 
+// AssignTLS is Assign over TLS with cfg, as a GC calling an MC whose
+// gRPC server has a certificate (and, for mutual TLS, with cfg's client
+// certificate).
+func AssignTLS(ctx context.Context, mcAddr, token string, cfg *tls.Config, req *internalpb.AssignMeetingWithMhRequest) (*internalpb.AssignMeetingWithMhResponse, error) {
+	conn, err := grpc.NewClient(strings.TrimPrefix(mcAddr, "https://"), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
+	return internalpb.NewMeetingControllerServiceClient(conn).AssignMeetingWithMh(ctx, req)
+}
+
 type service struct {
 	internalpb.UnimplementedGlobalControllerServiceServer
 	g *GC
+}
+
+func traceParent(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get("traceparent"); len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 func bearer(ctx context.Context) string {
@@ -264,7 +310,7 @@ func (s service) RegisterMC(ctx context.Context, req *internalpb.RegisterMCReque
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	accept := g.mode == ModeAccept
-	record(g, &g.regs, Call[*internalpb.RegisterMCRequest]{Req: req, At: time.Now(), Token: bearer(ctx), OK: accept})
+	record(g, &g.regs, Call[*internalpb.RegisterMCRequest]{Req: req, At: time.Now(), Token: bearer(ctx), TraceParent: traceParent(ctx), OK: accept})
 	switch {
 	case g.mode == ModeUnavailable:
 		return nil, errUnavailable
@@ -288,7 +334,7 @@ func heartbeat[T proto.Message](ctx context.Context, s service, calls *[]Call[T]
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	known := g.known[id] && g.mode != ModeUnavailable
-	record(g, calls, Call[T]{Req: req, At: time.Now(), Token: bearer(ctx), OK: known})
+	record(g, calls, Call[T]{Req: req, At: time.Now(), Token: bearer(ctx), TraceParent: traceParent(ctx), OK: known})
 	switch {
 	case g.mode == ModeUnavailable:
 		return errUnavailable
@@ -320,7 +366,7 @@ func (s service) NotifyMeetingEnded(ctx context.Context, req *internalpb.NotifyM
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	ok := g.mode != ModeUnavailable
-	record(g, &g.ended, Call[*internalpb.NotifyMeetingEndedRequest]{Req: req, At: time.Now(), Token: bearer(ctx), OK: ok})
+	record(g, &g.ended, Call[*internalpb.NotifyMeetingEndedRequest]{Req: req, At: time.Now(), Token: bearer(ctx), TraceParent: traceParent(ctx), OK: ok})
 	if !ok {
 		return nil, errUnavailable
 	}

@@ -2,6 +2,9 @@
 # edgemc postinstall (deb postinst / rpm %post): state directory, secrets'
 # group, UDP buffer limits; enable on first install, restart on upgrade.
 # deb: $1 = configure [previous-version] | abort-*; rpm: $1 = 1 (install) | 2 (upgrade).
+# A deb follows Debian's convention (deb-systemd-helper): the unit is enabled
+# on first install, and a removed package keeps its enable state until purge,
+# so a reinstall finds the unit enabled or disabled as the administrator left it.
 # systemctl is only asked to act on a running systemd (not in a chroot or
 # container). Paths are under $DPKG_ROOT, as dpkg sets it (empty but for
 # `dpkg --root` installs, and for the tests).
@@ -16,8 +19,8 @@ configure) if [ -n "$2" ]; then action=upgrade; else action=install; fi ;;
 esac
 
 install -d -o edgemc -g edgemc -m 0750 "$root/var/lib/edgemc"
-# Shipped as root:root; give the service's group read access unless an
-# administrator chose another group.
+# Shipped as root:root in the deb; give the service's group read access unless
+# an administrator chose another group.
 env=$root/etc/edgemc/edgemc.env
 if [ -e "$env" ] && [ "$(stat -c %G "$env")" = root ]; then
 	chgrp edgemc "$env"
@@ -35,19 +38,28 @@ done
 if [ -d "$root/run/systemd/system" ]; then
 	systemctl daemon-reload || true
 fi
-case "$action" in
-install)
-	# Enabled, not started: the configuration needs the operator first.
-	if command -v systemctl >/dev/null; then
-		systemctl ${root:+--root="$root"} enable edgemc.service || true
+if [ "$1" = configure ] && command -v deb-systemd-helper >/dev/null; then
+	# Enabled on first install (was-enabled is true then); after a remove,
+	# enabled again only if it was.
+	deb-systemd-helper unmask edgemc.service >/dev/null || true
+	if deb-systemd-helper --quiet was-enabled edgemc.service; then
+		deb-systemd-helper enable edgemc.service >/dev/null || true
+	else
+		deb-systemd-helper update-state edgemc.service >/dev/null || true
 	fi
-	;;
-upgrade)
+elif [ "$action" = install ] && command -v systemctl >/dev/null; then
+	# Enabled, not started: the configuration needs the operator first.
+	systemctl ${root:+--root="$root"} enable edgemc.service || true
+fi
+if [ "$action" = upgrade ] && [ -d "$root/run/systemd/system" ]; then
 	# A running service restarts through its drain: stop, hand meetings back,
 	# start, clients reconnect. A stopped one stays stopped.
-	if [ -d "$root/run/systemd/system" ]; then
-		systemctl try-restart edgemc.service || true
-	fi
-	;;
-esac
+	systemctl try-restart edgemc.service || true
+fi
+
+# The stock configuration cannot start: say what it needs, in one line.
+if ! grep -Eqs '^[[:space:]]*(jwks-url|jwt-public-key)[[:space:]]*=' "$root/etc/edgemc/edgemc.toml" &&
+	! grep -Eqs '^[[:space:]]*EDGEMC_(JWKS_URL|JWT_PUBLIC_KEY)=.' "$env"; then
+	echo "edgemc: set jwks-url (or jwt-public-key) in /etc/edgemc/edgemc.toml, and gc-url and the advertise URLs to join a Global Controller, then run: systemctl start edgemc"
+fi
 exit 0

@@ -1,6 +1,7 @@
 // Minimal protobuf codec for the Dark Tower signaling messages the edgemc lab
-// demo uses (package dark_tower.signaling.v1), plus the 4-byte big-endian
-// length framing of the signaling stream. Hand-written, no dependencies.
+// demo uses (package dark_tower.signaling.v1, and the connect request a
+// client sends a media handler), plus the 4-byte big-endian length framing
+// of the signaling stream. Hand-written, no dependencies.
 //
 // Messages are plain objects with camelCase field names. uint64 fields decode
 // to a Number when exact, otherwise to a decimal string. Unknown fields are
@@ -37,12 +38,29 @@ const T = {
     2: ['audioApproved', 'bool'],
     3: ['videoApproved', 'bool'],
   },
+  Timestamp: { 1: ['seconds', 'uint64'], 2: ['nanos', 'uint32'] },
+  MhConnectionStatus: {
+    1: ['mhUrl', 'string'],
+    2: ['state', 'enum'],
+    3: ['failureReason', 'string'],
+    4: ['failureCode', 'string'],
+    5: ['observedAt', 'message', 'Timestamp'],
+  },
+  MediaConnectionUpdate: { 1: ['statuses', 'message', 'MhConnectionStatus', true] },
   ClientMessage: {
     1: ['joinRequest', 'message', 'JoinRequest'],
     7: ['muteRequest', 'message', 'MuteRequest'],
     8: ['hostMuteRequest', 'message', 'HostMuteRequest'],
     9: ['unmuteRequest', 'message', 'UnmuteRequest'],
     10: ['unmuteResponse', 'message', 'UnmuteResponse'],
+    11: ['mediaConnectionUpdate', 'message', 'MediaConnectionUpdate'],
+    20: ['traceParent', 'string'],
+    21: ['traceState', 'string'],
+  },
+  // What a client sends a media handler first (MhClientMessage).
+  MhConnectRequest: { 1: ['joinToken', 'string'] },
+  MhClientMessage: {
+    1: ['connectRequest', 'message', 'MhConnectRequest'],
     20: ['traceParent', 'string'],
     21: ['traceState', 'string'],
   },
@@ -98,6 +116,8 @@ const ONEOF = { ClientMessage: true, ServerMessage: true };
 export const ErrorCode = ['UNKNOWN', 'INVALID_REQUEST', 'UNAUTHORIZED', 'FORBIDDEN', 'NOT_FOUND',
   'CONFLICT', 'INTERNAL_ERROR', 'CAPACITY_EXCEEDED', 'STREAM_ERROR'];
 export const LeaveReason = ['VOLUNTARY', 'KICKED', 'CONNECTION_LOST', 'MEETING_ENDED', 'TIMEOUT'];
+// ConnectionState values of MhConnectionStatus.state.
+export const ConnectionState = { UNSPECIFIED: 0, CONNECTED: 1, FAILED: 2, DISCONNECTED: 3 };
 
 const WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5;
 const utf8Enc = new TextEncoder();
@@ -281,6 +301,7 @@ export function decode(typeName, u8) {
 }
 
 export const encodeClientMessage = (msg) => encode('ClientMessage', msg);
+export const encodeMhClientMessage = (msg) => encode('MhClientMessage', msg);
 export const decodeServerMessage = (u8) => decode('ServerMessage', u8);
 
 // frame prefixes payload with its 4-byte big-endian length.

@@ -70,12 +70,37 @@ function meter(label, value = 0, max = 0, field) {
   return bar(label, pct, `${value} / ${max} (${pct.toFixed(0)} %)`, field);
 }
 
-const meterPercent = (label, p, field) => bar(label, p, `${(p || 0).toFixed(1)} %`, field);
+const percent = (p) => `${(p || 0).toFixed(1)} %`;
+const meterPercent = (label, p, field) => bar(label, p, percent(p), field);
 
 function muteText(self, host) {
   if (host) return 'host-muted';
   if (self) return 'muted';
   return 'on';
+}
+
+// mediaCell shows a participant's media connections: how many of the
+// meeting's media handlers say it is connected, and every handler where the
+// client's own report disagrees with the handler's.
+function mediaCell(m) {
+  if (!m) return el('span', { class: 'muted', text: '—' });
+  const out = el('span', { class: 'media', 'data-connected': String(m.connected), 'data-total': String(m.total) },
+    `media: ${m.connected}/${m.total} handlers`);
+  for (const h of m.handlers ?? []) {
+    if (!h.disagree) continue;
+    const says = `${h.mh_id}: client says ${h.client_state}${h.client_failure_reason ? ` (${h.client_failure_reason})` : ''},`
+      + ` handler says ${h.mh_connected ? 'connected' : 'not connected'}`;
+    out.append(' ', el('span', { class: 'badge no', 'data-disagree': h.mh_id, text: says }));
+  }
+  return out;
+}
+
+// mhState shows a media handler's answer to RegisterMeeting.
+function mhState(r) {
+  const cls = { registered: 'yes', failed: 'no', registering: 'warn' }[r.state] ?? 'muted';
+  const span = el('span', { class: `badge ${cls}`, 'data-mh-id': r.mh_id, 'data-state': r.state, text: `${r.mh_id} ${r.state}` });
+  if (r.last_error) span.title = `${r.attempts} attempt(s): ${r.last_error}`;
+  return span;
 }
 
 function participantRow(p) {
@@ -93,6 +118,7 @@ function participantRow(p) {
     cell('Audio', muteText(p.audio_self_muted, p.audio_host_muted)),
     cell('Video', muteText(p.video_self_muted, p.video_host_muted)),
     cell('Connection', conn),
+    cell('Media', mediaCell(p.media)),
     cell('Joined', when(p.joined_at)));
 }
 
@@ -102,11 +128,13 @@ function meetingCard(m) {
     el('strong', { class: 'mono', text: m.id }),
     el('span', { class: 'muted', text: `generation ${m.generation}` }),
     el('span', { class: 'muted' }, 'created ', when(m.created_at)),
-    el('span', { class: 'muted', text: `media handlers: ${(m.media_handlers ?? []).join(', ') || 'none'}` }),
+    m.mh_registrations?.length
+      ? el('span', { class: 'muted mh' }, 'media handlers: ', ...m.mh_registrations.flatMap((r, i) => (i ? [' ', mhState(r)] : [mhState(r)])))
+      : el('span', { class: 'muted', text: `media handlers: ${(m.media_handlers ?? []).join(', ') || 'none'}` }),
     el('span', { class: 'muted', text: `${parts.length} participant${parts.length === 1 ? '' : 's'}` }));
   const card = el('section', { class: 'card meeting', 'data-meeting-id': m.id }, head);
   if (parts.length) {
-    const thead = el('thead', {}, el('tr', {}, ...['Participant', 'Name', 'Role', 'Audio', 'Video', 'Connection', 'Joined']
+    const thead = el('thead', {}, el('tr', {}, ...['Participant', 'Name', 'Role', 'Audio', 'Video', 'Connection', 'Media', 'Joined']
       .map((h) => el('th', { text: h }))));
     card.append(el('div', { class: 'scroll' }, el('table', { class: 'stack' }, thead, el('tbody', {}, ...parts.map(participantRow)))));
   }
@@ -115,6 +143,10 @@ function meetingCard(m) {
 
 function render(s) {
   last = s;
+  // The first update replaces "connecting…" with the cards.
+  $('connecting').hidden = true;
+  $('cards').hidden = false;
+  $('meetings-section').hidden = false;
   const id = s.identity ?? {};
   $('mc-id').textContent = id.id ?? '';
   document.title = `edgemc ${id.id ?? ''} — ${s.health}`;
@@ -145,9 +177,26 @@ function render(s) {
   if (gc.configured && isSet(gc.down_since)) {
     gcRows.push(['Link down', el('span', { class: 'bad' }, 'since ', when(gc.down_since), ' · meetings held here go on'), 'gc.down_since']);
   }
+  if (gc.configured && gc.waiting_for_token) gcRows.push(['Waiting', el('span', { class: 'warn', text: 'for a service token before registering' }), 'gc.waiting_for_token']);
   if (gc.configured && isSet(gc.next_retry)) gcRows.push(['Next retry', when(gc.next_retry), 'gc.next_retry']);
   if (gc.last_error) gcRows.push(['Last error', el('span', { class: 'bad', text: gc.last_error }), 'gc.last_error']);
+  const ac = s.ac;
+  if (ac) {
+    gcRows.push(
+      ['Auth Controller', el('span', { class: 'mono', text: `${ac.url} (client ${ac.client_id})` }), 'ac.url'],
+      ['Service token', ac.has_token
+        ? el('span', {}, badge('valid', 'yes'), ' until ', when(ac.expires_at))
+        : el('span', {}, badge('none', 'no'), ' waiting for the Auth Controller'), 'ac.has_token'],
+    );
+    if (ac.scope) gcRows.push(['Token scope', el('span', { class: 'mono', text: ac.scope }), 'ac.scope']);
+    if (isSet(ac.next_attempt)) gcRows.push(['Next token request', when(ac.next_attempt), 'ac.next_attempt']);
+    if (ac.last_error) {
+      gcRows.push(['Token error', el('span', { class: 'bad', text: `${ac.last_error} (${ac.consecutive_failures} in a row)` }), 'ac.last_error']);
+    }
+  }
   fill($('gc'), gcRows);
+
+  fill($('control-plane'), (s.control_plane ?? []).map(link => [link.label, tlsLink(link), `control_plane.${link.name}`]));
 
   const c = s.capacity ?? {};
   $('capacity').replaceChildren(
@@ -156,10 +205,13 @@ function render(s) {
 
   const sys = s.system ?? {};
   const sysDl = el('dl');
-  fill(sysDl, [['Process RSS', bytes(sys.rss_bytes ?? 0), 'system.rss_bytes'], ['Goroutines', String(sys.goroutines ?? 0), 'system.goroutines']]);
-  $('system').replaceChildren(
-    meterPercent('CPU', sys.cpu_percent ?? 0, 'system.cpu_percent'),
-    meterPercent('Memory', sys.memory_percent ?? 0, 'system.memory_percent'), sysDl);
+  fill(sysDl, [['edgemc RSS', bytes(sys.rss_bytes ?? 0), 'system.rss_bytes'], ['Goroutines', String(sys.goroutines ?? 0), 'system.goroutines']]);
+  // The bar is the whole host's CPU; edgemc's own share is named beside it.
+  const cpu = meterPercent('Host CPU', sys.cpu_percent ?? 0, 'system.cpu_percent');
+  cpu.querySelector('.value').append(' · ',
+    el('span', { 'data-field': 'system.process_cpu_percent', text: `edgemc ${percent(sys.process_cpu_percent)}` }));
+  $('system').replaceChildren(cpu,
+    meterPercent('Host memory', sys.memory_percent ?? 0, 'system.memory_percent'), sysDl);
 
   const st = s.store ?? {};
   const stRows = [
@@ -185,6 +237,29 @@ function render(s) {
     $('lab-participant').href = `${s.lab.join_path}?role=participant`;
   }
   $('updated').textContent = new Date().toLocaleTimeString();
+}
+
+// tlsLink shows how one control-plane link is secured: TLS or plaintext,
+// mutual TLS, the certificate and its days left, and any problem.
+function tlsLink(l) {
+  const head = el('div', {},
+    l.tls ? badge('TLS', 'yes') : badge('plaintext', l.warning ? 'warn' : ''),
+    ' ', l.tls ? badge(l.mtls ? 'mTLS on' : 'mTLS off', l.mtls ? 'yes' : '') : '',
+    ' ', el('span', { class: 'mono', text: l.url ?? '' }));
+  const out = el('div', {}, head);
+  if (l.cert_subject) {
+    const days = l.cert_days_left ?? 0;
+    const date = new Date(l.cert_not_after).toLocaleDateString();
+    const text = days < 0 ? `expired ${date} (${ago(l.cert_not_after)})`
+      : `expires ${date} (${days} day${days === 1 ? '' : 's'} left)`;
+    out.append(el('div', {}, el('span', { class: 'mono', text: l.cert_subject }), ' · ',
+      el('span', { class: days < 14 ? (days < 3 ? 'bad' : 'warn') : '', text })));
+  } else if (l.tls) {
+    out.append(el('div', { class: 'muted', text: 'no handshake yet' }));
+  }
+  if (l.warning) out.append(el('div', { class: 'warn', text: `⚠ ${l.warning}` }));
+  if (l.problem) out.append(el('div', { class: 'bad', text: l.problem }));
+  return out;
 }
 
 function certExpiry(t) {
@@ -215,10 +290,38 @@ async function poll() {
   setTimeout(poll, 5000);
 }
 
+// The live stream sends the whole status first ("status"), then only what
+// changed ("patch"): a JSON merge patch (RFC 7396) of the status with its
+// meetings keyed by id.
+function keyed(s) {
+  return { ...s, meetings: Object.fromEntries((s.meetings ?? []).map((m) => [m.id, m])) };
+}
+
+function unkeyed(k) {
+  const meetings = Object.values(k.meetings ?? {}).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return { ...k, meetings };
+}
+
+function mergePatch(target, patch) {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
+  const out = (target !== null && typeof target === 'object' && !Array.isArray(target)) ? { ...target } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k]; else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
+
 function start() {
   if (!window.EventSource) { poll(); return; }
   const es = new EventSource('/api/v1/events');
-  es.addEventListener('status', (e) => { render(JSON.parse(e.data)); setLive(true, 'live'); });
+  let doc = null;
+  es.addEventListener('status', (e) => { doc = keyed(JSON.parse(e.data)); render(unkeyed(doc)); setLive(true, 'live'); });
+  es.addEventListener('patch', (e) => {
+    if (!doc) return;
+    doc = mergePatch(doc, JSON.parse(e.data));
+    render(unkeyed(doc));
+    setLive(true, 'live');
+  });
   es.onerror = () => {
     if (es.readyState === EventSource.CLOSED) { poll(); return; }
     setLive(false, 'reconnecting…');

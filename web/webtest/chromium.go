@@ -11,7 +11,10 @@ package webtest
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -60,4 +63,39 @@ func NewTab(t testing.TB, ctx context.Context) context.Context {
 		t.Fatalf("open tab: %v", err)
 	}
 	return tab
+}
+
+// Visible is a JavaScript expression that is true when the first element
+// matching the CSS selector is shown to a person: it exists, takes up room
+// on the page (neither it nor an ancestor is display:none, whatever the
+// hidden attribute says), and is neither visibility:hidden nor transparent.
+// Tests assert it rather than attributes such as hidden.
+func Visible(selector string) string {
+	return fmt.Sprintf(`((e) => !!e && e.checkVisibility({visibilityProperty: true, opacityProperty: true}) &&
+		e.getBoundingClientRect().width > 0 && e.getBoundingClientRect().height > 0)(document.querySelector(%s))`, jsString(selector))
+}
+
+// Shown is Visible for each selector, joined with &&; NotShown is true
+// when none of them is visible.
+func Shown(selectors ...string) string {
+	parts := make([]string, len(selectors))
+	for i, s := range selectors {
+		parts[i] = Visible(s)
+	}
+	return "(" + strings.Join(parts, " && ") + ")"
+}
+
+// NotShown is true when none of the selectors matches a visible element.
+func NotShown(selectors ...string) string {
+	parts := make([]string, len(selectors))
+	for i, s := range selectors {
+		parts[i] = "!" + Visible(s)
+	}
+	return "(" + strings.Join(parts, " && ") + ")"
+}
+
+// jsString quotes s as a JavaScript string literal.
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }

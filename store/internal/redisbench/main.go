@@ -1,8 +1,9 @@
 // Command redisbench compares edgemc's store with the Redis design it replaces. It runs the same two workloads —
 // a fenced write (generation check plus roster write) and a one-time nonce — at 1, 8 and 64 concurrent writers
 // against edgemc's bbolt store and against a real redis-server (Lua check-and-write, appendfsync always and
-// everysec) started on 127.0.0.1 with a temporary directory, and prints both figures and their ratio.
-// `make bench-store` runs it.
+// everysec) started on 127.0.0.1 with a temporary directory, and prints both figures and their ratio. It also splits
+// edgemc's write latencies into those that overlapped one of the store's checkpoints and the others, to show what a
+// checkpoint costs a writer. `make bench-store` runs it.
 package main
 
 import (
@@ -16,8 +17,10 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -72,7 +75,16 @@ func run(ctx context.Context, redisBin, writersList string, d time.Duration, dir
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(filepath.Join(tmp, "edgemc"), store.Options{})
+	var (
+		mu          sync.Mutex
+		checkpoints []workload.Window
+	)
+	db, err := store.Open(filepath.Join(tmp, "edgemc"), store.Options{ObserveCheckpoint: func(d time.Duration, _ error) {
+		end := time.Now()
+		mu.Lock()
+		checkpoints = append(checkpoints, workload.Window{Start: end.Add(-d), End: end})
+		mu.Unlock()
+	}})
 	if err != nil {
 		return err
 	}
@@ -94,6 +106,7 @@ func run(ctx context.Context, redisBin, writersList string, d time.Duration, dir
 	type row struct {
 		writers                int
 		always, everysec, edge workload.Result
+		checkpoints            []workload.Window // during the edgemc run
 	}
 	measure := func(name string, redisOp func(prefix string) func(w, i int) error, edgeOp func(prefix string) func(w, i int) error) ([]row, error) {
 		var rows []row
@@ -109,7 +122,13 @@ func run(ctx context.Context, redisBin, writersList string, d time.Duration, dir
 				}
 				*m.res = workload.Run(cfg, redisOp(fmt.Sprint(name, m.mode, n)))
 			}
+			mu.Lock()
+			checkpoints = nil
+			mu.Unlock()
 			r.edge = workload.Run(cfg, edgeOp(fmt.Sprint(name, n)))
+			mu.Lock()
+			r.checkpoints = checkpoints
+			mu.Unlock()
 			for _, res := range []workload.Result{r.always, r.everysec, r.edge} {
 				if res.Err != nil {
 					return nil, fmt.Errorf("%s, %d writers: %w", name, n, res.Err)
@@ -125,7 +144,7 @@ func run(ctx context.Context, redisBin, writersList string, d time.Duration, dir
 
 	version, _ := exec.CommandContext(ctx, redisBin, "--version").Output()
 	fmt.Fprintf(out, "edgemc store (bbolt, group commit) vs %s", version)
-	fmt.Fprintf(out, "same workload, same disk, %v per figure; p99 in ms; every write durable unless everysec\n", d)
+	fmt.Fprintf(out, "same workload, same disk, %v per figure; p99 and p99.9 in ms; every write durable unless everysec\n", d)
 	for _, w := range []struct {
 		title string
 		redis func(string) func(int, int) error
@@ -140,12 +159,32 @@ func run(ctx context.Context, redisBin, writersList string, d time.Duration, dir
 		}
 		fmt.Fprintf(out, "\n%s\n", w.title)
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "writers\tredis always/s\tp99\tredis everysec/s\tp99\tedgemc/s\tp99\tedgemc÷always\tedgemc÷everysec\t")
+		// cmd/edgemc/internal/bench reads this table up to its blank line: new columns go at the end.
+		fmt.Fprintln(tw, "writers\tredis always/s\tp99\tredis everysec/s\tp99\tedgemc/s\tp99\tedgemc÷always\tedgemc÷everysec\tp99.9 always\tp99.9 everysec\tp99.9 edgemc\t")
 		for _, r := range rows {
-			fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t\n", r.writers,
+			fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", r.writers,
 				r.always.PerSecond(), ms(r.always.P99), r.everysec.PerSecond(), ms(r.everysec.P99),
 				r.edge.PerSecond(), ms(r.edge.P99),
-				r.edge.PerSecond()/r.always.PerSecond(), r.edge.PerSecond()/r.everysec.PerSecond())
+				r.edge.PerSecond()/r.always.PerSecond(), r.edge.PerSecond()/r.everysec.PerSecond(),
+				ms(r.always.P999), ms(r.everysec.P999), ms(r.edge.P999))
+		}
+		tw.Flush()
+		fmt.Fprintf(out, "\nedgemc writes that overlapped a checkpoint vs the others (ms)\n")
+		tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "writers\tcheckpoints\tcheckpoint p50\tmax\twrites during\tdone within\tp99\tp99.9\twrites outside\tp99\tp99.9\t")
+		for _, r := range rows {
+			s := r.edge.Split(r.checkpoints)
+			var lens []time.Duration
+			for _, c := range r.checkpoints {
+				lens = append(lens, c.End.Sub(c.Start))
+			}
+			slices.Sort(lens)
+			var p50, top time.Duration
+			if len(lens) > 0 {
+				p50, top = lens[len(lens)/2], lens[len(lens)-1]
+			}
+			fmt.Fprintf(tw, "%d\t%d\t%.2f\t%.2f\t%d\t%d\t%.2f\t%.2f\t%d\t%.2f\t%.2f\t\n", r.writers, len(r.checkpoints),
+				ms(p50), ms(top), s.NDuring, s.Within, ms(s.During.P99), ms(s.During.P999), s.NOutside, ms(s.Outside.P99), ms(s.Outside.P999))
 		}
 		tw.Flush()
 	}

@@ -216,6 +216,9 @@ func (e *env) startEdgemc(ctx context.Context, r edgemcRun) *server {
 		"--webtransport-listen=" + r.listen, "--grpc-listen=127.0.0.1:0", "--http-listen=127.0.0.1:0",
 		"--webtransport-advertise=https://127.0.0.1:4433/", "--grpc-advertise=http://127.0.0.1:50052",
 		"--log-format=json", "--drain-timeout=3s",
+		// The load generator is one address with hundreds of joins in
+		// flight; the floor server has no such bound either.
+		"--max-pending-sessions=1000000", "--max-pending-sessions-per-address=1000000",
 	}, r.extra...)
 	cmd := e.serverCommand(ctx, e.edgemc, args...)
 	cmd.Dir = r.dir

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -417,7 +419,12 @@ func (e *env) idleCost(ctx context.Context, o options, log io.Writer, rep int) c
 	defer stopGC()
 	gc := devgc.New(devgc.Config{Logger: slog.New(slog.DiscardHandler)})
 	go gc.Serve(gctx, lis)
-	s := e.start(ctx, edgemcTarget, "", "--gc-url=http://"+lis.Addr().String())
+	// The development GC checks no token, but a GC link needs credentials.
+	token := filepath.Join(e.tmp, "gc-token")
+	if err := os.WriteFile(token, []byte("bench-token\n"), 0o600); err != nil {
+		fatalf("%v", err)
+	}
+	s := e.start(ctx, edgemcTarget, "", "--gc-url=http://"+lis.Addr().String(), "--gc-token-file="+token)
 	defer s.stop()
 	registered := func() (devgc.MC, bool) {
 		st := gc.Status()
