@@ -79,6 +79,7 @@ func (joinEcho) ServeSession(ctx context.Context, s *webtransport.Session) {
 		if _, err := s.Next(ctx); err != nil {
 			return
 		}
+		s.Joined() // leaves the budget of unjoined sessions, as a join does
 		if err := s.Send(benchJoinResponse()); err != nil {
 			return
 		}
