@@ -48,6 +48,18 @@ func (b *binder) meetingKey(meetingID string) []byte {
 	return key
 }
 
+// statelessResetKey is the key of the QUIC stateless resets of the
+// WebTransport endpoint. It comes from the binding secret, which outlives a
+// process: a restarted edgemc resets its predecessor's connections, so
+// clients reconnect at their next packet instead of at their idle timeout.
+func (b *binder) statelessResetKey() *[32]byte {
+	key, err := hkdf.Key(sha256.New, b.secret, nil, "quic-stateless-reset", 32)
+	if err != nil {
+		panic(err) // only for outputs longer than 255 hash lengths
+	}
+	return (*[32]byte)(key)
+}
+
 // forMeeting returns the signer of one meeting's binding tokens, with the
 // meeting key derived once.
 func (b *binder) forMeeting(meetingID string) meetingBinder {

@@ -208,6 +208,7 @@ func (a *appliance) init() (err error) {
 		MaxPending:           int(cfg.MaxPendingSessions),
 		MaxPendingPerAddress: int(cfg.MaxPendingSessionsPerAddress),
 		SlowClientTimeout:    cfg.SlowClientTimeout,
+		StatelessResetKey:    b.statelessResetKey(),
 		Logger:               a.log.With("component", "webtransport"),
 		Observer:             a.metrics,
 	}, a.ctrl)

@@ -92,6 +92,12 @@ type ServerConfig struct {
 	// any origin, since clients are authenticated by their join token and
 	// the meeting web app is not served from the MC's origin.
 	CheckOrigin func(*http.Request) bool
+	// StatelessResetKey, when set, lets the server answer a packet of a
+	// connection it does not know with a stateless reset (RFC 9000, 10.3).
+	// A key kept across restarts tells clients of the server's previous
+	// process, crashed or killed, at their next packet that their
+	// connection is gone, instead of at their idle timeout.
+	StatelessResetKey *[32]byte
 }
 
 func (c *ServerConfig) setDefaults() {
@@ -283,6 +289,9 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	tr := &quic.Transport{Conn: pc, VerifySourceAddress: func(net.Addr) bool {
 		return s.handshaking.Load() >= int64(s.cfg.RetryAbove)
 	}}
+	if k := s.cfg.StatelessResetKey; k != nil {
+		tr.StatelessResetKey = (*quic.StatelessResetKey)(k)
+	}
 	defer tr.Close()
 	ln, err := tr.ListenEarly(h3.TLSConfig, h3.QUICConfig)
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/edgemc/edgemc/gc/devissuer"
 	"github.com/edgemc/edgemc/gc/gctest"
 	"github.com/edgemc/edgemc/gc/internalpb"
@@ -198,8 +200,8 @@ func meetingGeneration(t *testing.T, s map[string]any) float64 {
 	return ms[0].(map[string]any)["generation"].(float64)
 }
 
-func startAppliance(t *testing.T, dir string, issuer *devissuer.Issuer, keyFlag string) *mc {
-	args := append([]string{"serve", keyFlag, "--drain-timeout=10s"}, loopbackArgs()...)
+func startAppliance(t *testing.T, dir string, issuer *devissuer.Issuer, keyFlag string, extra ...string) *mc {
+	args := append(append([]string{"serve", keyFlag, "--drain-timeout=10s"}, loopbackArgs()...), extra...)
 	a := &mc{p: startEdgemcIn(t, dir, args), issuer: issuer}
 	a.ready()
 	return a
@@ -241,6 +243,45 @@ func TestE2ERestartAfterSIGKILL(t *testing.T) {
 	if len(b2.resp.ExistingParticipants) != 1 || b2.resp.ExistingParticipants[0].ParticipantId != alice.resp.ParticipantId {
 		t.Fatalf("roster after restart: %v", b2.resp.ExistingParticipants)
 	}
+}
+
+// TestE2EKilledProcessResetByItsSuccessor: after a SIGKILL, the next process
+// on the same address answers the first packet of a connection it never had
+// with a QUIC stateless reset (its key comes from the binding secret, which
+// both share), so the client learns at once that it must reconnect instead
+// of waiting for its idle timeout.
+func TestE2EKilledProcessResetByItsSuccessor(t *testing.T) {
+	issuer := devissuer.NewIssuer()
+	key := writeJWTKey(t, issuer)
+	dir := t.TempDir()
+	listen := "--webtransport-listen=" + freeUDPAddr(t)
+	a := startAppliance(t, dir, issuer, key, listen, "--session-idle-timeout=1m")
+	a.assign(t, "m1")
+	alice := a.join(t, "m1", "alice", "", "")
+	a.p.Signal(syscall.SIGKILL)
+	a.p.Wait()
+	startAppliance(t, dir, issuer, key, listen, "--session-idle-timeout=1m")
+
+	// The first packet of the old connection reaches the new process.
+	err := alice.conn.Send(&pb.ClientMessage{Message: &pb.ClientMessage_MuteRequest{MuteRequest: &pb.MuteRequest{}}})
+	if err == nil {
+		_, err = alice.conn.Recv(testCtx(t))
+	}
+	var reset *quic.StatelessResetError
+	if !errors.As(err, &reset) {
+		t.Fatalf("the old session ended with %v, want a stateless reset", err)
+	}
+}
+
+// freeUDPAddr returns a loopback UDP address that is free right now.
+func freeUDPAddr(t *testing.T) string {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
 }
 
 // TestE2EDrainOnSIGTERM: clients see the going-away close, the process exits
