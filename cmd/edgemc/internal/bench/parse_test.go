@@ -23,11 +23,15 @@ writers  redis always/s   p99  redis everysec/s   p99  edgemc/s    p99  edgemc÷
       1            3000  0.40              7000  0.20      3200   0.50           1.07             0.46
 `
 
-// redisbenchWith999 is the same table with p99.9 columns, which a later
-// redisbench may print.
+// redisbenchWith999 is the table as store/internal/redisbench prints it
+// today: p99.9 columns at the end, then the checkpoint table.
 const redisbenchWith999 = `fenced write (generation check + roster write)
-writers  redis always/s   p99  p99.9  redis everysec/s   p99  p99.9  edgemc/s    p99  p99.9  edgemc÷always  edgemc÷everysec
-      8           11000  0.80   1.90             43000  0.30   0.90     17000   0.60   4.10           1.55             0.40
+writers  redis always/s   p99  redis everysec/s   p99  edgemc/s   p99  edgemc÷always  edgemc÷everysec  p99.9 always  p99.9 everysec  p99.9 edgemc
+      8           11000  0.80             43000  0.30     17000  0.60           1.55             0.40          1.90            0.90          4.10
+
+edgemc writes that overlapped a checkpoint vs the others (ms)
+writers  checkpoints  checkpoint p50   max  writes during  done within   p99  p99.9  writes outside   p99  p99.9
+      8            2            3.10  4.00             50           50  1.20   1.30           33000  0.60   1.00
 `
 
 func TestParseRedisbench(t *testing.T) {

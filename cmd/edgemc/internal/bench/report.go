@@ -114,6 +114,15 @@ func parseRedisbench(out string) (map[string][]storeRow, error) {
 			case (name == "p99.9" || name == "p999") && cur != nil:
 				cur.p999 = v
 				continue
+			case name == "p99.9 always":
+				r.always.p999 = v
+				continue
+			case name == "p99.9 everysec":
+				r.everysec.p999 = v
+				continue
+			case name == "p99.9 edgemc":
+				r.edgemc.p999 = v
+				continue
 			default:
 				cur = nil
 				continue
@@ -453,7 +462,11 @@ func (r results) writeStore(w io.Writer, o options) {
 				}
 				cells = append(cells, rs)
 				if title == tableFenced {
-					cells = append(cells, verdict("≥ 1.5", rv >= 1.5, ok))
+					v := verdict("≥ 1.5", rv >= 1.5, ok)
+					if has999 { // each run's p99.9 against Redis's in the same run
+						v += "; p99.9 " + judge("≤ Redis's", get(func(x storeRow) float64 { return x.edgemc.p999 / x.always.p999 }), atMost(1))
+					}
+					cells = append(cells, v)
 				}
 				t.row(cells...)
 			}
