@@ -280,3 +280,32 @@ func TestParseTimerSlack(t *testing.T) {
 		t.Errorf("packaging's unit: %v %v", got, err)
 	}
 }
+
+// TestStoreVerdicts: a ratio whose sides are noisy is judged on each run's
+// own edgemc ÷ Redis, and so is the p99.9 against Redis's.
+func TestStoreVerdicts(t *testing.T) {
+	run := func(edgemc, redis, e999, r999 float64) storeRun {
+		nan := math.NaN()
+		row := storeRow{writers: 8, always: storeSide{redis, 1, r999}, everysec: storeSide{nan, nan, nan}, edgemc: storeSide{edgemc, 1, e999}}
+		return storeRun{tables: map[string][]storeRow{tableFenced: {row}, tableNonce: {row}}}
+	}
+	for _, c := range []struct {
+		runs []storeRun
+		want string
+	}{
+		// noisy sides, steady ratios: judged by the ratios' median
+		{[]storeRun{run(3000, 1000, 1, 2), run(6000, 2000, 1, 2), run(4000, 1500, 1, 2)}, "≥ 1.5: met; p99.9 ≤ Redis's: met"},
+		{[]storeRun{run(3000, 2500, 3, 2), run(6000, 5000, 3, 2), run(4000, 3000, 3, 2)}, "≥ 1.5: **missed**; p99.9 ≤ Redis's: **missed**"},
+		// noisy ratios: met or missed only when every run says so
+		{[]storeRun{run(3000, 1000, 1, 2), run(6000, 3000, 1, 2), run(4000, 1500, 1, 2)}, "≥ 1.5: met in every run"},
+		{[]storeRun{run(3000, 1000, 1, 2), run(6000, 5000, 1, 2), run(4000, 1500, 1, 2)}, "≥ 1.5: noisy"},
+		// steady sides: the ratio of the medians
+		{[]storeRun{run(3000, 2000, 1, 2), run(3100, 2000, 1, 2), run(3050, 2000, 1, 2)}, "| 1.52 | ≥ 1.5: met; p99.9"},
+	} {
+		var b strings.Builder
+		results{store: c.runs}.writeStore(&b, options{storeDuration: time.Second})
+		if !strings.Contains(b.String(), c.want) {
+			t.Errorf("want %q in\n%s", c.want, b.String())
+		}
+	}
+}
