@@ -483,7 +483,7 @@ func (r results) writeStore(w io.Writer, o options) {
 
 func (r results) writeAppliance(w io.Writer, o options) {
 	fi, err := os.Stat(r.binary)
-	if len(r.cost) == 0 && (err != nil || o.suite != "all") {
+	if !o.sections["cost"] || len(r.cost) == 0 && err != nil {
 		return
 	}
 	fmt.Fprintf(w, "\n### Idle appliance\n\n")
