@@ -71,10 +71,11 @@ func run(ctx context.Context, redisBin, writersList string, d time.Duration, dir
 	}
 	defer os.RemoveAll(tmp)
 
-	addr, err := startRedis(ctx, redisBin, filepath.Join(tmp, "redis"))
+	addr, stopRedis, err := startRedis(ctx, redisBin, filepath.Join(tmp, "redis"))
 	if err != nil {
 		return err
 	}
+	defer stopRedis()
 	var (
 		mu          sync.Mutex
 		checkpoints []workload.Window
@@ -193,14 +194,15 @@ func run(ctx context.Context, redisBin, writersList string, d time.Duration, dir
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// startRedis runs redis-server on a free loopback port with AOF on and data in dir; CommandContext ends it with ctx.
-func startRedis(ctx context.Context, bin, dir string) (string, error) {
+// startRedis runs redis-server on a free loopback port with AOF on and data in dir; stop (or the end of ctx) ends it,
+// and stop returns once it has exited, so that no redis-server outlives the run.
+func startRedis(ctx context.Context, bin, dir string) (addr string, stop func(), err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 	l.Close()
@@ -208,10 +210,12 @@ func startRedis(ctx context.Context, bin, dir string) (string, error) {
 		"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
 		"--logfile", filepath.Join(dir, "redis.log"))
 	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("start redis-server: %w", err)
+		return "", nil, fmt.Errorf("start redis-server: %w", err)
 	}
-	go func() { _ = cmd.Wait() }()
-	addr := "127.0.0.1:" + port
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	stop = func() { _ = cmd.Process.Kill(); <-exited }
+	addr = "127.0.0.1:" + port
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		c, err := dialRESP(addr)
@@ -219,16 +223,17 @@ func startRedis(ctx context.Context, bin, dir string) (string, error) {
 			_, err = c.Do("PING")
 			c.Close()
 			if err == nil {
-				return addr, nil
+				return addr, stop, nil
 			}
 		}
 		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			return "", fmt.Errorf("redis-server on %s did not answer: %w", addr, err)
+			stop()
+			return "", nil, fmt.Errorf("redis-server on %s did not answer: %w", addr, err)
 		}
 		select {
 		case <-ctx.Done():
-			return "", ctx.Err()
+			stop()
+			return "", nil, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"os"
 	"reflect"
 	"testing"
 )
@@ -40,4 +42,22 @@ func FuzzReply(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = replyOf(data) // must not panic or allocate without bound
 	})
+}
+
+// TestStopRedis: once stop returns, the redis-server is gone (a run must not
+// leave one behind).
+func TestStopRedis(t *testing.T) {
+	const bin = "/usr/bin/redis-server"
+	if _, err := os.Stat(bin); err != nil {
+		t.Skip("no redis-server:", err)
+	}
+	addr, stop, err := startRedis(context.Background(), bin, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if c, err := dialRESP(addr); err == nil {
+		c.Close()
+		t.Fatalf("redis-server still answers on %s after stop", addr)
+	}
 }
