@@ -253,6 +253,11 @@ func (c *ClientConn) closedError(ctx context.Context, err error) error {
 	if errors.Is(err, io.EOF) {
 		return err
 	}
+	// The QUIC connection's own end (an idle timeout, a stateless reset) is
+	// what a caller deciding to reconnect needs; HTTP/3 may report another.
+	if cause := context.Cause(c.qconn.Context()); cause != nil && !errors.Is(err, cause) {
+		return fmt.Errorf("webtransport: read: %w (connection: %w)", err, cause)
+	}
 	return fmt.Errorf("webtransport: read: %w", err)
 }
 

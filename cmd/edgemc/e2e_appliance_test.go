@@ -269,8 +269,10 @@ func TestE2EKilledProcessResetByItsSuccessor(t *testing.T) {
 		MeetingId: "m1", ParticipantName: strings.Repeat("a", 100),
 	}}})
 	_, err := alice.conn.Recv(testCtx(t))
+	// HTTP/3 may be first to report the end, as its own error that names
+	// the reset in its text rather than wrapping it.
 	var reset *quic.StatelessResetError
-	if !errors.As(err, &reset) {
+	if !errors.As(err, &reset) && (err == nil || !strings.Contains(err.Error(), (&quic.StatelessResetError{}).Error())) {
 		t.Fatalf("the old session ended with %v, want a stateless reset", err)
 	}
 }
