@@ -297,28 +297,7 @@ func TestPing(t *testing.T) {
 // reads see both what it folds and what came after. Its duration goes to ObserveCheckpoint.
 func TestCheckpointDoesNotStallWriters(t *testing.T) {
 	dir := t.TempDir()
-	g := newGate()
-	observed := make(chan error, 10)
-	db := openTest(t, dir, Options{
-		CheckpointInterval: time.Millisecond,
-		commitFile: func(tx *bolt.Tx) error {
-			if err := g.wait(""); err != nil {
-				_ = tx.Rollback()
-				return err
-			}
-			return tx.Commit()
-		},
-		ObserveCheckpoint: func(d time.Duration, err error) {
-			if d <= 0 {
-				t.Errorf("checkpoint took %v", d)
-			}
-			select {
-			case observed <- err:
-			default: // only the first ones matter
-			}
-		},
-	})
-	t.Cleanup(g.open)
+	db, g, observed := openGatedCheckpoints(t, dir)
 	gen := fill(t, db)
 	awaitCheckpoint(t, g) // the checkpoint of fill's writes hangs in its commit
 
@@ -367,10 +346,9 @@ func awaitCheckpoint(t *testing.T, g *gate) {
 	}
 }
 
-// A failed checkpoint commit is final like a failed log sync; reopening replays both log segments: the one the
-// checkpoint was folding in and the one written meanwhile.
 // openGatedCheckpoints opens a store in dir whose checkpoint commits wait at
-// g (released with an error to fail one), reporting each result on observed.
+// g (released with an error to fail one), reporting each result on observed;
+// every checkpoint must report a positive duration.
 func openGatedCheckpoints(t *testing.T, dir string) (db *DB, g *gate, observed chan error) {
 	t.Helper()
 	g = newGate()
@@ -384,10 +362,13 @@ func openGatedCheckpoints(t *testing.T, dir string) (db *DB, g *gate, observed c
 			}
 			return tx.Commit()
 		},
-		ObserveCheckpoint: func(_ time.Duration, err error) {
+		ObserveCheckpoint: func(d time.Duration, err error) {
+			if d <= 0 {
+				t.Errorf("checkpoint took %v", d)
+			}
 			select {
 			case observed <- err:
-			default:
+			default: // only the first ones matter
 			}
 		},
 	})
@@ -395,6 +376,8 @@ func openGatedCheckpoints(t *testing.T, dir string) (db *DB, g *gate, observed c
 	return db, g, observed
 }
 
+// A failed checkpoint commit is final like a failed log sync; reopening replays both log segments: the one the
+// checkpoint was folding in and the one written meanwhile.
 func TestCheckpointFailureIsFinal(t *testing.T) {
 	dir := t.TempDir()
 	db, g, observed := openGatedCheckpoints(t, dir)
