@@ -99,7 +99,9 @@ func (t *txn) change(op byte, bucket, key, value []byte) error {
 	if len(*t.rec) > maxRecord {
 		return fmt.Errorf("%w: a group's changes exceed %d bytes", ErrInvalid, maxRecord)
 	}
-	t.delta.change(bucket, key, t.get(bucket, key) != nil, value)
+	// Only counted buckets need to know whether the key existed before.
+	had := t.delta.of(bucket) != nil && t.get(bucket, key) != nil
+	t.delta.change(bucket, key, had, value)
 	t.mem[0].set(string(bucket), string(key), value)
 	return nil
 }

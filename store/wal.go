@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/edgemc/edgemc/store/atomicfile"
 )
 
 // LogFileName is the write-ahead log's first segment inside the data directory; the second is LogFileName + ".1".
@@ -102,12 +104,7 @@ func openSegment(path string) (*os.File, error) {
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("store: sync data dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return fmt.Errorf("store: sync data dir: %w", err)
 	}
 	return nil

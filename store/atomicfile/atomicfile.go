@@ -31,7 +31,11 @@ func (osOps) write(f *os.File, data []byte) error { _, err := f.Write(data); ret
 func (osOps) sync(f *os.File) error               { return f.Sync() }
 func (osOps) rename(from, to string) error        { return os.Rename(from, to) }
 
-func (osOps) syncDir(dir string) error {
+func (osOps) syncDir(dir string) error { return SyncDir(dir) }
+
+// SyncDir fsyncs the directory dir, so that the names created or renamed in
+// it survive a crash.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
