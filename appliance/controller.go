@@ -76,7 +76,7 @@ func newController(cfg controllerConfig, log *slog.Logger, db *store.DB, v joinV
 		cfg.Now = time.Now
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Controller{cfg: cfg, ctx: ctx, cancel: cancel, log: log, db: db, verifier: newVerifyPool(ctx, v, verifyWorkers()), metrics: m, meetings: map[string]*meeting{}}
+	c := &Controller{cfg: cfg, ctx: ctx, cancel: cancel, log: log, db: db, verifier: v, metrics: m, meetings: map[string]*meeting{}}
 	c.media, _ = m.(mediaMetrics) // *web.Metrics has them; test sinks need not
 	if c.media == nil {
 		c.media = nopMediaMetrics{}

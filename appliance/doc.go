@@ -10,8 +10,8 @@
 //  1. webtransport/server.go (*Server).serveHTTP accepts the WebTransport
 //     session and its stream and calls the Handler, (*Controller).ServeSession.
 //  2. session.go (*Controller).admit reads the JoinRequest, checks the token
-//     with the joinVerifier (gc/auth/verify.go (*Verifier).VerifyJoin, run
-//     on a worker of verifypool.go) and finds the meeting.
+//     with the joinVerifier (gc/auth/verify.go (*Verifier).VerifyJoin) and
+//     finds the meeting.
 //  3. It hands the join to the meeting actor (meeting.go (*meeting).do); on
 //     the actor's goroutine join.go (*meeting).join (or, with a binding,
 //     recoverable and reattach) takes a seat from the controller.

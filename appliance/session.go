@@ -90,16 +90,13 @@ func (c *Controller) admit(ctx context.Context, s session) (*meeting, string, *c
 		return nil, "", &codedError{pb.ErrorCode_CAPACITY_EXCEEDED, "meeting controller is draining"}
 	}
 	claims, err := c.verifier.VerifyJoin(ctx, jr.JoinToken)
-	switch te := (*auth.TokenError)(nil); {
-	case errors.As(err, &te) || errors.Is(err, auth.ErrInvalidToken):
+	if err != nil {
 		reason := "invalid_token"
-		if te != nil {
+		if te := (*auth.TokenError)(nil); errors.As(err, &te) {
 			reason = te.Reason
 		}
 		c.log.InfoContext(ctx, "join refused: invalid token", RefusedKey, reason, "err", err)
 		return nil, "", &codedError{pb.ErrorCode_UNAUTHORIZED, "invalid join token"}
-	case err != nil: // the session or the appliance is ending
-		return nil, "", &codedError{pb.ErrorCode_INTERNAL_ERROR, "internal error"}
 	}
 	if claims.MeetingID != jr.MeetingId {
 		return nil, "", &codedError{pb.ErrorCode_UNAUTHORIZED, "join token is for another meeting"}
