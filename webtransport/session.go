@@ -78,7 +78,6 @@ type Session struct {
 
 	onDone      func() // called when the session has ended, before done closes
 	onJoined    func() // tells the server the session has joined
-	joinOnce    sync.Once
 	closeOnce   sync.Once
 	closed      atomic.Bool // no more frames are accepted
 	local       atomic.Bool // the server chose to close
@@ -256,11 +255,7 @@ func (s *Session) dropSlow(why string) {
 // server's MaxSessions instead of its budget of sessions not yet joined.
 // Later calls do nothing.
 func (s *Session) Joined() {
-	s.joinOnce.Do(func() {
-		if s.onJoined != nil {
-			s.onJoined()
-		}
-	})
+	s.onJoined() // the server ignores a repeat
 }
 
 // Close flushes the frames already queued (bounded by the server's

@@ -18,14 +18,13 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 	wt "github.com/quic-go/webtransport-go"
-	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/edgemc/edgemc/webtransport"
 	"github.com/edgemc/edgemc/webtransport/signalingpb"
 )
 
-// QueueDepth is the outbound queue of each of Bare's sessions, edgemc's
-// default.
+// QueueDepth is the outbound queue of each of Bare's sessions, in frames
+// (edgemc bounds its queues by bytes and by how long a frame waits instead).
 const QueueDepth = 256
 
 // Bare is the floor server: a bare webtransport-go server that makes the
@@ -170,7 +169,8 @@ func (s *Bare) serve(w http.ResponseWriter, r *http.Request) {
 		buf = payload
 		frame := appendFrame(nil, payload)
 		if first {
-			group = meetingID(payload)
+			m, _ := webtransport.DecodeClientMessage(payload) // a frame that is no join joins group ""
+			group = m.GetJoinRequest().GetMeetingId()
 			p.send(frame)
 			s.join(group, p)
 			joined = true
@@ -232,43 +232,6 @@ func (s *Bare) othersLocked(group string, p *peer) []*peer {
 		}
 	}
 	return to
-}
-
-// meetingID is ClientMessage.join_request.meeting_id in an encoded
-// ClientMessage, read without decoding the rest; "" when there is none.
-func meetingID(b []byte) string {
-	jr := field(b, 1)
-	if jr == nil {
-		return ""
-	}
-	return string(field(jr, 1))
-}
-
-// field returns the first length-delimited field num of an encoded message.
-func field(b []byte, num protowire.Number) []byte {
-	for len(b) > 0 {
-		n, typ, l := protowire.ConsumeTag(b)
-		if l < 0 {
-			return nil
-		}
-		b = b[l:]
-		if typ == protowire.BytesType {
-			v, l := protowire.ConsumeBytes(b)
-			if l < 0 {
-				return nil
-			}
-			if n == num {
-				return v
-			}
-			b = b[l:]
-			continue
-		}
-		if l = protowire.ConsumeFieldValue(n, typ, b); l < 0 {
-			return nil
-		}
-		b = b[l:]
-	}
-	return nil
 }
 
 func appendFrame(dst, payload []byte) []byte {
