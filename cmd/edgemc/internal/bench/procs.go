@@ -137,15 +137,7 @@ func processCPU(ps *os.ProcessState) time.Duration {
 }
 
 // stop ends the server: SIGTERM, then SIGKILL after a few seconds.
-func (s *server) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(5 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-	}
-}
+func (s *server) stop() { s.terminate(5 * time.Second) }
 
 // terminate sends SIGTERM and waits up to limit for the process to end (as
 // systemd's stop does, TimeoutStopSec), then kills it. It reports whether

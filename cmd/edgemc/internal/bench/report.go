@@ -53,8 +53,8 @@ var columnSplit = regexp.MustCompile(`\s{2,}`)
 
 // parseRedisbench reads the tables of store/internal/redisbench's output,
 // by title and by the names in each header: a rate column ("… always/s",
-// "… everysec/s", "edgemc/s") owns the percentile columns after it ("p99",
-// "p99.9"). Columns it does not know are skipped.
+// "… everysec/s", "edgemc/s") owns the "p99" column after it, and each
+// system has its "p99.9 …" column. Columns it does not know are skipped.
 func parseRedisbench(out string) (map[string][]storeRow, error) {
 	tables := map[string][]storeRow{}
 	sc := bufio.NewScanner(strings.NewReader(out))
@@ -110,9 +110,6 @@ func parseRedisbench(out string) (map[string][]storeRow, error) {
 				cur = &r.edgemc
 			case name == "p99" && cur != nil:
 				cur.p99 = v
-				continue
-			case (name == "p99.9" || name == "p999") && cur != nil:
-				cur.p999 = v
 				continue
 			case name == "p99.9 always":
 				r.always.p999 = v
@@ -359,7 +356,7 @@ func (r results) writeMany(w io.Writer, o options, n int, m []bigRun) {
 		collectM(m, func(b bigRun) machine { return b.idleM }).String())
 	t.row("host-mute reaching one meeting of 10 while the others idle, p50", collect(m, func(b bigRun) float64 { return b.mute.P50 }).format(1, "ms"))
 	t.row("the same, p99 (20 mutes per run)", collect(m, func(b bigRun) float64 { return b.mute.P99 }).format(1, "ms"))
-	for i, how := range []string{"SIGTERM", "SIGKILL"} {
+	for i, how := range restartSignals {
 		var rs []restartRun
 		for _, b := range m {
 			if i < len(b.restarts) {
@@ -432,12 +429,7 @@ func (r results) writeStore(w io.Writer, o options) {
 		m := collectM(runs, func(s storeRun) machine { return s.m })
 		for _, title := range []string{tableFenced, tableNonce} {
 			fmt.Fprintf(w, "\n%s, %s (%d runs; machine: %s):\n\n", title, what, len(runs), m)
-			has999 := !math.IsNaN(runs[0].tables[title][0].edgemc.p999)
-			head := []string{"writers", "edgemc/s", "p99", "Redis always/s", "p99", "edgemc ÷ always"}
-			if has999 {
-				head = slices.Insert(head, 3, "p99.9")
-				head = append(head[:len(head)-1], "p99.9", "edgemc ÷ always")
-			}
+			head := []string{"writers", "edgemc/s", "p99", "p99.9", "Redis always/s", "p99", "p99.9", "edgemc ÷ always"}
 			if title == tableFenced {
 				head = append(head, "target")
 			}
@@ -453,29 +445,21 @@ func (r results) writeStore(w io.Writer, o options) {
 				}
 				er, ar := get(func(x storeRow) float64 { return x.edgemc.rate }), get(func(x storeRow) float64 { return x.always.rate })
 				rs, rv, ok := ratio(er, ar)
-				cells := []string{strconv.Itoa(row.writers), er.format(0, ""), get(func(x storeRow) float64 { return x.edgemc.p99 }).format(2, "ms")}
-				if has999 {
-					cells = append(cells, get(func(x storeRow) float64 { return x.edgemc.p999 }).format(2, "ms"))
-				}
-				cells = append(cells, ar.format(0, ""), get(func(x storeRow) float64 { return x.always.p99 }).format(2, "ms"))
-				if has999 {
-					cells = append(cells, get(func(x storeRow) float64 { return x.always.p999 }).format(2, "ms"))
-				}
-				cells = append(cells, rs)
+				ms := func(f func(storeRow) float64) string { return get(f).format(2, "ms") }
+				cells := []string{strconv.Itoa(row.writers),
+					er.format(0, ""), ms(func(x storeRow) float64 { return x.edgemc.p99 }), ms(func(x storeRow) float64 { return x.edgemc.p999 }),
+					ar.format(0, ""), ms(func(x storeRow) float64 { return x.always.p99 }), ms(func(x storeRow) float64 { return x.always.p999 }),
+					rs}
 				if title == tableFenced {
 					v := verdict("≥ 1.5", rv >= 1.5, ok)
 					if !ok { // each run's edgemc against Redis in the same run
 						v = judge("≥ 1.5", get(func(x storeRow) float64 { return x.edgemc.rate / x.always.rate }), atLeast(1.5))
 					}
-					if has999 { // each run's p99.9 against Redis's in the same run
-						v += "; p99.9 " + judge("≤ Redis's", get(func(x storeRow) float64 { return x.edgemc.p999 / x.always.p999 }), atMost(1))
-					}
+					// each run's p99.9 against Redis's in the same run
+					v += "; p99.9 " + judge("≤ Redis's", get(func(x storeRow) float64 { return x.edgemc.p999 / x.always.p999 }), atMost(1))
 					cells = append(cells, v)
 				}
 				t.row(cells...)
-			}
-			if !has999 {
-				fmt.Fprintf(w, "\n(This redisbench prints no p99.9.)\n")
 			}
 		}
 	}

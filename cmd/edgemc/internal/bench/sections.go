@@ -235,7 +235,6 @@ type bigRun struct {
 
 // restartRun is one restart under held sessions.
 type restartRun struct {
-	how        string        // "SIGTERM" or "SIGKILL"
 	took       time.Duration // from the signal until every session is back
 	oldCPU     time.Duration // the old process from the signal to its exit (the drain)
 	newCPU     time.Duration // the new process from exec until every session is back
@@ -263,6 +262,10 @@ func (e *env) bigSection(ctx context.Context, o options, log io.Writer) map[int]
 	}
 	return out
 }
+
+// restartSignals are the restarts of a many-sessions run, in order: a drain
+// (what systemctl restart sends) and a crash.
+var restartSignals = []string{"SIGTERM", "SIGKILL"}
 
 // bigRun runs one repetition of the many-sessions figures with n sessions.
 func (e *env) bigRun(ctx context.Context, o options, log io.Writer, n, rep int) bigRun {
@@ -304,9 +307,8 @@ func (e *env) bigRun(ctx context.Context, o options, log io.Writer, n, rep int) 
 
 	w, lg0 = openWindow(), p.cpu()
 	var restartOwn time.Duration
-	for _, how := range []string{"SIGTERM", "SIGKILL"} {
+	for _, how := range restartSignals {
 		var r restartRun
-		r.how = how
 		if _, err := fmt.Fprintln(p.stdin, "restart"); err != nil {
 			fatalf("many sessions: announcing a restart: %v", err)
 		}
