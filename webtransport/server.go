@@ -159,6 +159,11 @@ func SignalingQUICConfig(idle time.Duration) *quic.Config {
 		MaxIncomingUniStreams:            8, // HTTP/3 control + QPACK, with slack
 		EnableDatagrams:                  true,
 		EnableStreamResetPartialDelivery: true,
+		// Signaling frames are small, so packets larger than quic-go's
+		// initial 1,280 bytes would not pay for the search: path MTU
+		// discovery sends 5 to 10 probes of up to 1,452 bytes per connection,
+		// one with each of the first keep-alives of an idle session.
+		DisablePathMTUDiscovery: true,
 	}
 }
 
