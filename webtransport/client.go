@@ -94,8 +94,11 @@ func Dial(ctx context.Context, url string, opts DialOptions) (*ClientConn, error
 		return nil, fmt.Errorf("webtransport: dial: %w", err)
 	}
 	c := &ClientConn{udp: udp, tr: &quic.Transport{Conn: udp}}
+	// Like a browser: a 30 s idle timeout and a PING after 15 s of silence
+	// (Chromium's PING timeout), which quic-go shortens to half of a
+	// shorter idle timeout the server asks for.
 	qconf := SignalingQUICConfig(30 * time.Second)
-	qconf.KeepAlivePeriod = 10 * time.Second
+	qconf.KeepAlivePeriod = 15 * time.Second
 	d := &wt.Transport{
 		TLSClientConfig: tlsConf,
 		QUICConfig:      qconf,

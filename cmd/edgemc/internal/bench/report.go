@@ -288,7 +288,7 @@ func collectM[T any](xs []T, f func(T) machine) machines {
 
 func (r results) writeIdle(w io.Writer, o options) {
 	fmt.Fprintf(w, "\n### Idle sessions held: server memory\n\n")
-	fmt.Fprintf(w, "RSS growth from the started server to N joined idle sessions (10 per meeting), %v after the last join, divided by N; then the server's CPU over %v of idle. \"floor, edgemc's QUIC\" is the floor with edgemc's QUIC limits and keep-alives (`webtransport.SignalingQUICConfig`); the floor with quic-go's defaults sends no keep-alives of its own (its clients ping every 10 s).\n\n", o.settle, idleCPUWindow)
+	fmt.Fprintf(w, "RSS growth from the started server to N joined idle sessions (10 per meeting), %v after the last join, divided by N; then the server's CPU over %v of idle. \"floor, edgemc's QUIC\" is the floor with edgemc's QUIC limits and keep-alives (`webtransport.SignalingQUICConfig`); the floor with quic-go's defaults sends no keep-alives of its own (its clients ping every 15 s, as a browser does).\n\n", o.settle, idleCPUWindow)
 	t := newTable(w, "sessions", "edgemc per session", "floor per session", "floor, edgemc's QUIC", "edgemc − floor", "target", "edgemc RSS held", "idle CPU, % of one core: edgemc / floor / floor, edgemc's QUIC", "machine")
 	per := func(f idleRun) float64 { return f.perSessionKiB }
 	for _, n := range o.idleSessions {
