@@ -58,7 +58,7 @@ proto: ## regenerate the protobuf Go code (protoc 3.21.12, protoc-gen-go v1.36.1
 		gc/internalpb/internal.proto webtransport/signalingpb/signaling.proto
 
 BENCH_FLAGS ?=
-bench: build ## side by side on this machine, every figure 3 times (about 30 min here): joins, idle sessions, fan-out, 2,000 and 10,000 sessions with restarts, store, idle cost vs the floors and Redis (BENCH_FLAGS, e.g. -cpuprofile FILE)
+bench: build ## side by side on this machine, every figure 3 times (25 to 30 min here): joins, idle sessions, fan-out, 2,000 and 10,000 sessions with restarts, store, idle cost vs the floors and Redis (BENCH_FLAGS, e.g. -cpuprofile FILE)
 	$(GO) run ./cmd/edgemc/internal/bench -edgemc $(BIN) $(BENCH_FLAGS)
 
 bench-signaling: build ## joins and host-mute fan-out to N = 10, 100, 500 over QUIC: edgemc vs the same-work webtransport-go floor
