@@ -38,9 +38,21 @@ func BenchmarkConsumeNonce(b *testing.B) {
 	}
 }
 
-// BenchmarkLoadAll measures start-up recovery of 100 meetings with 20 participants and 20 bindings each.
+// BenchmarkLoadAll measures start-up recovery of 100 meetings with 20 participants and 20 bindings each, read from
+// the database file (checkpointed) and from the log's memtable, as after a crash.
 func BenchmarkLoadAll(b *testing.B) {
-	db := openBench(b)
+	b.Run("checkpointed", func(b *testing.B) { benchLoadAll(b, openBench(b)) })
+	b.Run("log", func(b *testing.B) {
+		db, err := store.Open(b.TempDir(), store.Options{CheckpointInterval: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { db.Close() })
+		benchLoadAll(b, db)
+	})
+}
+
+func benchLoadAll(b *testing.B, db *store.DB) {
 	for m := range 100 {
 		id := fmt.Sprint("meeting-", m)
 		gen, err := db.Acquire(id)

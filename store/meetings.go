@@ -328,6 +328,12 @@ func (db *DB) LoadAll() ([]MeetingState, error) {
 		errs   []error
 	)
 	err := db.view(func(tx *txn) error {
+		// One pass over each bucket: a scan walks every key of the memtable, which after a crash holds all
+		// that the log replayed.
+		var participants map[string][]Participant
+		var bindings map[string][]Binding
+		participants, errs = loadChildren(tx, bucketRoster, decodeParticipant, errs)
+		bindings, errs = loadChildren(tx, bucketBindings, decodeBinding, errs)
 		return tx.scan(bucketMeetings, nil, func(k, v []byte) error {
 			id := string(k)
 			m, err := decodeMeeting(id, v)
@@ -339,10 +345,7 @@ func (db *DB) LoadAll() ([]MeetingState, error) {
 				errs = append(errs, err)
 				return nil
 			}
-			st := MeetingState{Meeting: m}
-			st.Participants, errs = loadChildren(tx, bucketRoster, id, decodeParticipant, errs)
-			st.Bindings, errs = loadChildren(tx, bucketBindings, id, decodeBinding, errs)
-			states = append(states, st)
+			states = append(states, MeetingState{Meeting: m, Participants: participants[id], Bindings: bindings[id]})
 			return nil
 		})
 	})
@@ -353,17 +356,21 @@ func (db *DB) LoadAll() ([]MeetingState, error) {
 	return states, err
 }
 
-// loadChildren decodes a meeting's entries of a roster-like bucket, collecting undecodable ones in errs.
-func loadChildren[T any](tx *txn, bucket []byte, meetingID string, decode func(string, []byte) (T, error), errs []error) ([]T, []error) {
-	var out []T
-	prefix := childPrefix(meetingID)
-	_ = tx.scan(bucket, prefix, func(k, v []byte) error {
-		x, err := decode(string(k[len(prefix):]), v)
+// loadChildren decodes every entry of a roster-like bucket, by meeting id in key order, collecting undecodable ones
+// in errs.
+func loadChildren[T any](tx *txn, bucket []byte, decode func(string, []byte) (T, error), errs []error) (map[string][]T, []error) {
+	out := map[string][]T{}
+	_ = tx.scan(bucket, nil, func(k, v []byte) error {
+		meetingID, id, ok := bytes.Cut(k, []byte{0})
+		if !ok {
+			return nil // not a child key (see childPrefix)
+		}
+		x, err := decode(string(id), v)
 		if err != nil {
 			errs = append(errs, corrupt(string(bucket), k, err))
 			return nil
 		}
-		out = append(out, x)
+		out[string(meetingID)] = append(out[string(meetingID)], x)
 		return nil
 	})
 	return out, errs
