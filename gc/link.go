@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/edgemc/edgemc/gc/internal/retry"
 	"github.com/edgemc/edgemc/gc/internalpb"
 	"github.com/edgemc/edgemc/gc/tracectx"
 )
@@ -534,17 +535,7 @@ func (l *Link) fail(err error, nextRetry time.Time) {
 // backoff ceiling with equal jitter, so that MCs that lost the GC together
 // do not come back to it in lockstep.
 func (l *Link) retryDelay(attempt int) time.Duration {
-	return equalJitter(backoffDelay(l.cfg.BackoffBase, l.cfg.BackoffMax, attempt), l.randN)
-}
-
-// backoffDelay is the backoff ceiling after the attempt-th consecutive
-// failure (1-based): base doubled attempt-1 times, capped at limit.
-func backoffDelay(base, limit time.Duration, attempt int) time.Duration {
-	d := base
-	for i := 1; i < attempt && d < limit; i++ {
-		d *= 2
-	}
-	return min(d, limit)
+	return equalJitter(retry.Backoff(l.cfg.BackoffBase, l.cfg.BackoffMax, attempt), l.randN)
 }
 
 // equalJitter draws a wait uniformly from [d-d/2, d] with randN (uniform in

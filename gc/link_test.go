@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgemc/edgemc/gc/gctest"
+	"github.com/edgemc/edgemc/gc/internal/retry"
 	"github.com/edgemc/edgemc/gc/internalpb"
 )
 
@@ -103,23 +104,6 @@ func startLink(t *testing.T, cfg LinkConfig, load LoadReporter, sys SystemSample
 	}
 	t.Cleanup(func() { stop(); l.Close() })
 	return l, cancel
-}
-
-func TestBackoffDelay(t *testing.T) {
-	var got []time.Duration
-	for attempt := 1; attempt <= 8; attempt++ {
-		got = append(got, backoffDelay(time.Second, 30*time.Second, attempt))
-	}
-	want := []time.Duration{1, 2, 4, 8, 16, 30, 30, 30}
-	for i := range want {
-		want[i] *= time.Second
-	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("delays = %v, want %v", got, want)
-	}
-	if d := backoffDelay(time.Second, 30*time.Second, 1000); d != 30*time.Second {
-		t.Fatalf("attempt 1000: %v", d)
-	}
 }
 
 // TestRegistrationBackoffSequence drives the real retry loop against a GC
@@ -309,7 +293,7 @@ func TestBackoffJitter(t *testing.T) {
 	defer l.Close()
 	l.cfg.BackoffBase, l.cfg.BackoffMax = time.Second, 30*time.Second
 	for attempt := 1; attempt <= 8; attempt++ {
-		ceiling := backoffDelay(time.Second, 30*time.Second, attempt)
+		ceiling := retry.Backoff(time.Second, 30*time.Second, attempt)
 		seen := map[time.Duration]bool{}
 		for range 200 {
 			d := l.retryDelay(attempt)

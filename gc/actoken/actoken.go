@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgemc/edgemc/gc/internal/retry"
 	"github.com/edgemc/edgemc/gc/tracectx"
 )
 
@@ -250,7 +251,7 @@ func (s *Source) Run(ctx context.Context) error {
 			next = refreshDelay(g.expiresIn, s.cfg.RefreshLead)
 		} else {
 			failures++
-			next = jittered(backoff(s.cfg.BackoffBase, s.cfg.BackoffMax, failures))
+			next = jittered(retry.Backoff(s.cfg.BackoffBase, s.cfg.BackoffMax, failures))
 		}
 		s.mu.Lock()
 		s.status.NextAttempt = s.now().Add(next)
@@ -297,15 +298,6 @@ func refreshDelay(life, lead time.Duration) time.Duration {
 		d = life / 2
 	}
 	return d - time.Duration(rand.Int64N(int64(min(d/10, 30*time.Second))+1))
-}
-
-// backoff is base doubled for every failure after the first, capped at limit.
-func backoff(base, limit time.Duration, failures int) time.Duration {
-	d := base
-	for i := 1; i < failures && d < limit; i++ {
-		d *= 2
-	}
-	return min(d, limit)
 }
 
 // jittered is d shortened by up to a fifth, at random.

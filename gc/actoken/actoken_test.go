@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgemc/edgemc/gc/actest"
 	"github.com/edgemc/edgemc/gc/auth"
+	"github.com/edgemc/edgemc/gc/internal/retry"
 	"github.com/edgemc/edgemc/gc/tracectx"
 )
 
@@ -153,7 +154,7 @@ func TestRefreshDelay(t *testing.T) {
 		}
 	}
 	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 5: 16 * time.Second, 6: 30 * time.Second, 60: 30 * time.Second} {
-		if got := backoff(time.Second, 30*time.Second, n); got != want {
+		if got := retry.Backoff(time.Second, 30*time.Second, n); got != want {
 			t.Errorf("backoff after %d failures = %s, want %s", n, got, want)
 		}
 		if j := jittered(want); j > want || j < want*4/5 {
