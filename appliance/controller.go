@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -298,6 +300,13 @@ func (c *Controller) recoverMeeting(st store.MeetingState, now time.Time) error 
 	c.start(m)
 	c.log.Info("meeting recovered", "meeting", st.Meeting.ID, "generation", gen, "participants", len(st.Participants))
 	return nil
+}
+
+// running returns the meetings running now, in no order.
+func (c *Controller) running() []*meeting {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Collect(maps.Values(c.meetings))
 }
 
 // Snapshots returns the state of every meeting, sorted by id.

@@ -19,13 +19,7 @@ const redirectReason = "migration"
 // redirected as soon as they are in. It waits until every meeting has
 // queued its messages, or ctx ends.
 func (c *Controller) Redirect(ctx context.Context, endpoint string) error {
-	c.mu.Lock()
-	meetings := make([]*meeting, 0, len(c.meetings))
-	for _, m := range c.meetings {
-		meetings = append(meetings, m)
-	}
-	c.mu.Unlock()
-	for _, m := range meetings {
+	for _, m := range c.running() {
 		if err := m.do(ctx, func() { m.redirect(endpoint) }); err != nil && !errors.Is(err, errMeetingGone) {
 			return err
 		}

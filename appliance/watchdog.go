@@ -71,13 +71,7 @@ func (w *watchdog) check(ctx context.Context) error {
 // that ended meanwhile is skipped. It fails if one does not answer before
 // ctx ends.
 func (c *Controller) Ping(ctx context.Context) error {
-	c.mu.Lock()
-	meetings := make([]*meeting, 0, len(c.meetings))
-	for _, m := range c.meetings {
-		meetings = append(meetings, m)
-	}
-	c.mu.Unlock()
-	for _, m := range meetings {
+	for _, m := range c.running() {
 		if err := m.ping(ctx); err != nil {
 			return fmt.Errorf("meeting %s: %w", m.id, err)
 		}
