@@ -685,13 +685,23 @@ func (r *run) reconnect(ctx context.Context, c *client) {
 		return
 	}
 	r.reconnects.ok(time.Since(start))
+	r.reattach(c, conn, resp)
+}
+
+// reattach gives c its new session, counting whether the server kept c's
+// participant and whether TLS resumed, and says which.
+func (r *run) reattach(c *client, conn *webtransport.ClientConn, resp *pb.JoinResponse) outcome {
+	out := outcomeNew
 	if resp.GetParticipantId() == c.pid {
 		r.recovered.Add(1)
+		out |= outcomeRecovered
 	}
 	if conn.Resumed() {
 		r.resumed.Add(1)
+		out |= outcomeResumed
 	}
 	r.attach(c, conn, resp)
+	return out
 }
 
 // startRejoin starts bringing back a session lost while held
@@ -748,17 +758,7 @@ func (r *run) rejoin(c *client, lostAt time.Time) {
 		<-r.handshakes
 		if err == nil {
 			r.rejoins.ok(time.Since(lostAt))
-			out := outcomeNew
-			if resp.GetParticipantId() == c.pid {
-				r.recovered.Add(1)
-				out |= outcomeRecovered
-			}
-			if conn.Resumed() {
-				r.resumed.Add(1)
-				out |= outcomeResumed
-			}
-			r.attach(c, conn, resp)
-			r.back(c, out)
+			r.back(c, r.reattach(c, conn, resp))
 			return
 		}
 		if ctx.Err() != nil {
