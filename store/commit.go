@@ -241,7 +241,7 @@ func (c *committer) run() error {
 		if c.frozen != nil && c.folded == nil && c.failure() == nil {
 			// A checkpoint the disk had no room for: fold it again after an interval.
 			if fired {
-				c.foldAgain()
+				c.startFold()
 			} else if !armed {
 				timer.Reset(c.interval)
 				armed = true
@@ -278,23 +278,19 @@ func (c *committer) close() {
 func (c *committer) finish() error {
 	defer c.closeReader()
 	if c.folded != nil {
-		c.checkpointDone(<-c.folded)
+		_ = c.waitFold()
 	}
 	if c.frozen != nil && c.failure() == nil { // a checkpoint the disk had no room for: one more try
-		c.foldAgain()
-		if err := <-c.folded; err != nil {
-			c.checkpointDone(err)
+		c.startFold()
+		if err := c.waitFold(); err != nil {
 			return err // the log still holds every change, for the next Open
 		}
-		c.checkpointDone(nil)
 	}
 	if c.failure() != nil || c.dirtySince.IsZero() {
 		return nil
 	}
 	c.startCheckpoint()
-	err := <-c.folded
-	c.checkpointDone(err)
-	return err
+	return c.waitFold()
 }
 
 // commit runs calls as one group. A call whose function fails without refusing is answered alone, the group's
@@ -411,9 +407,7 @@ func (c *committer) startCheckpoint() {
 	c.frozenSeq = c.log.seq
 	c.log.rotate()
 	c.dirtySince = time.Time{}
-	c.folded = make(chan error, 1)
-	c.foldStart = time.Now()
-	go func(m *memtable, seq uint64, done chan<- error) { done <- c.fold(m, seq) }(c.frozen, c.frozenSeq, c.folded)
+	c.startFold()
 }
 
 // fold commits m's changes to the database file, with seq as the last log record the file holds. It runs beside
@@ -473,11 +467,19 @@ func noSpace(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
-// foldAgain folds the frozen changes of a checkpoint the disk had no room for.
-func (c *committer) foldAgain() {
+// startFold folds the frozen changes into the file in a goroutine of its own, which answers on c.folded: a new
+// checkpoint's, or again those of one the disk had no room for.
+func (c *committer) startFold() {
 	c.folded = make(chan error, 1)
 	c.foldStart = time.Now()
 	go func(m *memtable, seq uint64, done chan<- error) { done <- c.fold(m, seq) }(c.frozen, c.frozenSeq, c.folded)
+}
+
+// waitFold waits for the running fold and takes its result.
+func (c *committer) waitFold() error {
+	err := <-c.folded
+	c.checkpointDone(err)
+	return err
 }
 
 // setHealth records the outcome of a group (err nil: acknowledged, with its counts delta) and logs each change of
