@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -141,20 +142,6 @@ func (m *meeting) arrived(p *participant, reconnect bool) {
 	if m.redirectTo != "" && p.conn != nil {
 		p.conn.Send(m.redirectMsg())
 	}
-}
-
-// assignmentsChanged reports whether two media-handler lists differ in
-// anything RegisterMeeting or a client depends on.
-func assignmentsChanged(a, b []store.Assignment) bool {
-	if len(a) != len(b) {
-		return true
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return true
-		}
-	}
-	return false
 }
 
 // mediaState is a meeting's media coordination state: what its media
@@ -470,7 +457,7 @@ func (c *Controller) MediaEvent(ctx context.Context, e gc.MediaEvent) {
 func (c *Controller) mediaUpdate(ctx context.Context, m *meeting, pid string, u *pb.MediaConnectionUpdate) {
 	changes, kept, ignored := m.media.clientUpdate(pid, u.GetStatuses(), c.cfg.Now())
 	for _, state := range kept {
-		c.media.ParticipantMHStatus(stateLabel(state))
+		c.media.ParticipantMHStatus(strings.ToLower(state)) // the metric's labels are the state names in lower case
 	}
 	log := c.log.With("meeting", m.id, "participant", pid)
 	if ignored > 0 {
@@ -490,17 +477,4 @@ func (c *Controller) mediaUpdate(ctx context.Context, m *meeting, pid string, u 
 			log.InfoContext(ctx, "client reports its media handler connection", attrs...)
 		}
 	}
-}
-
-// stateLabel is the metric label of a state name.
-func stateLabel(state string) string {
-	switch state {
-	case "CONNECTED":
-		return "connected"
-	case "FAILED":
-		return "failed"
-	case "DISCONNECTED":
-		return "disconnected"
-	}
-	return "unspecified"
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -335,7 +336,7 @@ func (m *meeting) reassign(assignments []store.Assignment, gcID string) error {
 		m.storeErr("put meeting", err)
 		return err
 	}
-	changed := assignmentsChanged(m.assignments, assignments)
+	changed := !slices.Equal(m.assignments, assignments)
 	m.assignments = assignments
 	if changed {
 		// The new handlers have not been told; the old ones are no concern.
