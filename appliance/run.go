@@ -109,7 +109,7 @@ func (a *appliance) init() (err error) {
 	a.registry = prometheus.NewRegistry()
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = web.NewMetrics(a.registry)
-	a.cpMetrics = web.NewControlPlaneMetrics(a.registry, a.controlPlaneLinks)
+	a.cpMetrics = web.NewControlPlaneMetrics(a.registry)
 
 	if a.statusTok, err = readSecretFile(cfg.StatusTokenFile, "status-token-file"); err != nil {
 		return err

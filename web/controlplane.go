@@ -38,23 +38,22 @@ func (l *TLSLink) SetCert(subject string, notAfter, now time.Time) {
 	l.CertSubject, l.CertNotAfter, l.CertDaysLeft = subject, notAfter, &days
 }
 
-// ControlPlaneMetrics are the collectors of the control plane's security:
-// certificate expiry per link and refused service-token pins. Methods are
-// no-ops on a nil *ControlPlaneMetrics.
+// ControlPlaneMetrics count refused service-token pins (each link's
+// certificate expiry is a state metric: see [NewStateCollector]). Methods
+// are no-ops on a nil *ControlPlaneMetrics.
 type ControlPlaneMetrics struct {
 	pinRefusals *prometheus.CounterVec
 }
 
-// NewControlPlaneMetrics registers the collectors on reg. links is called
-// at every scrape for mc_tls_cert_expiry_timestamp_seconds.
-func NewControlPlaneMetrics(reg prometheus.Registerer, links func() []TLSLink) *ControlPlaneMetrics {
+// NewControlPlaneMetrics registers the collectors on reg.
+func NewControlPlaneMetrics(reg prometheus.Registerer) *ControlPlaneMetrics {
 	m := &ControlPlaneMetrics{
 		pinRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mc_service_token_pin_refusals_total",
 			Help: "Service tokens refused for missing a pin (service-token-issuer, -audience, -subjects), by reason.",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.pinRefusals, certExpiry{links: links})
+	reg.MustRegister(m.pinRefusals)
 	return m
 }
 
@@ -64,21 +63,4 @@ func (m *ControlPlaneMetrics) PinRefused(reason string) {
 		return
 	}
 	m.pinRefusals.WithLabelValues(reason).Inc()
-}
-
-// certExpiry collects the expiry of each link's certificate.
-type certExpiry struct{ links func() []TLSLink }
-
-var certExpiryDesc = prometheus.NewDesc("mc_tls_cert_expiry_timestamp_seconds",
-	"Expiry (Unix time) of the certificate of each control-plane link: the gRPC server's own, the peer's of outbound links.",
-	[]string{"link"}, nil)
-
-func (c certExpiry) Describe(ch chan<- *prometheus.Desc) { ch <- certExpiryDesc }
-
-func (c certExpiry) Collect(ch chan<- prometheus.Metric) {
-	for _, l := range c.links() {
-		if !l.CertNotAfter.IsZero() {
-			ch <- prometheus.MustNewConstMetric(certExpiryDesc, prometheus.GaugeValue, float64(l.CertNotAfter.Unix()), l.Name)
-		}
-	}
 }

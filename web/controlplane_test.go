@@ -52,7 +52,8 @@ func TestControlPlaneJSONAndMetrics(t *testing.T) {
 	now := time.Now()
 	s := controlPlaneStatus(now)
 	reg := prometheus.NewRegistry()
-	m := NewControlPlaneMetrics(reg, func() []TLSLink { return s.ControlPlane })
+	m := NewControlPlaneMetrics(reg)
+	reg.MustRegister(NewStateCollector(&fakeSource{s: s}, nil))
 	m.PinRefused("subject_not_allowed")
 	m.PinRefused("subject_not_allowed")
 	(*ControlPlaneMetrics)(nil).PinRefused("wrong_issuer") // a nil collector set ignores calls

@@ -30,7 +30,7 @@ type stateCollector struct {
 
 	meetings, meetingsMax, participants, participantsMax, connections, load *prometheus.Desc
 	ready, health, storeHealthy, storeSize, gcRegistered, gcFailures        *prometheus.Desc
-	certExpiry, buildInfo, mailboxDepth                                     *prometheus.Desc
+	certExpiry, linkCertExpiry, buildInfo, mailboxDepth                     *prometheus.Desc
 }
 
 // NewStateCollector returns a collector that reads src and mailboxes each
@@ -69,6 +69,9 @@ func NewStateCollector(src StatusSource, mailboxes MailboxSource) prometheus.Col
 			"Registrations and heartbeats that failed in a row since the last success; absent without gc-url."),
 		certExpiry: d("mc_certificate_expiration_timestamp_seconds",
 			"When the WebTransport certificate expires, in seconds since the Unix epoch."),
+		linkCertExpiry: d("mc_tls_cert_expiry_timestamp_seconds",
+			"Expiry (Unix time) of the certificate of each control-plane link: the gRPC server's own, the peer's of outbound links.",
+			"link"),
 		buildInfo: d("mc_build_info",
 			"Always 1; the version label is edgemc's version.", "version"),
 		mailboxDepth: d("mc_actor_mailbox_depth",
@@ -82,7 +85,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.meetings, c.meetingsMax, c.participants, c.participantsMax, c.connections, c.load,
 		c.ready, c.health, c.storeHealthy, c.storeSize, c.gcRegistered, c.gcFailures,
-		c.certExpiry, c.buildInfo, c.mailboxDepth,
+		c.certExpiry, c.linkCertExpiry, c.buildInfo, c.mailboxDepth,
 	} {
 		ch <- d
 	}
@@ -117,6 +120,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if !s.Identity.CertNotAfter.IsZero() {
 		gauge(c.certExpiry, float64(s.Identity.CertNotAfter.Unix()))
+	}
+	for _, l := range s.ControlPlane {
+		if !l.CertNotAfter.IsZero() {
+			gauge(c.linkCertExpiry, float64(l.CertNotAfter.Unix()), l.Name)
+		}
 	}
 	gauge(c.buildInfo, 1, s.Identity.Version)
 	if c.mailboxes != nil {
