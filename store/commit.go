@@ -39,6 +39,7 @@ type committer struct {
 	queue  []*call
 	closed bool
 	health error  // last failure that a later success clears (a failed log write); nil after a good group
+	noRoom error  // the last checkpoint's, when the disk had no room for it; nil once one folds
 	failed error  // a failed sync or checkpoint: final until the store is reopened
 	counts counts // of the acknowledged state
 
@@ -452,14 +453,14 @@ func (c *committer) checkpointDone(err error) {
 	c.folded = nil
 	switch {
 	case noSpace(err):
-		c.setHealth(err, counts{})
+		c.setNoRoom(err)
 		return
 	case err != nil:
 		c.fail(err)
 		return
 	}
 	c.checkpoint, c.frozen = c.frozenSeq, nil
-	c.setHealth(nil, counts{})
+	c.setNoRoom(nil)
 }
 
 // noSpace reports whether err is a file system out of space or quota, which a later attempt may overcome.
@@ -492,11 +493,26 @@ func (c *committer) setHealth(err error, delta counts) {
 		c.counts.add(delta)
 	}
 	c.mu.Unlock()
+	c.logHealth("write", was, err)
+}
+
+// setNoRoom records the outcome of a checkpoint that found no room on the disk (err), or of one that folded (nil).
+// Groups do not clear it: only a checkpoint that fits does.
+func (c *committer) setNoRoom(err error) {
+	c.mu.Lock()
+	was := c.noRoom
+	c.noRoom = err
+	c.mu.Unlock()
+	c.logHealth("checkpoint", was, err)
+}
+
+// logHealth logs a change of health of what (a write, a checkpoint).
+func (c *committer) logHealth(what string, was, err error) {
 	switch {
 	case err != nil && (was == nil || was.Error() != err.Error()):
-		c.logger.Error("store write failed; the store reports unhealthy until a write succeeds", "err", err)
+		c.logger.Error("store "+what+" failed; the store reports unhealthy until a "+what+" succeeds", "err", err)
 	case err == nil && was != nil:
-		c.logger.Info("store healthy again")
+		c.logger.Info("store " + what + " succeeded again")
 	}
 }
 
@@ -527,7 +543,10 @@ func (c *committer) lastError() error {
 	if err := c.refusal(); err != nil {
 		return err
 	}
-	return c.health
+	if c.health != nil {
+		return c.health
+	}
+	return c.noRoom
 }
 
 // stats returns the counts of the acknowledged state.

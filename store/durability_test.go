@@ -434,6 +434,9 @@ func TestCheckpointOnAFullDiskIsRetried(t *testing.T) {
 	if err := db.PutParticipant(sampleMeeting.ID, gen, Participant{ID: "after"}); err != nil {
 		t.Fatalf("write after a checkpoint found the disk full: %v", err)
 	}
+	if err := db.Check(); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("Check after a write, the checkpoint still unfolded: %v, want ENOSPC", err)
+	}
 	g.open() // room again: the frozen changes are folded
 	for {
 		if err := <-observed; err == nil {
