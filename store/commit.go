@@ -53,7 +53,6 @@ type committer struct {
 	folded     chan error // the running checkpoint's result
 	foldStart  time.Time
 	frozenSeq  uint64    // last record the running checkpoint folds in
-	checkpoint uint64    // sequence number of the last record the database file holds
 	dirtySince time.Time // first change in mem; zero if none
 	rec        []byte    // the record being built
 }
@@ -153,8 +152,8 @@ func (c *counts) add(d counts) {
 	c.maxGeneration = max(c.maxGeneration, d.maxGeneration)
 }
 
-func newCommitter(logger *slog.Logger, db *bolt.DB, log *wal, checkpoint uint64, n counts, opts Options) *committer {
-	c := &committer{logger: logger, db: db, log: log, checkpoint: checkpoint, counts: n, interval: opts.CheckpointInterval,
+func newCommitter(logger *slog.Logger, db *bolt.DB, log *wal, n counts, opts Options) *committer {
+	c := &committer{logger: logger, db: db, log: log, counts: n, interval: opts.CheckpointInterval,
 		maxGroup: maxGroup, observe: opts.ObserveCheckpoint, commitFile: opts.commitFile,
 		wake: make(chan struct{}, 1), group: newMemtable(), mem: newMemtable()}
 	c.calls.New = func() any { return &call{done: make(chan error, 1)} }
@@ -459,7 +458,7 @@ func (c *committer) checkpointDone(err error) {
 		c.fail(err)
 		return
 	}
-	c.checkpoint, c.frozen = c.frozenSeq, nil
+	c.frozen = nil
 	c.setNoRoom(nil)
 }
 

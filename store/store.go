@@ -123,7 +123,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		bdb.Close()
 		return nil, err
 	}
-	checkpoint, replayed, n, err := recoverLog(bdb, log)
+	replayed, n, err := recoverLog(bdb, log)
 	if err != nil {
 		log.close()
 		bdb.Close()
@@ -138,7 +138,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		path:   path,
 		opts:   opts,
 		logger: logger,
-		commit: newCommitter(logger, bdb, log, checkpoint, n, opts),
+		commit: newCommitter(logger, bdb, log, n, opts),
 		stop:   stop,
 	}
 	db.group, ctx = errgroup.WithContext(ctx)
@@ -149,17 +149,18 @@ func Open(dir string, opts Options) (*DB, error) {
 }
 
 // recoverLog creates missing buckets, replays the log records the file does not hold yet, prunes generations (see
-// pruneGenerations) and checkpoints, so the log starts empty. It returns the checkpoint's sequence number, how many
-// records it replayed and the counts Stats starts from: the one walk over the store, at Open.
-func recoverLog(bdb *bolt.DB, log *wal) (checkpoint, replayed uint64, n counts, err error) {
+// pruneGenerations) and checkpoints, so the log starts empty. It returns how many records it replayed and the
+// counts Stats starts from: the one walk over the store, at Open.
+func recoverLog(bdb *bolt.DB, log *wal) (replayed uint64, n counts, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: %v", ErrCorrupt, p)
 		}
 	}()
+	var checkpoint uint64
 	segs, err := log.readAll()
 	if err != nil {
-		return 0, 0, n, err
+		return 0, n, err
 	}
 	err = bdb.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
@@ -183,7 +184,7 @@ func recoverLog(bdb *bolt.DB, log *wal) (checkpoint, replayed uint64, n counts, 
 		return tx.Bucket(bucketLog).Put(keyCheckpoint, encodeGeneration(checkpoint))
 	})
 	if err != nil {
-		return 0, 0, n, err
+		return 0, n, err
 	}
 	// Bucket.Stats counts pages, which hold a transaction's changes only once it is committed.
 	_ = bdb.View(func(tx *bolt.Tx) error {
@@ -193,7 +194,7 @@ func recoverLog(bdb *bolt.DB, log *wal) (checkpoint, replayed uint64, n counts, 
 		return nil
 	})
 	log.seq, log.cur, log.off = checkpoint, 0, 0
-	return checkpoint, replayed, n, nil
+	return replayed, n, nil
 }
 
 // openBolt opens the file, turning bbolt's panics on a damaged file into ErrCorrupt and checking that the file
