@@ -59,7 +59,9 @@ const (
 // clients. A new session is refused (HTTP 503, at once) when MaxSessions
 // sessions have joined, when MaxPending sessions are pending, or when
 // MaxPendingPerAddress of them come from the client's address (IPv4) or /64
-// (IPv6).
+// (IPv6). Sessions pending when the MaxSessions-th joins may still join, so
+// joined sessions can exceed MaxSessions by up to MaxPending: the handler
+// bounds what a joined session may hold (edgemc's participant limit).
 type ServerConfig struct {
 	Addr                 string        // UDP listen address, e.g. ":4433" or "127.0.0.1:0"
 	TLSConfig            *tls.Config   // must provide certificates (GetCertificate is fine)
