@@ -28,7 +28,7 @@ func (a *appliance) initCredentials() error {
 			Secret:      secret,
 			BackoffBase: cfg.GCBackoffBase,
 			BackoffMax:  cfg.GCBackoffMax,
-			TLSConfig:   a.cp.trust.Config(),
+			Transport:   a.cp.trust.HTTPTransport(nil),
 			Logger:      a.log.With("component", "ac"),
 			Observer:    a.metrics,
 		})
@@ -45,7 +45,7 @@ func (a *appliance) initCredentials() error {
 		MCID:           cfg.ID,
 		MCGRPCEndpoint: a.grpcAdvertise(),
 		Tokens:         a.tokens,
-		TLSConfig:      a.cp.trust.Config(),
+		Credentials:    a.cp.trust.Credentials(nil),
 		Logger:         a.log.With("component", "mh"),
 		Observer:       a.metrics,
 	}

@@ -12,7 +12,6 @@ package actoken
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -107,8 +106,11 @@ type Config struct {
 	Secret func() (string, error)
 	// Scope, when set, is asked for explicitly.
 	Scope string
-	// TLSConfig is used for https URLs; nil trusts the system roots.
-	TLSConfig *tls.Config
+	// Transport makes the requests; nil is a transport that trusts the
+	// system roots. Give one that builds its TLS configuration per
+	// connection (tlsfiles.ClientTrust.HTTPTransport) to follow a CA bundle
+	// that changes on disk.
+	Transport http.RoundTripper
 
 	RefreshLead, BackoffBase, BackoffMax, HTTPTimeout time.Duration
 
@@ -170,9 +172,12 @@ func New(cfg Config) (*Source, error) {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = cfg.TLSConfig
-	tr.DialContext = (&net.Dialer{Timeout: defaultDialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	tr := cfg.Transport
+	if tr == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.DialContext = (&net.Dialer{Timeout: defaultDialTimeout, KeepAlive: 30 * time.Second}).DialContext
+		tr = t
+	}
 	s := &Source{
 		cfg: cfg,
 		client: &http.Client{

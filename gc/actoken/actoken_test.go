@@ -3,9 +3,14 @@ package actoken
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +19,8 @@ import (
 	"github.com/edgemc/edgemc/gc/actest"
 	"github.com/edgemc/edgemc/gc/auth"
 	"github.com/edgemc/edgemc/gc/internal/retry"
+	"github.com/edgemc/edgemc/gc/tlsfiles"
+	"github.com/edgemc/edgemc/gc/tlsfiles/tlstest"
 	"github.com/edgemc/edgemc/gc/tracectx"
 )
 
@@ -318,5 +325,45 @@ func waitFor(t *testing.T, ctx context.Context, what string, ok func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		case <-time.After(5 * time.Millisecond):
 		}
+	}
+}
+
+// With a transport that builds its TLS configuration per connection, the
+// source follows a CA bundle replaced on disk: refused while the bundle
+// names another CA, a token at the next attempt once it names the AC's.
+func TestTransportFollowsCABundle(t *testing.T) {
+	acCA, otherCA := tlstest.NewCA(t, "auth controller CA"), tlstest.NewCA(t, "another CA")
+	bundle := filepath.Join(t.TempDir(), "ca.pem")
+	tlstest.Replace(t, bundle, otherCA.PEM)
+	trust, err := tlsfiles.NewClientTrust(tlsfiles.ClientFiles{CAFile: bundle}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var front *httptest.Server
+	f := newFixture(t, func(c *Config) {
+		back, err := url.Parse(c.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		front = httptest.NewUnstartedServer(httputil.NewSingleHostReverseProxy(back))
+		front.TLS = &tls.Config{Certificates: []tls.Certificate{acCA.Issue(t, tlstest.Options{}).TLS(t)}}
+		front.StartTLS()
+		t.Cleanup(front.Close)
+		c.URL, c.Transport = front.URL, trust.HTTPTransport(nil)
+	})
+	f.run(t)
+	deadline := time.Now().Add(20 * time.Second)
+	for f.src.Status().Failures == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no refused attempt while the bundle names another CA")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := len(f.ac.Requests()); n != 0 {
+		t.Fatalf("%d requests reached the AC through an untrusted certificate", n)
+	}
+	tlstest.Replace(t, bundle, acCA.PEM)
+	if err := f.src.Wait(waitCtx(t)); err != nil {
+		t.Fatalf("no token after the bundle named the AC's CA: %v", err)
 	}
 }

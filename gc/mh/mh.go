@@ -79,8 +79,11 @@ type Config struct {
 	// Tokens supplies the MC's service token; registration waits until it
 	// has one.
 	Tokens gc.TokenSource
-	// TLSConfig is used for https endpoints; nil trusts the system roots.
-	TLSConfig *tls.Config
+	// Credentials secure https endpoints; nil is TLS trusting the system
+	// roots. Give ones that build their TLS configuration per connection
+	// (tlsfiles.ClientTrust.Credentials) to follow a CA bundle that changes
+	// on disk.
+	Credentials credentials.TransportCredentials
 
 	Attempts                   int
 	Delays                     []time.Duration // before attempt 2, 3, ...; the last repeats
@@ -197,11 +200,10 @@ func (c *Client) conn(ep string) (*pooled, error) {
 	}
 	creds := insecure.NewCredentials()
 	if useTLS {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12}
-		if c.cfg.TLSConfig != nil {
-			tc = c.cfg.TLSConfig.Clone()
+		creds = c.cfg.Credentials
+		if creds == nil {
+			creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
 		}
-		creds = credentials.NewTLS(tc)
 	}
 	cc, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(creds),
